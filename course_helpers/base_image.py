@@ -1,0 +1,243 @@
+"""Make sure the course's base image exists: present, pulled, or built from Debian packages.
+
+On a machine with Docker Hub the base is the official image.  Where no
+registry answers (this project's CI, an offline classroom) it is built from
+Debian bookworm packages with debootstrap, made to behave like the official
+image where the course relies on it (pip installs system-wide, python3 is the
+CMD), and labelled so that nobody mistakes it for the Hub image.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from docker.errors import APIError, ImageNotFound
+
+from .config import BASE_IMAGE, LABEL_MANAGED, LABEL_PREFIX, LABEL_ROLE, state_dir
+from .engine import Progress, _run_streamed, _say, client
+from .errors import SetupError
+
+SUITE = "bookworm"
+PACKAGES = "python3,python3-pip,python3-venv,ca-certificates"
+HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+LABEL_ORIGIN = f"{LABEL_PREFIX}.base.origin"
+MIN_FREE_BYTES = 1_500_000_000  # debootstrap tree + tar + image, with room to spare
+
+
+@dataclass(frozen=True)
+class BaseImageInfo:
+    """Which base image the course uses and where it came from."""
+
+    name: str
+    image_id: str
+    origin: str  # "present", "pulled from a registry", "built locally from Debian packages", ...
+    size: int
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.image_id[7:19]}, {self.size / 1e6:.0f} MB): {self.origin}"
+
+
+def rootfs_tar() -> Path:
+    """The exported root filesystem kept so that re-creating the image takes seconds."""
+    return state_dir() / "base" / f"debian-{SUITE}-python3.tar"
+
+
+def describe_base(name: str = BASE_IMAGE) -> BaseImageInfo | None:
+    """The base image as the engine has it now, or None if absent."""
+    try:
+        img = client().images.get(name)
+    except ImageNotFound:
+        return None
+    labels = img.labels or {}
+    if labels.get(LABEL_ORIGIN):
+        origin = labels[LABEL_ORIGIN]
+    elif img.attrs.get("RepoDigests"):
+        origin = "pulled from a registry (" + img.attrs["RepoDigests"][0].split("@")[0] + ")"
+    else:
+        origin = "present on the engine (origin unknown)"
+    return BaseImageInfo(name, img.id, origin, img.attrs.get("Size", 0))
+
+
+def _try_pull(name: str, progress: Progress | None) -> bool:
+    _say(progress, f"pulling {name} ...")
+    repo, _, tag = name.rpartition(":")
+    try:
+        last = ""
+        for event in client().api.pull(repo, tag=tag, stream=True, decode=True):
+            status = event.get("status", "")
+            if event.get("error"):
+                raise APIError(event["error"])
+            if status and status != last and "Downloading" not in status and "Extracting" not in status:
+                _say(progress, f"  {status} {event.get('id', '')}".rstrip())
+                last = status
+        return True
+    except Exception as exc:  # no route, no registry, auth: all mean "build it here"
+        first = str(exc).splitlines()[0][:160]
+        _say(progress, f"  pull failed ({first}); the base image will be built locally")
+        return False
+
+
+def _debian_mirror() -> str:
+    """The Debian mirror the machine's own apt uses (a classroom mirror or proxy is honoured)."""
+    candidates = [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*"))]
+    for path in candidates:
+        try:
+            text = path.read_text()
+        except OSError:
+            continue
+        for match in re.finditer(r"^(?:deb\s+(?:\[[^\]]*\]\s+)?|URIs:\s*)(\S+/debian)/?\s", text, re.M):
+            return match.group(1)
+    return "http://deb.debian.org/debian"
+
+
+def _ensure_debootstrap(progress: Progress | None) -> None:
+    if shutil.which("debootstrap"):
+        return
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        raise SetupError(
+            f"{BASE_IMAGE} cannot be pulled and this machine cannot build it (needs root and apt-get "
+            f"for debootstrap): connect to Docker Hub once and run `docker pull {BASE_IMAGE}`.")
+    _run_streamed(["apt-get", "install", "-y", "-q", "debootstrap"], progress, "Installing debootstrap")
+
+
+def _customise(root: Path) -> None:
+    """Make the Debian tree behave like the official image where the course needs it."""
+    # PEP 668: Debian refuses system-wide pip installs; the official image has no such marker.
+    for marker in root.glob("usr/lib/python3*/EXTERNALLY-MANAGED"):
+        marker.unlink()
+    # Trust what the host trusts, so pip works behind a TLS-inspecting proxy.
+    if HOST_CA_BUNDLE.is_file():
+        shutil.copyfile(HOST_CA_BUNDLE, root / "etc/ssl/certs/ca-certificates.crt")
+    for name, target in (("python", "/usr/bin/python3"), ("pip", "/usr/bin/pip3")):
+        link = root / "usr/local/bin" / name
+        if not link.exists():
+            link.symlink_to(target)
+    # Package lists and downloaded .debs are not part of a slim image.
+    for junk in ("var/cache/apt/archives", "var/lib/apt/lists"):
+        for item in (root / junk).glob("*"):
+            if item.is_file():
+                item.unlink()
+
+
+def _build_rootfs(progress: Progress | None) -> Path:
+    target = rootfs_tar()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(target.parent).free
+    if free < MIN_FREE_BYTES:
+        raise SetupError(f"Only {free / 1e9:.1f} GB free under {target.parent}; building the base image "
+                         f"needs {MIN_FREE_BYTES / 1e9:.1f} GB: free some disk space and run the set-up again.")
+    _ensure_debootstrap(progress)
+    tree = target.parent / "rootfs.partial"
+    if tree.exists():
+        shutil.rmtree(tree)
+    mirror = _debian_mirror()
+    _say(progress, f"building a Debian {SUITE} root filesystem with python3 from {mirror} (about a minute)")
+    try:
+        _run_streamed(["debootstrap", "--variant=minbase", f"--include={PACKAGES}", SUITE, str(tree), mirror],
+                      progress, "debootstrap")
+        _customise(tree)
+        _say(progress, f"packing the tree into {target}")
+        partial = target.with_suffix(".tar.partial")
+        with tarfile.open(partial, "w") as tar:
+            for item in sorted(tree.iterdir()):
+                tar.add(item, arcname=item.name)
+        partial.replace(target)
+    finally:
+        shutil.rmtree(tree, ignore_errors=True)
+    return target
+
+
+def _ca_fingerprint() -> str:
+    if not HOST_CA_BUNDLE.is_file():
+        return "none"
+    return hashlib.sha256(HOST_CA_BUNDLE.read_bytes()).hexdigest()[:12]
+
+
+def _import(tar: Path, name: str, progress: Progress | None) -> None:
+    origin = f"built locally from Debian {SUITE} packages (debootstrap), not the Docker Hub image"
+    now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    labels = {
+        "org.opencontainers.image.title": name,
+        "org.opencontainers.image.description":
+            f"Stand-in for {name}: Debian {SUITE} python3, pip and venv, built by the course because "
+            "no registry was reachable",
+        "org.opencontainers.image.base.name": f"debian:{SUITE}",
+        "org.opencontainers.image.created": now,
+        "org.opencontainers.image.vendor": "docker-layers-course (local build)",
+        LABEL_ORIGIN: origin,
+        f"{LABEL_PREFIX}.base.ca-bundle": _ca_fingerprint(),
+        LABEL_MANAGED: "true",
+        LABEL_ROLE: "base",
+    }
+    changes = [
+        "ENV LANG=C.UTF-8",
+        "ENV PATH=/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin",
+        'CMD ["python3"]',
+        "LABEL " + " ".join(f'"{k}"="{v}"' for k, v in labels.items()),
+    ]
+    staging = f"{name.split(':')[0]}-course-staging"
+    _say(progress, f"importing {tar.stat().st_size / 1e6:.0f} MB into the engine as {name}")
+    api = client().api
+    try:
+        with open(tar, "rb") as data:
+            api.import_image_from_data(data, repository=staging, tag="import", changes=changes)
+        # Tag only a finished import, so a failure never leaves a half-made base under the real name.
+        api.tag(f"{staging}:import", *name.split(":"))
+    finally:
+        try:
+            api.remove_image(f"{staging}:import", noprune=True)
+        except APIError:
+            pass
+
+
+def ensure_base_image(name: str = BASE_IMAGE, progress: Progress | None = print,
+                      pull: bool = True) -> BaseImageInfo:
+    """Make sure ``name`` exists on the engine, doing the least work that gets it there.
+
+    In order: already present; pulled from a registry; imported from the
+    kept root filesystem (seconds); built from Debian packages (about a minute).
+
+    Args:
+        name: the image the course's Dockerfiles name in FROM.
+        progress: called with one line per thing done (default print).
+        pull: try a registry first (the set-up turns it off when asked to stay offline).
+
+    Returns:
+        What the engine now has under ``name`` and where it came from.
+
+    Raises:
+        EngineUnavailable: no engine answers.
+        SetupError: the image could not be pulled nor built; the message says why.
+    """
+    info = describe_base(name)
+    if info is not None:
+        _say(progress, f"base image present: {info}")
+        return info
+    if pull and _try_pull(name, progress):
+        info = describe_base(name)
+        assert info is not None
+        _say(progress, f"base image pulled: {info}")
+        return info
+    tar = rootfs_tar()
+    if tar.is_file():
+        _say(progress, f"re-using the root filesystem kept at {tar}")
+    else:
+        tar = _build_rootfs(progress)
+    try:
+        _import(tar, name, progress)
+    except APIError as exc:
+        raise SetupError(f"The engine refused to import the base image ({exc.explanation}); "
+                         "check free disk space with `docker system df` and run the set-up again.") from exc
+    info = describe_base(name)
+    if info is None:
+        raise SetupError(f"Importing {name} reported success but the engine does not list it; "
+                         "run the set-up again.")
+    _say(progress, f"base image ready: {info}")
+    return info

@@ -1,0 +1,184 @@
+"""Find, or on a bare Debian/Ubuntu machine start, the Docker engine.
+
+Rules (from the set-up issue): an engine that answers is used as it is and
+never touched; only when none answers, and only as root on Debian or Ubuntu,
+do we install Debian's ``docker.io`` and start ``dockerd`` in the background.
+A ``dockerd`` that is already running is waited for, never doubled.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import docker
+from docker.errors import DockerException
+
+from .config import state_dir
+from .errors import EngineUnavailable, SetupError
+
+Progress = Callable[[str], None]
+
+INSTALL_HINT = ("Install Docker Desktop (macOS, Windows) or Docker Engine (Linux) and start it, "
+                "or point DOCKER_HOST at an engine you can use")
+
+
+def _say(progress: Progress | None, text: str) -> None:
+    if progress:
+        progress(text)
+
+
+def _where() -> str:
+    return os.environ.get("DOCKER_HOST") or "the default socket (/var/run/docker.sock)"
+
+
+def try_client(timeout: int = 10) -> docker.DockerClient | None:
+    """A client for the environment's engine, or None if nothing answers."""
+    try:
+        cli = docker.from_env(timeout=timeout)
+        cli.ping()
+        return cli
+    except DockerException:
+        return None
+    except Exception:  # requests/urllib3 errors on odd DOCKER_HOST values
+        return None
+
+
+@functools.lru_cache(maxsize=1)
+def _cached_client() -> docker.DockerClient:
+    cli = try_client(timeout=120)
+    if cli is None:
+        raise EngineUnavailable(
+            f"No Docker engine answers at {_where()}: run ./course setup (or start Docker Desktop) "
+            "and run this cell again.")
+    return cli
+
+
+def client() -> docker.DockerClient:
+    """The Docker client every helper uses: the environment's engine (DOCKER_HOST or the default socket).
+
+    Returns:
+        A connected ``docker.DockerClient``.
+
+    Raises:
+        EngineUnavailable: nothing answers; the message says what to do.
+    """
+    try:
+        cli = _cached_client()
+        cli.ping()
+        return cli
+    except EngineUnavailable:
+        raise
+    except Exception:
+        _cached_client.cache_clear()
+        return _cached_client()
+
+
+def _dockerd_pids() -> list[int]:
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if (proc / "comm").read_text().strip() == "dockerd":
+                    pids.append(int(proc.name))
+            except OSError:
+                pass
+    return pids
+
+
+def _is_debian_like() -> bool:
+    try:
+        text = Path("/etc/os-release").read_text()
+    except OSError:
+        return False
+    fields = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+    ids = (fields.get("ID", "") + " " + fields.get("ID_LIKE", "")).replace('"', "").split()
+    return "debian" in ids or "ubuntu" in ids
+
+
+def _run_streamed(cmd: list[str], progress: Progress | None, what: str) -> None:
+    """Run a command, passing its output lines to progress; raise SetupError on failure."""
+    _say(progress, "$ " + " ".join(cmd))
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    tail: list[str] = []
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        line = line.rstrip()
+        tail = (tail + [line])[-15:]
+        _say(progress, "  " + line)
+    if proc.wait() != 0:
+        raise SetupError(f"{what} failed (exit {proc.returncode}); read the lines above, fix the cause "
+                         f"(network, disk space, apt lock) and run the set-up again.\n" + "\n".join(tail))
+
+
+def _wait_for_engine(progress: Progress | None, seconds: float, log: Path | None) -> docker.DockerClient:
+    deadline = time.monotonic() + seconds
+    last_note = 0.0
+    while time.monotonic() < deadline:
+        cli = try_client(timeout=5)
+        if cli is not None:
+            return cli
+        if time.monotonic() - last_note > 3:
+            _say(progress, "  waiting for the engine to answer ...")
+            last_note = time.monotonic()
+        time.sleep(0.5)
+    hint = f" Its log is {log}." if log else ""
+    raise EngineUnavailable(f"dockerd started but did not answer within {seconds:.0f} s.{hint}")
+
+
+def ensure_engine(progress: Progress | None = print) -> docker.DockerClient:
+    """Make sure an engine answers, starting one only where that is safe.
+
+    Args:
+        progress: called with one line of text per thing done (default print).
+
+    Returns:
+        A connected client.
+
+    Raises:
+        EngineUnavailable: no engine, and this machine is not one where the
+            course may install one (not root, not Debian/Ubuntu, DOCKER_HOST set).
+        SetupError: installing docker.io failed.
+    """
+    cli = try_client()
+    if cli is not None:
+        _say(progress, f"engine answers at {_where()}: Docker {cli.version().get('Version', '?')}")
+        return cli
+    if os.environ.get("DOCKER_HOST"):
+        raise EngineUnavailable(
+            f"DOCKER_HOST is set to {os.environ['DOCKER_HOST']} but no engine answers there: "
+            "start that engine, or unset DOCKER_HOST to use the local one.")
+    if _dockerd_pids():
+        _say(progress, "a dockerd is already running; waiting for it instead of starting another")
+        return _wait_for_engine(progress, 60, None)
+    if sys.platform != "linux" or not _is_debian_like():
+        raise EngineUnavailable(f"No Docker engine is running on this machine. {INSTALL_HINT}.")
+    if os.geteuid() != 0:
+        raise EngineUnavailable(
+            "No Docker engine is running and the course can only install one as root: "
+            f"ask for sudo rights, or {INSTALL_HINT[0].lower() + INSTALL_HINT[1:]}.")
+    if not shutil.which("dockerd"):
+        _say(progress, "no engine found: installing Debian's docker.io (a minute or two)")
+        _run_streamed(["apt-get", "update", "-q"], progress, "apt-get update")
+        _run_streamed(["apt-get", "install", "-y", "-q", "docker.io"], progress,
+                      "Installing docker.io with apt-get")
+    log = state_dir() / "dockerd.log"
+    _say(progress, f"starting dockerd in the background (log: {log})")
+    with open(log, "ab") as out:
+        # A new session, so the daemon outlives this process and the terminal.
+        subprocess.Popen(["dockerd"], stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                         start_new_session=True)
+    cli = _wait_for_engine(progress, 60, log)
+    _client_reset()
+    _say(progress, f"engine ready: Docker {cli.version().get('Version', '?')}")
+    return cli
+
+
+def _client_reset() -> None:
+    _cached_client.cache_clear()
