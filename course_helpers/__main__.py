@@ -1,0 +1,47 @@
+"""``python -m course_helpers setup|preflight|clean`` (what ./course calls)."""
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+from .errors import CourseError
+
+
+def _setup() -> int:
+    from .base_image import ensure_base_image
+    from .engine import ensure_engine
+
+    start = time.monotonic()
+    ensure_engine()
+    ensure_base_image(pull=os.environ.get("COURSE_OFFLINE") != "1")
+    print(f"engine and base image ready in {time.monotonic() - start:.1f} s", flush=True)
+    return 0
+
+
+def _clean() -> int:
+    from .cleanup import cleanup
+    cleanup(all_sessions=True)
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    cmd = argv[0] if argv else "setup"
+    try:
+        if cmd == "setup":
+            return _setup()
+        if cmd == "preflight":
+            from .preflight import main as preflight
+            return preflight(int(os.environ.get("COURSE_PORT", "8888")))
+        if cmd == "clean":
+            return _clean()
+    except CourseError as exc:
+        # One sentence for the learner, not a traceback.
+        print(f"\nERROR: {exc}", file=sys.stderr)
+        return 1
+    print(f"unknown command {cmd!r}; use setup, preflight or clean", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

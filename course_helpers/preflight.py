@@ -1,0 +1,117 @@
+"""A checklist an instructor (or a learner) can read aloud: PASS/FAIL lines, one per fact."""
+from __future__ import annotations
+
+import shutil
+import socket
+from dataclasses import dataclass
+
+from .config import BASE_IMAGE, state_dir
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool | None  # None: informational, never a failure
+    detail: str
+
+    def line(self) -> str:
+        mark = {True: "PASS", False: "FAIL", None: "INFO"}[self.ok]
+        return f"{mark}  {self.name}: {self.detail}"
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def _pip_in_container(cli) -> Check:
+    """Can a container from the base image reach the package index, as builds will need?"""
+    from .config import session_labels
+    name = "pip inside a container reaches the package index"
+    try:
+        out = cli.containers.run(BASE_IMAGE, ["pip3", "download", "--no-deps", "-q", "-d", "/tmp/x", "six"],
+                                 remove=True, labels=session_labels(), stderr=True)
+        return Check(name, True, "downloaded a small package" + (f" ({out.decode().strip()[:60]})" if out.strip() else ""))
+    except Exception as exc:  # ContainerError carries pip's own words
+        text = getattr(exc, "stderr", None) or str(exc)
+        text = text.decode() if isinstance(text, bytes) else text
+        hint = ("the image does not trust the proxy's certificate" if "CERTIFICATE_VERIFY_FAILED" in text
+                else "no route to the index: builds that run pip will fail (offline room? set up a local mirror)")
+        return Check(name, False, hint)
+
+
+def run_checks(port: int | None = 8888, pip_check: bool = True) -> list[Check]:
+    """Collect the checks; each is independent, so one failure doesn't hide the rest."""
+    from .base_image import describe_base
+    from .engine import try_client
+
+    checks: list[Check] = []
+    cli = try_client()
+    if cli is None:
+        checks.append(Check("engine reachable", False, "no Docker engine answers: run ./course setup, or start Docker Desktop"))
+    else:
+        ver = cli.version()
+        checks.append(Check("engine reachable", True, f"Docker {ver.get('Version')} (API {ver.get('ApiVersion')}) on {ver.get('Os')}/{ver.get('Arch')}"))
+    try:
+        from .clients import buildkit_client
+        bk = buildkit_client()
+        checks.append(Check("BuildKit", None, f"available via {bk.path} ({bk.version}, {bk.via})" if bk
+                            else "no client can run BuildKit here; builds use the classic builder"))
+    except Exception as exc:  # detection must never break the checklist
+        checks.append(Check("BuildKit", None, f"could not be detected ({exc})"))
+    if cli is not None:
+        info = describe_base()
+        if info is None:
+            checks.append(Check("base image", False, f"{BASE_IMAGE} is missing: run ./course setup"))
+        else:
+            checks.append(Check("base image", True, str(info)))
+            if pip_check:
+                checks.append(_pip_in_container(cli))
+    where = state_dir()
+    free = shutil.disk_usage(where).free
+    checks.append(Check("free disk", free > 3e9, f"{free / 1e9:.1f} GB free under {where} (3 GB wanted)"))
+    if cli is not None:
+        root = cli.info().get("DockerRootDir", "")
+        try:
+            dfree = shutil.disk_usage(root).free
+            checks.append(Check("free disk for the engine", dfree > 3e9, f"{dfree / 1e9:.1f} GB free under {root}"))
+        except OSError:
+            pass  # a remote engine or Docker Desktop's VM: not visible from here
+    if port is not None:  # inside JupyterLab the port is ours already
+        free_port = _port_free(port)
+        checks.append(Check(f"JupyterLab port {port}", free_port,
+                            "free on 127.0.0.1" if free_port else "in use: set COURSE_PORT to another port"))
+    return checks
+
+
+def main(port: int = 8888) -> int:
+    checks = run_checks(port)
+    for check in checks:
+        print(check.line(), flush=True)
+    failed = [c for c in checks if c.ok is False]
+    print(f"\n{len(failed)} of {len(checks)} checks failed" if failed else f"\nall {len(checks)} checks passed")
+    return 1 if failed else 0
+
+
+class Checklist(list):
+    """The checks as a notebook shows them: one PASS/FAIL/INFO line each."""
+
+    def __repr__(self) -> str:
+        return "\n".join(check.line() for check in self)
+
+    @property
+    def ok(self) -> bool:
+        return all(check.ok is not False for check in self)
+
+
+def check_setup(port: int | None = None) -> Checklist:
+    """The preflight checks, for the first notebook.
+
+    Returns:
+        A :class:`Checklist`; ``.ok`` is False when any check failed.
+    """
+    return Checklist(run_checks(port))
