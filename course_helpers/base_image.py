@@ -20,7 +20,7 @@ from pathlib import Path
 
 from docker.errors import APIError, ImageNotFound
 
-from .config import BASE_IMAGE, LABEL_MANAGED, LABEL_PREFIX, LABEL_ROLE, state_dir
+from .config import BASE_IMAGE, LABEL_PREFIX, state_dir
 from .engine import Progress, _run_streamed, _say, client
 from .errors import SetupError
 
@@ -28,6 +28,8 @@ SUITE = "bookworm"
 PACKAGES = "python3,python3-pip,python3-venv,ca-certificates"
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 LABEL_ORIGIN = f"{LABEL_PREFIX}.base.origin"
+LABEL_RECIPE = f"{LABEL_PREFIX}.base.recipe"
+RECIPE = "2"  # bump when _customise() or the import's changes change; older local bases are re-imported
 MIN_FREE_BYTES = 1_500_000_000  # debootstrap tree + tar + image, with room to spare
 
 
@@ -65,6 +67,11 @@ def describe_base(name: str = BASE_IMAGE) -> BaseImageInfo | None:
     return BaseImageInfo(name, img.id, origin, img.attrs.get("Size", 0))
 
 
+def _outdated_local_build(name: str) -> bool:
+    labels = client().images.get(name).labels or {}
+    return LABEL_ORIGIN in labels and labels.get(LABEL_RECIPE) != RECIPE
+
+
 def _try_pull(name: str, progress: Progress | None) -> bool:
     _say(progress, f"pulling {name} ...")
     repo, _, tag = name.rpartition(":")
@@ -79,8 +86,9 @@ def _try_pull(name: str, progress: Progress | None) -> bool:
                 last = status
         return True
     except Exception as exc:  # no route, no registry, auth: all mean "build it here"
-        first = str(exc).splitlines()[0][:160]
-        _say(progress, f"  pull failed ({first}); the base image will be built locally")
+        reason = (getattr(exc, "explanation", None) or str(exc)).splitlines()[0]
+        reason = reason.split(": ")[-1][:120]  # the innermost cause, e.g. "no route to host"
+        _say(progress, f"  no registry answered ({reason}); the base image will be built locally")
         return False
 
 
@@ -173,9 +181,10 @@ def _import(tar: Path, name: str, progress: Progress | None) -> None:
         "org.opencontainers.image.vendor": "docker-layers-course (local build)",
         LABEL_ORIGIN: origin,
         f"{LABEL_PREFIX}.base.ca-bundle": _ca_fingerprint(),
-        LABEL_MANAGED: "true",
-        LABEL_ROLE: "base",
+        LABEL_RECIPE: RECIPE,
     }
+    # No LABEL_MANAGED here: labels are inherited, and every image built FROM the
+    # base (the learner's own included) would look like the course's to cleanup().
     changes = [
         "ENV LANG=C.UTF-8",
         "ENV PATH=/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin",
@@ -217,6 +226,10 @@ def ensure_base_image(name: str = BASE_IMAGE, progress: Progress | None = print,
         SetupError: the image could not be pulled nor built; the message says why.
     """
     info = describe_base(name)
+    if info is not None and _outdated_local_build(name):
+        _say(progress, f"{name} was built locally by an older version of the course; re-creating it")
+        client().api.remove_image(name, noprune=False)
+        info = None
     if info is not None:
         _say(progress, f"base image present: {info}")
         return info

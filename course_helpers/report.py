@@ -4,6 +4,32 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 
+def format_size(size: int) -> str:
+    """Bytes as ``docker history`` prints them: 3 significant digits, powers of 1000 (``11.7MB``, ``0B``)."""
+    if size < 1000:
+        return f"{int(size)}B"
+    value = float(size)
+    for unit in ("kB", "MB", "GB", "TB"):
+        value /= 1000
+        if float(f"{value:.3g}") < 1000 or unit == "TB":  # 999.9kB rounds to 1MB, not 1e+03kB
+            break
+    return f"{value:.3g}{unit}"
+
+
+def format_seconds(seconds: float) -> str:
+    """``1.8s``: one decimal, as BuildKit prints step times."""
+    return f"{seconds:.1f}s"
+
+
+def short_image_id(image_id: str) -> str:
+    """``sha256:`` + the first 12 hex digits: short enough to read, and what the sanitize file matches."""
+    digest = image_id.split(":", 1)[1] if ":" in image_id else image_id
+    return f"sha256:{digest[:12]}"
+
+
+_BADGE_COLOURS = {"CACHED": "#2e7d32", "RAN": "#ef6c00", "BASE": "#757575"}
+
+
 @dataclass
 class Step:
     """One Dockerfile instruction as a build reported it.
@@ -29,10 +55,26 @@ class Step:
     layer: str | None = None
     size: int = 0
 
+    @property
+    def is_from(self) -> bool:
+        """True for the FROM that starts a stage."""
+        return self.instruction.upper().startswith("FROM ")
+
+    @property
+    def badge(self) -> str:
+        """``BASE`` for FROM, else ``CACHED`` or ``RAN``."""
+        if self.is_from:
+            return "BASE"
+        return "CACHED" if self.cached else "RAN"
+
 
 @dataclass
 class BuildReport:
     """What one build did.
+
+    Shows itself as a table in a notebook (``_repr_html_``) and as stable plain text
+    (``str(report)``, ``report.text()``): ids as ``sha256:`` + 12 hex, seconds as ``1.8s``,
+    sizes as ``11.7MB``, so a sanitize file only has to replace those.
 
     Attributes:
         image_id: ``sha256:...`` of the built image.
@@ -40,7 +82,8 @@ class BuildReport:
         builder: ``"buildkit"`` or ``"classic"``.
         seconds: wall-clock time of the whole build.
         log: the builder's full output.
-        steps: one :class:`Step` per Dockerfile instruction, FROM included.
+        steps: one :class:`Step` per step the builder reported, FROM included (BuildKit
+            reports only FROM, RUN, COPY, ADD and WORKDIR; classic reports every instruction).
         context: the build context directory (for explain/predict).
         dockerfile: path of the Dockerfile used, relative to the context.
     """
@@ -55,3 +98,70 @@ class BuildReport:
     dockerfile: str = "Dockerfile"
     build_args: dict[str, str] = field(default_factory=dict)
     no_cache: bool = False
+
+    @property
+    def short_id(self) -> str:
+        """``sha256:`` + 12 hex digits of the image id."""
+        return short_image_id(self.image_id)
+
+    @property
+    def cached_steps(self) -> list[str]:
+        """Instructions the builder took from its cache (FROM left out)."""
+        return [s.instruction for s in self.steps if s.cached and not s.is_from]
+
+    @property
+    def ran_steps(self) -> list[str]:
+        """Instructions the builder ran (FROM left out)."""
+        return [s.instruction for s in self.steps if not s.cached and not s.is_from]
+
+    @property
+    def all_cached(self) -> bool:
+        """True when every step but FROM came from the cache."""
+        return bool(self.steps) and not self.ran_steps
+
+    def header(self) -> str:
+        """``flask-demo:first  sha256:97effe9e43ff  builder=buildkit  1.8s``."""
+        tags = ", ".join(self.tags) if self.tags else "(untagged)"
+        return f"{tags}  {self.short_id}  builder={self.builder}  {format_seconds(self.seconds)}"
+
+    def text(self) -> str:
+        """The report as plain text: the header, then one line per step."""
+        lines = [self.header()]
+        multi = len({s.stage for s in self.steps}) > 1
+        for step in self.steps:
+            stage = f"{step.stage:<8} " if multi else ""
+            lines.append(f"  {step.index:>2} {stage}{step.badge:<6} {format_seconds(step.seconds):>6} "
+                         f"{format_size(step.size):>7}  {step.instruction}")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.text()
+
+    # The notebook's text/plain form (what nbval compares) is the same stable text.
+    __repr__ = __str__
+
+    def explain(self, against: "BuildReport | None" = None):
+        """Why each step missed the cache; see :func:`course_helpers.explain.explain`."""
+        from .explain import explain
+
+        return explain(self, against)
+
+    def _repr_html_(self) -> str:
+        from html import escape
+
+        rows = []
+        for step in self.steps:
+            colour = _BADGE_COLOURS[step.badge]
+            rows.append(
+                "<tr>"
+                f"<td style='text-align:right'>{step.index}</td><td>{escape(step.stage)}</td>"
+                f"<td style='text-align:left'><code>{escape(step.instruction)}</code></td>"
+                f"<td><span style='background:{colour};color:white;padding:1px 6px;border-radius:3px;"
+                f"font-size:85%'>{step.badge}</span></td>"
+                f"<td style='text-align:right'>{format_seconds(step.seconds)}</td>"
+                f"<td style='text-align:right'>{format_size(step.size)}</td>"
+                "</tr>")
+        return (f"<div><p><b>{escape(self.header())}</b></p>"
+                "<table><thead><tr><th>step</th><th>stage</th><th style='text-align:left'>instruction</th>"
+                "<th>cache</th><th>seconds</th><th>size</th></tr></thead><tbody>"
+                + "".join(rows) + "</tbody></table></div>")

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from course_helpers import base_image
-from course_helpers.config import BASE_IMAGE, LABEL_ROLE, session_labels
+from course_helpers.config import BASE_IMAGE, session_labels
 from course_helpers.errors import EngineUnavailable, SetupError
 
 
@@ -48,7 +48,8 @@ def test_base_image_says_where_it_came_from(engine):
     assert info is not None and info.origin
     img = engine.images.get(BASE_IMAGE)
     if img.labels.get(base_image.LABEL_ORIGIN):
-        assert img.labels[LABEL_ROLE] == "base"
+        assert img.labels[base_image.LABEL_RECIPE] == base_image.RECIPE
+        assert "io.docker-layers-course.managed" not in img.labels  # children inherit labels
         assert "Debian" in img.labels["org.opencontainers.image.description"]
         assert img.attrs["Config"]["Cmd"] == ["python3"]
 

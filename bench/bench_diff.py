@@ -1,0 +1,95 @@
+"""Time diff_images on two ~200 MB images (flask-demo first and third on the 191 MB base).
+
+Run: python bench/bench_diff.py [--repeat N] [--keep]
+Builds two images of its own (BuildKit), times diff_images(files=False) and
+(files=True), prints a table with the engine's own export time beside it, and
+removes its images.  Target: files=True under 3 s.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import tempfile
+import sys
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from course_helpers.build import build  # noqa: E402
+from course_helpers.diff import diff_images  # noqa: E402
+from course_helpers.engine import client  # noqa: E402
+from course_helpers.images import human_size  # noqa: E402
+from course_helpers.workspace import edit, workspace  # noqa: E402
+
+THIRD = """FROM python:3.11-slim-bookworm
+WORKDIR /usr/src/app
+COPY requirements.txt ./
+RUN pip3 install -r requirements.txt
+COPY . .
+CMD ["python3", "-m", "flask", "run", "--host=0.0.0.0"]
+"""
+TARGET = 3.0
+
+
+def _export_seconds(cli, ids: list[str]) -> float:
+    """The engine alone: stream its export of both images to nowhere."""
+    api = cli.api
+    t = time.perf_counter()
+    res = api._get(api._url("/images/get"), params={"names": ids}, stream=True)
+    for _ in res.raw.stream(1 << 20, decode_content=False):
+        pass
+    return time.perf_counter() - t
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--keep", action="store_true", help="keep the two images")
+    args = parser.parse_args()
+    cli = client()
+    scratch = tempfile.mkdtemp(prefix="bench-diff-")
+    os.environ["COURSE_WORKSPACE"] = scratch  # keep <repo>/workspace out of it
+    repo = f"bench-diff-{uuid.uuid4().hex[:6]}"
+    first = build(workspace(f"{repo}-first"), f"{repo}:first", builder="buildkit", progress=False)
+    ws = workspace(f"{repo}-third")
+    (ws / "Dockerfile").write_text(THIRD)
+    edit(ws / "app.py", "Hello world!", "Hello universe!")
+    third = build(ws, f"{repo}:third", builder="buildkit", progress=False)
+    try:
+        sizes = [cli.images.get(r.image_id).attrs["Size"] for r in (first, third)]
+        rows = []
+        for label, fn in (
+            ("diff_images(files=False)", lambda: diff_images(first, third)),
+            ("diff_images(files=True)", lambda: diff_images(first, third, files=True)),
+            ("engine export only (both, one stream)", lambda: _export_seconds(cli, [first.image_id, third.image_id])),
+        ):
+            times = []
+            for _ in range(args.repeat):
+                t = time.perf_counter()
+                fn()
+                times.append(time.perf_counter() - t)
+            rows.append((label, min(times), statistics.median(times), max(times)))
+        d = diff_images(first, third, files=True)
+        print(f"images: {repo}:first {human_size(sizes[0])}, {repo}:third {human_size(sizes[1])}; "
+              f"{args.repeat} runs each; target files=True < {TARGET:.0f} s")
+        print(f"{'what':40} {'min s':>7} {'median s':>9} {'max s':>7}")
+        for label, lo, med, hi in rows:
+            print(f"{label:40} {lo:7.2f} {med:9.2f} {hi:7.2f}")
+        print(f"result: shared {len(d.shared)}, only a {len(d.only_a)}, only b {len(d.only_b)}; "
+              f"{d.files.summary()}; layers parsed beyond the shared prefix: {d.files.layers_read}")
+        ok = rows[1][2] < TARGET
+        print("PASS" if ok else "FAIL", f"median files=True {rows[1][2]:.2f} s vs target {TARGET:.0f} s")
+        return 0 if ok else 1
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+        if not args.keep:
+            for r in (first, third):
+                cli.images.remove(r.image_id, force=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

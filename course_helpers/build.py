@@ -1,0 +1,301 @@
+"""Build an image with BuildKit or the classic builder and report, step by step, what the cache did.
+
+Example:
+    >>> report = build("sample_app", "flask-demo:first")   # doctest: +SKIP
+    >>> report.ran_steps                                    # doctest: +SKIP
+    ['COPY . .', 'RUN pip3 install -r requirements.txt']
+
+BuildKit builds go through a docker CLI found by :mod:`course_helpers.clients`
+(machine-readable progress, ``--iidfile`` for the id); classic builds go
+through the Docker SDK, which only drives the legacy builder.  Everything a
+build makes carries the session labels, and every build's time window is
+recorded so the course's BuildKit cache entries can be found again
+(:mod:`course_helpers.cachelog`).
+"""
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterable
+
+from . import buildlog
+from .cachelog import record_build_window
+from .clients import BuildkitClient, buildkit_client, describe_probes
+from .config import session_labels
+from .errors import BuildError, DockerfileError
+from .report import BuildReport, Step
+
+if TYPE_CHECKING:  # the SDK is imported lazily: it costs ~0.2 s and BuildKit builds barely need it
+    import docker
+
+BUILDERS = ("auto", "buildkit", "classic")
+_TAIL = 15
+_LAYER_KEYWORDS = {"RUN", "COPY", "ADD", "WORKDIR"}  # the instructions that add a layer, in both builders
+_DIGEST_LINE = re.compile(r"^#\d+ sha256:[0-9a-f]{64}$")  # 20.10 prints each vertex's digest: noise
+
+
+def build(context: str | Path, tag: str | None = None, *, dockerfile: str = "Dockerfile",
+          builder: str = "auto", no_cache: bool = False, build_args: dict[str, str] | None = None,
+          progress: bool | Callable[[str], None] = True,
+          client: "docker.DockerClient | None" = None) -> BuildReport:
+    """Build an image from a context directory and report what each step did.
+
+    Args:
+        context: the build context directory.
+        tag: ``name:tag`` to give the image, or None for an untagged image.
+        dockerfile: the Dockerfile's path relative to the context.
+        builder: ``"buildkit"`` (a docker CLI that runs BuildKit), ``"classic"`` (the legacy
+            builder through the Docker SDK) or ``"auto"`` (BuildKit when a capable CLI exists).
+        no_cache: build every step afresh (``--no-cache`` / ``nocache``).
+        build_args: ``ARG`` values, e.g. ``{"PIP_INDEX_URL": "..."}``.
+        progress: True prints the builder's output as it arrives (live in a notebook cell or a
+            terminal), False keeps quiet, a callable receives each line instead.
+        client: the Docker SDK client to use; default :func:`course_helpers.engine.client`.
+
+    Returns:
+        A :class:`~course_helpers.report.BuildReport` whose steps carry cache state, seconds,
+        layer (diff id) and size.
+
+    Raises:
+        BuildError: the context is missing, ``builder="buildkit"`` but no docker CLI here can run
+            BuildKit, or the build failed (the message names the step, instruction and exit code,
+            and what to do; ``log_tail`` and ``command`` hold the details).
+        DockerfileError: the Dockerfile is missing.
+        ValueError: ``builder`` is not one of ``auto``, ``buildkit``, ``classic``.
+    """
+    ctx = Path(context)
+    if builder not in BUILDERS:
+        raise ValueError(f"builder={builder!r} is not a builder this course knows: use 'auto', 'buildkit' "
+                         "or 'classic'.")
+    if not ctx.is_dir():
+        raise BuildError(f"The build context {ctx} is not a directory: pass the folder that holds the "
+                         "Dockerfile and the app's files.")
+    dockerfile_path = ctx / dockerfile
+    if not dockerfile_path.is_file():
+        raise DockerfileError(f"There is no Dockerfile at {dockerfile_path}: create it, or pass "
+                              "dockerfile= with its path relative to the context.")
+    instructions = buildlog.read_instructions(dockerfile_path.read_text())
+    cli = buildkit_client() if builder in ("auto", "buildkit") else None
+    if builder == "buildkit" and cli is None:
+        raise BuildError("No docker client on this machine can run BuildKit builds (tried: "
+                         f"{describe_probes()}): install the buildx plugin, or use builder='classic'.")
+    say = _printer(progress)
+    args = dict(build_args or {})
+    start = time.time()
+    try:
+        if cli is not None:
+            image_id, log, steps = _build_buildkit(cli, ctx, dockerfile, tag, no_cache, args, instructions, say)
+        else:
+            image_id, log, steps = _build_classic(client, ctx, dockerfile, tag, no_cache, args, instructions, say)
+    finally:
+        end = time.time()
+        record_build_window(start, end)
+    report = BuildReport(image_id=image_id, tags=[tag] if tag else [], builder="buildkit" if cli else "classic",
+                         seconds=end - start, log=log, steps=steps, context=str(ctx), dockerfile=dockerfile,
+                         build_args=args, no_cache=no_cache)
+    _attach_layers(report, _sdk(client), instructions)
+    # predict()/explain() compare later builds with what this one saw (snapshot.py's contract).
+    from .snapshot import record_context_snapshot
+    record_context_snapshot(report)
+    return report
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+def _printer(progress: bool | Callable[[str], None]) -> Callable[[str], None]:
+    if callable(progress):
+        return progress
+    if progress:
+        return lambda line: print(line, flush=True)  # flush: show each line as it comes, in Jupyter too
+    return lambda line: None
+
+
+def _sdk(client: "docker.DockerClient | None") -> "docker.DockerClient":
+    if client is not None:
+        return client
+    from .engine import client as engine_client
+    return engine_client()
+
+
+def _build_buildkit(cli: BuildkitClient, ctx: Path, dockerfile: str, tag: str | None, no_cache: bool,
+                    build_args: dict[str, str], instructions: list[buildlog.Instruction],
+                    say: Callable[[str], None]) -> tuple[str, str, list[Step]]:
+    parser: buildlog.PlainParser | buildlog.RawjsonParser
+    parser = (buildlog.RawjsonParser if cli.progress == "rawjson" else buildlog.PlainParser)(instructions)
+    with tempfile.TemporaryDirectory(prefix="course-build-") as tmp:
+        iidfile = os.path.join(tmp, "iid")
+        cmd = cli.build_command() + [f"--progress={cli.progress}", "--iidfile", iidfile,
+                                     "-f", str(ctx / dockerfile)]
+        cmd += [f"--label={key}={value}" for key, value in session_labels().items()]
+        cmd += [f"--build-arg={key}={value}" for key, value in build_args.items()]
+        cmd += ["-t", tag] if tag else []
+        cmd += ["--no-cache"] if no_cache else []
+        cmd.append(str(ctx))
+        lines: list[str] = []
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                errors="replace", env=cli.environment(), stdin=subprocess.DEVNULL)
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            line = raw.rstrip("\n")
+            lines.append(line)
+            parser.feed(line)
+            if cli.progress == "plain" and not _DIGEST_LINE.match(line):
+                say(line)
+            elif cli.progress == "rawjson":
+                _say_rawjson(line, say)
+        code = proc.wait()
+        log = "\n".join(lines)
+        if code != 0:
+            raise _build_error(parser.failure(), lines, shlex.join(cmd), ctx, dockerfile, code)
+        image_id = Path(iidfile).read_text().strip()
+    return image_id, log, parser.steps()
+
+
+def _say_rawjson(line: str, say: Callable[[str], None]) -> None:
+    """Turn one SolveStatus line into readable lines: finished vertices and RUN output."""
+    import base64
+    import json
+
+    try:
+        status = json.loads(line)
+    except ValueError:
+        say(line)
+        return
+    for vx in status.get("vertexes") or []:
+        if vx.get("cached"):
+            say(f"CACHED {vx.get('name', '')}")
+        elif vx.get("error"):
+            say(f"ERROR  {vx.get('name', '')}: {vx['error']}")
+        elif vx.get("completed"):
+            say(f"DONE   {vx.get('name', '')}")
+        elif vx.get("started"):
+            say(f"...    {vx.get('name', '')}")
+    for log in status.get("logs") or []:
+        for text in base64.b64decode(log.get("data") or "").decode("utf-8", "replace").splitlines():
+            say(f"       {text}")
+
+
+def _build_classic(client: "docker.DockerClient | None", ctx: Path, dockerfile: str, tag: str | None,
+                   no_cache: bool, build_args: dict[str, str], instructions: list[buildlog.Instruction],
+                   say: Callable[[str], None]) -> tuple[str, str, list[Step]]:
+    from docker.errors import APIError
+
+    api = _sdk(client).api
+    parser = buildlog.ClassicParser(instructions, clock=time.monotonic)
+    kwargs: dict[str, Any] = dict(path=str(ctx), tag=tag, rm=True, forcerm=True, decode=True,
+                                  labels=session_labels(), nocache=no_cache, buildargs=build_args or None,
+                                  dockerfile=dockerfile)
+    # forcerm: a failed step's container is removed too, so a failed build leaves none behind.
+    command = "docker.APIClient.build(" + ", ".join(f"{k}={v!r}" for k, v in kwargs.items()) + ")"
+    lines: list[str] = []
+    try:
+        for event in _events(api.build(**kwargs)):
+            parser.feed(event)
+            text = str(event.get("stream") or event.get("status") or event.get("error") or "")
+            for line in re.sub(r"\x1b\[[0-9;]*m", "", text).splitlines():
+                if line.strip():
+                    lines.append(line)
+                    say(line)
+    except APIError as exc:  # e.g. a Dockerfile that does not parse: refused before any step
+        message = str(exc.explanation or exc)
+        parser.feed({"error": message})
+        lines.append(message)
+    log = "\n".join(lines)
+    failure = parser.failure()
+    if failure is not None or parser.image_id is None:
+        raise _build_error(failure, lines, command, ctx, dockerfile, None)
+    return parser.image_id, log, parser.steps()
+
+
+def _events(stream: Iterable[Any]) -> Iterable[dict[str, Any]]:
+    for event in stream:
+        if isinstance(event, dict):
+            yield event
+
+
+# --- failures ----------------------------------------------------------------------------------
+
+_INDEX_UNREACHABLE = ("Could not find a version", "Max retries exceeded", "No matching distribution",
+                      "Failed to establish a new connection", "Temporary failure in name resolution")
+
+
+def _reason(failure: buildlog.Failure | None, lines: list[str], ctx: Path, dockerfile: str) -> tuple[str, bool]:
+    """The learner-facing reason, and whether the Dockerfile itself is at fault (no step ran)."""
+    text = "\n".join((failure.logs if failure else []) + [failure.message if failure else ""] + lines[-_TAIL:])
+    parse = re.search(r"(?:dockerfile parse error|parse error) (?:on )?line (\d+): (.*)", text, re.IGNORECASE)
+    if parse:
+        what = parse.group(2).strip().rstrip('")')
+        return (f"The Dockerfile {ctx / dockerfile} has an error on line {parse.group(1)} ({what}): "
+                "fix that line and build again."), True
+    if "CERTIFICATE_VERIFY_FAILED" in text:
+        return ("pip inside the build does not trust the TLS certificate of the package index, which "
+                "usually means a proxy between this machine and PyPI: the image needs that proxy's CA "
+                "certificate (see the course set-up notes), then build again."), False
+    if any(marker in text for marker in _INDEX_UNREACHABLE):
+        return ("pip could not get the packages from the package index, which usually means the index is "
+                "unreachable from inside the build (network, proxy) rather than a wrong version: check "
+                "that the machine reaches PyPI, then build again."), False
+    if re.search(r"not found: not found|file not found in build context|failed to compute cache key", text):
+        return (f"a file that COPY names is not in the build context {ctx} (or .dockerignore excludes it): "
+                "create it or fix the path in the Dockerfile."), False
+    return "read the last lines of its output below, fix the instruction, and build again.", False
+
+
+def _build_error(failure: buildlog.Failure | None, lines: list[str], command: str, ctx: Path,
+                 dockerfile: str, process_code: int | None) -> BuildError:
+    reason, dockerfile_fault = _reason(failure, lines, ctx, dockerfile)
+    tail = "\n".join(lines[-_TAIL:])
+    step = failure.step if failure else None
+    code = failure.exit_code if failure else None
+    if step is not None and not dockerfile_fault:
+        where = f"Step {step.index}/{failure.total}" if failure and failure.total else f"Step {step.index}"
+        if not step.stage.isdigit():
+            where += f" of stage {step.stage}"
+        how = f"failed with exit code {code}" if code is not None else "failed"
+        message = f"{where} `{step.instruction}` {how}: {reason}"
+    elif dockerfile_fault:
+        message = reason
+    else:
+        detail = failure.message if failure else f"the builder exited with code {process_code}"
+        message = f"The build failed ({detail}): {reason}"
+    return BuildError(message, step=step.index if step else None, instruction=step.instruction if step else None,
+                      exit_code=code, log_tail=tail, command=command)
+
+
+# --- layers ------------------------------------------------------------------------------------
+
+def _history_adds_layer(created_by: str) -> bool:
+    """Whether a history row has a layer: classic marks metadata with ``#(nop)``, BuildKit starts with the keyword."""
+    if "#(nop)" in created_by:
+        return re.search(r"#\(nop\)\s+(COPY|ADD|WORKDIR)\b", created_by) is not None
+    word = created_by.split(None, 1)[0].upper() if created_by.strip() else ""
+    if word in {"CMD", "ENV", "LABEL", "EXPOSE", "ENTRYPOINT", "USER", "VOLUME", "STOPSIGNAL", "HEALTHCHECK",
+                "SHELL", "ONBUILD", "ARG", "MAINTAINER"}:
+        return False
+    return True  # BuildKit RUN/COPY/ADD/WORKDIR, classic RUN ("/bin/sh -c ...", "|1 A=b /bin/sh -c ...")
+
+
+def _attach_layers(report: BuildReport, client: "docker.DockerClient",
+                   instructions: list[buildlog.Instruction]) -> None:
+    """Fill Step.layer and Step.size of the final stage from the image: two cheap API calls.
+
+    The final stage's layer-making steps (RUN, COPY, ADD, WORKDIR) made the top layers of
+    RootFS, in order; the history rows that carry a layer, newest first, give their sizes.
+    """
+    final = instructions[-1].stage if instructions else None
+    layered = [s for s in report.steps if s.stage == final and not s.is_from
+               and s.instruction.split(None, 1)[0].upper() in _LAYER_KEYWORDS]
+    if not layered:
+        return
+    diff_ids = client.api.inspect_image(report.image_id).get("RootFS", {}).get("Layers") or []
+    rows = [r for r in client.api.history(report.image_id) if _history_adds_layer(r.get("CreatedBy", ""))]
+    if len(layered) > len(diff_ids):
+        return  # the image does not look like this Dockerfile's (e.g. ONBUILD): leave layers unknown
+    for step, diff_id, row in zip(reversed(layered), reversed(diff_ids), rows):
+        step.layer = diff_id
+        step.size = int(row.get("Size") or 0)

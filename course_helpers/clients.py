@@ -1,0 +1,169 @@
+"""Find a ``docker`` CLI on this machine that can run BuildKit builds.
+
+Which ``docker`` comes first on PATH says nothing about BuildKit: on the
+course's machines it is a 28.x client without the buildx plugin (it refuses
+BuildKit builds), while Debian's 20.10 client at /usr/bin/docker runs them
+with ``DOCKER_BUILDKIT=1``.  So every candidate is asked what it can do:
+
+* a client whose ``docker buildx version`` works builds through buildx, with
+  ``--progress=rawjson`` when its ``buildx build --help`` offers it;
+* a client older than 23.0 has BuildKit built in (``DOCKER_BUILDKIT=1``,
+  ``--progress=plain``; 20.10 has no rawjson);
+* a 23+ client without buildx cannot run BuildKit builds at all.
+
+Probing runs only ``--version``/``--help`` style commands (no daemon
+round-trip) and its result is cached for the life of the process.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from typing import Literal
+
+#: Debian's docker.io puts its client here; it may be hidden behind another on PATH.
+DEBIAN_CLIENT = "/usr/bin/docker"
+_PROBE_TIMEOUT = 15  # seconds; a client that hangs on --version is not one we can use
+
+
+@dataclass(frozen=True)
+class BuildkitClient:
+    """A docker CLI that runs BuildKit builds, and how to drive it.
+
+    Attributes:
+        path: absolute path of the ``docker`` executable.
+        version: its client version, e.g. ``"20.10.24+dfsg1"``.
+        via: ``"buildx"`` (the buildx plugin) or ``"builtin"`` (``DOCKER_BUILDKIT=1``, clients < 23).
+        progress: the machine-readable progress mode to ask for: ``"rawjson"`` or ``"plain"``.
+    """
+
+    path: str
+    version: str
+    via: Literal["buildx", "builtin"]
+    progress: Literal["rawjson", "plain"]
+
+    def build_command(self) -> list[str]:
+        """The argv prefix of a build, up to (not including) its options."""
+        if self.via == "buildx":
+            # --load: with a docker-container builder the result would otherwise stay in its cache.
+            return [self.path, "buildx", "build", "--load"]
+        return [self.path, "build"]
+
+    def environment(self) -> dict[str, str]:
+        """The environment for a build: the caller's, with BuildKit switched on for built-in clients."""
+        env = dict(os.environ)
+        if self.via == "builtin":
+            env["DOCKER_BUILDKIT"] = "1"  # also overrides a learner's DOCKER_BUILDKIT=0
+        return env
+
+
+@dataclass(frozen=True)
+class ClientProbe:
+    """What probing one candidate found.
+
+    Attributes:
+        path: the candidate executable.
+        version: its client version, or None when ``--version`` failed.
+        verdict: a few words on why it can or cannot run BuildKit builds.
+        client: the usable client, or None.
+    """
+
+    path: str
+    version: str | None
+    verdict: str
+    client: BuildkitClient | None
+
+
+def candidate_paths() -> list[str]:
+    """Every distinct ``docker`` executable on PATH, in PATH order, then /usr/bin/docker.
+
+    Returns:
+        Absolute paths; two names for one file (``/bin`` -> ``/usr/bin``) appear once.
+    """
+    found: list[str] = []
+    seen: set[str] = set()
+    dirs = os.environ.get("PATH", "").split(os.pathsep) + [os.path.dirname(DEBIAN_CLIENT)]
+    for directory in dirs:
+        if not directory:
+            continue
+        path = shutil.which("docker", path=directory)
+        if path is None:
+            continue
+        real = os.path.realpath(path)
+        if real not in seen:
+            seen.add(real)
+            found.append(os.path.abspath(path))
+    return found
+
+
+def _run(argv: list[str]) -> subprocess.CompletedProcess[str] | None:
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, timeout=_PROBE_TIMEOUT,
+                              stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+
+
+def _major(version: str) -> int:
+    match = re.match(r"(\d+)", version)
+    return int(match.group(1)) if match else 0
+
+
+def probe(path: str) -> ClientProbe:
+    """Ask one docker executable whether, and how, it runs BuildKit builds.
+
+    Args:
+        path: the executable to probe.
+
+    Returns:
+        A :class:`ClientProbe`; its ``client`` is None when the executable cannot build with BuildKit.
+    """
+    out = _run([path, "--version"])  # "Docker version 20.10.24+dfsg1, build 297e128"; no daemon needed
+    match = re.search(r"version\s+([0-9][^\s,]*)", out.stdout) if out and out.returncode == 0 else None
+    if match is None:
+        return ClientProbe(path, None, "`docker --version` failed", None)
+    version = match.group(1)
+    buildx = _run([path, "buildx", "version"])
+    if buildx is not None and buildx.returncode == 0:
+        helptext = _run([path, "buildx", "build", "--help"])
+        rawjson = helptext is not None and "rawjson" in helptext.stdout
+        progress: Literal["rawjson", "plain"] = "rawjson" if rawjson else "plain"
+        return ClientProbe(path, version, f"buildx plugin, progress {progress}",
+                           BuildkitClient(path, version, "buildx", progress))
+    if _major(version) < 23:
+        return ClientProbe(path, version, "BuildKit built in (DOCKER_BUILDKIT=1), progress plain",
+                           BuildkitClient(path, version, "builtin", "plain"))
+    return ClientProbe(path, version, "23+ without the buildx plugin", None)
+
+
+@functools.lru_cache(maxsize=1)
+def probe_all() -> tuple[ClientProbe, ...]:
+    """Probe every candidate once per process (cached).
+
+    Returns:
+        One :class:`ClientProbe` per path of :func:`candidate_paths`, in that order.
+    """
+    return tuple(probe(path) for path in candidate_paths())
+
+
+def buildkit_client() -> BuildkitClient | None:
+    """The best BuildKit-capable client: buildx with rawjson, then buildx, then built-in; PATH order breaks ties.
+
+    Returns:
+        The client, or None when no candidate can run BuildKit builds.
+    """
+    usable = [p.client for p in probe_all() if p.client is not None]
+    rank = {("buildx", "rawjson"): 0, ("buildx", "plain"): 1, ("builtin", "plain"): 2}
+    usable.sort(key=lambda c: rank.get((c.via, c.progress), 3))  # sort is stable: PATH order kept
+    return usable[0] if usable else None
+
+
+def describe_probes() -> str:
+    """One line per candidate, for error messages: ``/usr/local/bin/docker (28.2.2): 23+ without ...``."""
+    probes = probe_all()
+    if not probes:
+        return "no `docker` executable on PATH or at /usr/bin/docker"
+    return "; ".join(f"{p.path} ({p.version or 'version unknown'}): {p.verdict}" for p in probes)

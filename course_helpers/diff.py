@@ -1,0 +1,623 @@
+"""Compare two images layer by layer and, if asked, file by file.
+
+Layers are compared by diff id (the digest of the layer's uncompressed tar):
+the same diff id is the same content.  File changes are read from the
+engine's own export (``GET /images/get``, what ``docker save`` uses), parsed
+as it streams: no outside tool, nothing written to disk.  Both images are
+exported in one request so that the layers they share travel once.
+
+Cost, measured on the course machine (Docker 20.10): the engine spends about
+1.7 s preparing the export of a 191 MB base before the first byte arrives;
+parsing the stream adds a few tenths of a second.  See bench/bench_diff.py.
+"""
+from __future__ import annotations
+
+import hashlib
+import html
+import json
+import posixpath
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+import docker
+
+from .errors import CourseError
+from .images import (_client, _history_rows, _table_html, _table_text, clean_created_by, get_image,
+                     human_size, image_ref, short_id)
+
+BLOCK = 512
+CHUNK = 1 << 20
+
+# ------------------------------------------------------------------ streaming tar reader
+
+
+class _Source:
+    """Exact reads and skips over an iterator of byte chunks (the HTTP body), no copies of big data."""
+
+    def __init__(self, chunks: Iterator[bytes]):
+        self._chunks = chunks
+        self._buf = b""
+        self._pos = 0
+        self.consumed = 0
+
+    def _fill(self) -> bool:
+        for chunk in self._chunks:
+            if chunk:
+                self._buf, self._pos = chunk, 0
+                return True
+        return False
+
+    def read(self, n: int) -> bytes:
+        """Exactly n bytes (fewer only at the end of the stream)."""
+        avail = len(self._buf) - self._pos
+        if avail >= n:
+            out = self._buf[self._pos:self._pos + n]
+            self._pos += n
+            self.consumed += n
+            return out
+        parts = [self._buf[self._pos:]]
+        need = n - avail
+        self._buf, self._pos = b"", 0
+        while need > 0 and self._fill():
+            take = min(need, len(self._buf))
+            parts.append(self._buf[:take])
+            self._pos = take
+            need -= take
+        out = b"".join(parts)
+        self.consumed += len(out)
+        return out
+
+    def pass_through(self, n: int, sink: Callable[[memoryview], Any] | None = None) -> None:
+        """Consume n bytes, handing them to sink (e.g. a hash's update) without copying."""
+        while n > 0:
+            avail = len(self._buf) - self._pos
+            if avail == 0:
+                if not self._fill():
+                    raise CourseError("The engine's image export ended early: run the cell again.")
+                continue
+            take = min(n, avail)
+            if sink is not None:
+                sink(memoryview(self._buf)[self._pos:self._pos + take])
+            self._pos += take
+            self.consumed += take
+            n -= take
+
+
+class _Sub:
+    """The bytes of one member of an outer tar, read as a stream of its own (a layer.tar)."""
+
+    def __init__(self, src: _Source, size: int):
+        self.src = src
+        self.left = size
+
+    def read(self, n: int) -> bytes:
+        n = min(n, self.left)
+        out = self.src.read(n)
+        self.left -= len(out)
+        return out
+
+    def pass_through(self, n: int, sink: Callable[[memoryview], Any] | None = None) -> None:
+        n = min(n, self.left)
+        self.src.pass_through(n, sink)
+        self.left -= n
+
+    def drain(self) -> None:
+        self.src.pass_through(self.left)
+        self.left = 0
+
+
+@dataclass
+class _Member:
+    name: str
+    size: int
+    type: bytes
+    mode: int
+    linkname: str
+    mtime: int
+
+
+def _octal(field_: bytes) -> int:
+    if field_ and field_[0] & 0x80:  # GNU base-256 for big numbers
+        value = field_[0] & 0x7F
+        for byte in field_[1:]:
+            value = (value << 8) | byte
+        return value
+    text = field_.split(b"\0", 1)[0].strip()
+    return int(text, 8) if text else 0
+
+
+def _pax(data: bytes) -> dict[str, str]:
+    out: dict[str, str] = {}
+    pos = 0
+    while pos < len(data):
+        space = data.index(b" ", pos)
+        length = int(data[pos:space])
+        record = data[space + 1:pos + length - 1]  # drop the trailing newline
+        key, _, value = record.partition(b"=")
+        out[key.decode()] = value.decode("utf-8", "surrogateescape")
+        pos += length
+    return out
+
+
+def _members(stream: _Source | _Sub) -> Iterator[_Member]:
+    """Walk a tar stream's members; the caller must consume each member's data (padded) before the next."""
+    pending: dict[str, str] = {}
+    while True:
+        header = stream.read(BLOCK)
+        if len(header) < BLOCK or header == b"\0" * BLOCK:
+            return
+        name = header[0:100].split(b"\0", 1)[0]
+        if header[257:262] == b"ustar":
+            prefix = header[345:500].split(b"\0", 1)[0]
+            if prefix:
+                name = prefix + b"/" + name
+        size = _octal(header[124:136])
+        kind = header[156:157]
+        padded = (size + BLOCK - 1) // BLOCK * BLOCK
+        if kind in (b"x", b"g", b"L", b"K"):
+            data = stream.read(padded)[:size]
+            if kind == b"x":
+                pending.update(_pax(data))
+            elif kind == b"L":
+                pending["path"] = data.rstrip(b"\0").decode("utf-8", "surrogateescape")
+            elif kind == b"K":
+                pending["linkpath"] = data.rstrip(b"\0").decode("utf-8", "surrogateescape")
+            continue  # global headers ('g') carry nothing the course needs
+        member = _Member(
+            name=pending.get("path") or name.decode("utf-8", "surrogateescape"),
+            size=int(pending.get("size", size)),
+            type=kind,
+            mode=_octal(header[100:108]) & 0o7777,
+            linkname=pending.get("linkpath") or header[157:257].split(b"\0", 1)[0].decode("utf-8", "surrogateescape"),
+            mtime=int(float(pending.get("mtime", _octal(header[136:148])))),
+        )
+        pending = {}
+        yield member
+
+
+def _padding(size: int) -> int:
+    return (BLOCK - size % BLOCK) % BLOCK
+
+
+# ------------------------------------------------------------------ layer contents
+
+KIND_NAMES = {b"0": "file", b"\0": "file", b"7": "file", b"1": "hardlink", b"2": "symlink", b"5": "dir",
+              b"3": "char", b"4": "block", b"6": "fifo"}
+
+
+@dataclass(slots=True)
+class _Entry:
+    """One path as a layer left it."""
+
+    kind: str
+    size: int
+    mode: int
+    link: str
+    digest: str
+    layer: int  # index of the layer (in its image) that wrote it
+
+
+@dataclass
+class _LayerScan:
+    """What one layer tar holds, in order: (path, entry) for files, (path, None) for whiteouts, opaque dirs."""
+
+    items: list[tuple[str, _Entry | None, bool]] = field(default_factory=list)  # (path, entry, opaque)
+    bytes: int = 0
+
+
+def _norm(name: str) -> str:
+    while name.startswith("./"):
+        name = name[2:]
+    return "/" + name.strip("/")
+
+
+def _scan_layer(stream: _Sub, layer_index: int = -1) -> _LayerScan:
+    """Read one layer tar: every member's header, and a sha256 of each regular file's bytes."""
+    scan = _LayerScan()
+    for m in _members(stream):
+        path = _norm(m.name)
+        base = posixpath.basename(path)
+        if base == ".wh..wh..opq":
+            scan.items.append((posixpath.dirname(path), None, True))
+            stream.pass_through(m.size + _padding(m.size))
+            continue
+        if base.startswith(".wh."):
+            scan.items.append((posixpath.join(posixpath.dirname(path), base[4:]), None, False))
+            stream.pass_through(m.size + _padding(m.size))
+            continue
+        kind = KIND_NAMES.get(m.type, "other")
+        digest = ""
+        if kind == "file":
+            h = hashlib.sha256()
+            stream.pass_through(m.size, h.update)
+            stream.pass_through(_padding(m.size))
+            digest = h.hexdigest()
+        else:
+            stream.pass_through(m.size + _padding(m.size))
+        link = _norm(m.linkname) if kind == "hardlink" else m.linkname
+        scan.items.append((path, _Entry(kind, m.size, m.mode, link, digest, layer_index), False))
+        scan.bytes += m.size
+    stream.drain()
+    return scan
+
+
+def _export_scans(cli: docker.DockerClient, names: list[str]) -> tuple[dict[str, _LayerScan], dict[str, list[str]]]:
+    """Stream one export of the named images; return scans keyed by layer path and each image's layer paths.
+
+    Handles both export layouts: Docker up to 24 (``<v1 id>/layer.tar``, the
+    order known only from manifest.json at the end, so every layer is read)
+    and Docker 25+ (OCI ``blobs/sha256/<diff id>``: the name is the diff id).
+    """
+    api = cli.api
+    res = api._get(api._url("/images/get"), params={"names": names}, stream=True)
+    api._raise_for_status(res)
+    src = _Source(res.raw.stream(CHUNK, decode_content=False))
+    scans: dict[str, _LayerScan] = {}
+    links: dict[str, str] = {}
+    manifest: list[dict] = []
+    try:
+        for m in _members(src):
+            name = m.name[2:] if m.name.startswith("./") else m.name
+            if m.type == b"2" and name.endswith("layer.tar"):  # a repeated layer is saved as a symlink
+                links[name] = posixpath.normpath(posixpath.join(posixpath.dirname(name), m.linkname))
+                src.pass_through(m.size + _padding(m.size))
+            elif m.type in (b"0", b"\0") and (name.endswith("/layer.tar") or name.startswith("blobs/")):
+                sub = _Sub(src, m.size)
+                head = sub.read(BLOCK)
+                if name.startswith("blobs/") and (len(head) < 262 or head[257:262] != b"ustar"):
+                    sub.drain()  # an OCI config or manifest blob, not a layer
+                else:
+                    scans[name] = _scan_layer(_Chain(head, sub))
+                src.pass_through(_padding(m.size))
+            elif name == "manifest.json":
+                manifest = json.loads(src.read(m.size))
+                src.pass_through(_padding(m.size))
+            else:
+                src.pass_through(m.size + _padding(m.size))
+    finally:
+        res.close()
+    for alias, target in links.items():
+        if target in scans:
+            scans[alias] = scans[target]
+    # Config is "<hex>.json" (Docker <= 24) or "blobs/sha256/<hex>" (25+): key by the image id.
+    layer_paths: dict[str, list[str]] = {}
+    for item in manifest:
+        hexid = posixpath.basename(item["Config"]).split(".")[0]
+        layer_paths["sha256:" + hexid] = item["Layers"]
+    return scans, layer_paths
+
+
+class _Chain:
+    """A _Sub whose first block was already read (to sniff the format)."""
+
+    def __init__(self, head: bytes, sub: _Sub):
+        self.head = head
+        self.sub = sub
+
+    def read(self, n: int) -> bytes:
+        if self.head:
+            out, self.head = self.head[:n], self.head[n:]
+            if len(out) < n:
+                out += self.sub.read(n - len(out))
+            return out
+        return self.sub.read(n)
+
+    def pass_through(self, n: int, sink: Callable[[memoryview], Any] | None = None) -> None:
+        if self.head:
+            take = self.head[:n]
+            self.head = self.head[n:]
+            if sink is not None:
+                sink(memoryview(take))
+            n -= len(take)
+        self.sub.pass_through(n, sink)
+
+    def drain(self) -> None:
+        self.head = b""
+        self.sub.drain()
+
+
+def _apply(fs: dict[str, _Entry], scan: _LayerScan, layer_index: int, touched: dict[str, int]) -> None:
+    """Apply one layer on top of fs the way overlay2 does: whiteouts delete, opaque dirs hide what is below."""
+    written: set[str] = set()
+    for path, entry, opaque in scan.items:
+        if entry is None:
+            prefix = path.rstrip("/") + "/"
+            doomed = [p for p in fs if p.startswith(prefix) and p not in written]
+            if not opaque:
+                doomed.append(path)
+            for p in doomed:
+                fs.pop(p, None)
+                touched[p] = layer_index
+            continue
+        if entry.kind != "dir":
+            old = fs.get(path)
+            if old is not None and old.kind == "dir":  # a file replacing a directory hides its contents
+                prefix = path + "/"
+                for p in [p for p in fs if p.startswith(prefix)]:
+                    fs.pop(p)
+                    touched[p] = layer_index
+        if entry.kind == "hardlink":
+            target = fs.get(entry.link)
+            if target is not None:  # compare a hard link by the content it shares
+                entry = _Entry("file", target.size, entry.mode, "", target.digest, layer_index)
+        else:
+            entry = _Entry(entry.kind, entry.size, entry.mode, entry.link, entry.digest, layer_index)
+        fs[path] = entry
+        written.add(path)
+        touched[path] = layer_index
+
+
+# ------------------------------------------------------------------ results
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """One layer as the diff reports it.
+
+    Attributes:
+        diff_id: ``sha256:...`` of the layer's uncompressed tar (content identity).
+        created_by: the instruction that made it (from the history row), cleaned.
+        size: bytes, as ``docker history`` shows them.
+        position_a / position_b: 0-based position among the image's layers (None if absent).
+    """
+
+    diff_id: str
+    created_by: str
+    size: int
+    position_a: int | None
+    position_b: int | None
+
+    def cells(self) -> list[str]:
+        pos = lambda p: "-" if p is None else str(p)  # noqa: E731
+        return [short_id(self.diff_id), pos(self.position_a), pos(self.position_b), human_size(self.size),
+                self.created_by or "(imported root filesystem)"]
+
+
+@dataclass(frozen=True)
+class FileChange:
+    """One path whose state differs between a and b.
+
+    Attributes:
+        path: absolute path in the image.
+        change: ``"added"`` (only in b), ``"deleted"`` (only in a), ``"modified"``
+            (in both, different content, type, mode or link target).
+        kind: ``file``, ``dir``, ``symlink``, ... (b's, or a's when deleted).
+        size_a / size_b: bytes in a and b (None when absent).
+        layer: the instruction of the layer that made the difference (b's, or a's).
+    """
+
+    path: str
+    change: str
+    kind: str
+    size_a: int | None
+    size_b: int | None
+    layer: str
+
+    def cells(self) -> list[str]:
+        size = lambda s: "-" if s is None else human_size(s)  # noqa: E731
+        return [self.change, self.kind, self.path, size(self.size_a), size(self.size_b), self.layer]
+
+
+class FileChanges(list):
+    """The file-level changes (a list of :class:`FileChange`, sorted by path) with counts."""
+
+    headers = ["CHANGE", "KIND", "PATH", "SIZE A", "SIZE B", "LAYER"]
+
+    def __init__(self, rows: list[FileChange] = (), same_content: int = 0, layers_read: int = 0):
+        super().__init__(rows)
+        #: paths rewritten by a differing layer with the very same content and mode
+        self.same_content = same_content
+        self.layers_read = layers_read
+
+    def count(self, change: str) -> int:  # type: ignore[override]
+        return sum(1 for c in self if c.change == change)
+
+    def summary(self) -> str:
+        return (f"files added: {self.count('added')}, modified: {self.count('modified')}, "
+                f"deleted: {self.count('deleted')}; rewritten with identical content: {self.same_content}")
+
+    def by_directory(self, depth: int = 5) -> list[tuple[str, str, int]]:
+        """(directory cut to ``depth`` parts, change, count): where the changes are, in a few lines."""
+        counts: dict[tuple[str, str], int] = {}
+        for c in self:
+            parts = posixpath.dirname(c.path).split("/")[1:depth + 1]
+            key = ("/" + "/".join(parts), c.change)
+            counts[key] = counts.get(key, 0) + 1
+        return [(d, ch, n) for (d, ch), n in sorted(counts.items())]
+
+    def text(self, limit: int = 40) -> str:
+        shown = [c.cells() for c in self[:limit]]
+        out = [self.summary()]
+        rollup = self.by_directory()
+        if rollup:
+            out.append(_table_text(["DIRECTORY", "CHANGE", "FILES"], [[d, ch, str(n)] for d, ch, n in rollup]))
+        if shown:
+            out.append(_table_text(self.headers, shown))
+        if len(self) > limit:
+            out.append(f"... and {len(self) - limit} more (see .files)")
+        return "\n".join(out)
+
+    def __str__(self) -> str:
+        return self.text()
+
+    __repr__ = __str__
+
+
+@dataclass
+class ImageDiff:
+    """What two images share and where they differ.
+
+    Attributes:
+        a, b: the names compared; a_id, b_id: their image ids.
+        shared: layers present in both (same diff id), bottom first.
+        shared_prefix: how many bottom layers are the same in the same order;
+            only those are the very same stored layers (a layer is stored on top of its parent).
+        only_a, only_b: layers in one image only, bottom first.
+        files: file-level changes (``files=True``), else None.
+        seconds: time the comparison took.
+    """
+
+    a: str
+    b: str
+    a_id: str
+    b_id: str
+    shared: list[LayerInfo]
+    shared_prefix: int
+    only_a: list[LayerInfo]
+    only_b: list[LayerInfo]
+    files: FileChanges | None = None
+    seconds: float = 0.0
+
+    @property
+    def same_image(self) -> bool:
+        return self.a_id == self.b_id
+
+    def _head(self) -> list[str]:
+        lines = [f"a = {self.a} ({short_id(self.a_id)})", f"b = {self.b} ({short_id(self.b_id)})"]
+        if self.same_image:
+            lines.append("a and b are the same image (one id)")
+        lines += [f"shared layers: {len(self.shared)}",
+                  f"shared at the bottom, in the same order: {self.shared_prefix}",
+                  f"only in a: {len(self.only_a)}",
+                  f"only in b: {len(self.only_b)}"]
+        moved = len(self.shared) - self.shared_prefix
+        if moved:
+            lines.append(f"({moved} shared layer(s) sit above a difference: same content, stored again "
+                         "because a layer is stacked on its parent)")
+        return lines
+
+    def _rows(self) -> list[list[str]]:
+        rows = []
+        for label, items in (("shared", self.shared), ("only a", self.only_a), ("only b", self.only_b)):
+            rows += [[label] + item.cells() for item in items]
+        return rows
+
+    headers = ["WHERE", "DIFF ID", "POS A", "POS B", "SIZE", "CREATED BY"]
+
+    def __str__(self) -> str:
+        parts = ["\n".join(self._head()), _table_text(self.headers, self._rows())]
+        if self.files is not None:
+            parts.append(self.files.text())
+        return "\n".join(parts)
+
+    __repr__ = __str__
+
+    def _repr_html_(self) -> str:
+        head = "<br>".join(html.escape(line) for line in self._head())
+        out = f"<p>{head}</p>" + _table_html(self.headers, self._rows())
+        if self.files is not None:
+            out += f"<p>{html.escape(self.files.summary())}</p>"
+            out += _table_html(["DIRECTORY", "CHANGE", "FILES"],
+                               [[d, ch, str(n)] for d, ch, n in self.files.by_directory()])
+            out += _table_html(FileChanges.headers, [c.cells() for c in self.files[:200]],
+                               note=f"{len(self.files) - 200} more rows in .files" if len(self.files) > 200 else "")
+        return out
+
+
+# ------------------------------------------------------------------ diff_images
+
+
+def _layer_table(img: Any, cli: docker.DockerClient) -> list[tuple[str, str, int]]:
+    """(diff id, created_by, size) per layer of the image, bottom first."""
+    rows, cleaned, flags, diff_ids = _history_rows(img, cli)
+    made = [(text, int(row.get("Size") or 0)) for row, text, flag in zip(rows, cleaned, flags) if flag]
+    out = []
+    for i, diff_id in enumerate(diff_ids):
+        text, size = made[i] if i < len(made) else ("", 0)
+        out.append((diff_id, text, size))
+    return out
+
+
+def _compare_files(cli: docker.DockerClient, a_img: Any, b_img: Any, a_layers: list, b_layers: list,
+                   prefix: int) -> FileChanges:
+    """Export both images once and compare the paths their differing layers touch."""
+    names = [a_img.id] if a_img.id == b_img.id else [a_img.id, b_img.id]
+    scans, layer_paths = _export_scans(cli, names)
+    try:
+        paths_a, paths_b = layer_paths[a_img.id], layer_paths[b_img.id]
+    except KeyError:
+        raise CourseError("The engine's export has no manifest for these images: "
+                          "check that both still exist and run the cell again.") from None
+    base: dict[str, _Entry] = {}
+    for i in range(prefix):
+        _apply(base, scans[paths_a[i]], i, {})
+    fs_a, fs_b = dict(base), dict(base)
+    touched_a: dict[str, int] = {}
+    touched_b: dict[str, int] = {}
+    for i in range(prefix, len(paths_a)):
+        _apply(fs_a, scans[paths_a[i]], i, touched_a)
+    for i in range(prefix, len(paths_b)):
+        _apply(fs_b, scans[paths_b[i]], i, touched_b)
+    changes: list[FileChange] = []
+    same = 0
+    for path in sorted(touched_a.keys() | touched_b.keys()):
+        ea, eb = fs_a.get(path), fs_b.get(path)
+        if ea is eb:
+            continue  # untouched on both sides in the end (e.g. deleted in both)
+        if ea is None and eb is not None:
+            changes.append(FileChange(path, "added", eb.kind, None, eb.size, b_layers[eb.layer][1]))
+        elif eb is None and ea is not None:
+            # Deleted by b's whiteout, or added by a and never present in b.
+            layer = b_layers[touched_b[path]][1] if path in touched_b else a_layers[ea.layer][1]
+            changes.append(FileChange(path, "deleted", ea.kind, ea.size, None, layer))
+        elif ea is not None and eb is not None:
+            differs = (ea.kind, ea.mode, ea.link) != (eb.kind, eb.mode, eb.link) or \
+                (ea.kind == "file" and (ea.size, ea.digest) != (eb.size, eb.digest))
+            layer_of = b_layers[eb.layer][1] if eb.layer >= prefix else a_layers[ea.layer][1]
+            if differs:
+                changes.append(FileChange(path, "modified", eb.kind, ea.size, eb.size, layer_of))
+            elif ea.kind != "dir":
+                same += 1
+    read = len({paths_a[i] for i in range(prefix, len(paths_a))} | {paths_b[i] for i in range(prefix, len(paths_b))})
+    return FileChanges(changes, same_content=same, layers_read=read)
+
+
+def diff_images(a: Any, b: Any, files: bool = False, *, client: docker.DockerClient | None = None) -> ImageDiff:
+    """Compare two images: which layers they share, which are only in one, and (files=True) which files differ.
+
+    Args:
+        a, b: tags, ids or BuildReports.
+        files: also compare the files the differing layers touch (reads the
+            engine's image export; about 2 s for two 200 MB images on Docker 20.10).
+        client: Docker client (default: the course's).
+
+    Returns:
+        An :class:`ImageDiff`; ``print()`` it for counts such as ``shared layers: 2``.
+
+    Raises:
+        CourseError: an image does not exist, or the export broke off.
+
+    Example:
+        >>> d = diff_images("flask-demo:first", "flask-demo:third", files=True)
+        >>> len(d.shared), [c.path for c in d.files if c.change == "modified"][:1]
+    """
+    started = time.perf_counter()
+    cli = _client(client)
+    a_img, b_img = get_image(a, cli), get_image(b, cli)
+    a_layers, b_layers = _layer_table(a_img, cli), _layer_table(b_img, cli)
+    a_ids, b_ids = [d for d, _, _ in a_layers], [d for d, _, _ in b_layers]
+    prefix = 0
+    while prefix < min(len(a_ids), len(b_ids)) and a_ids[prefix] == b_ids[prefix]:
+        prefix += 1
+
+    def info(diff_id: str, text: str, size: int) -> LayerInfo:
+        return LayerInfo(diff_id, text, size,
+                         a_ids.index(diff_id) if diff_id in a_ids else None,
+                         b_ids.index(diff_id) if diff_id in b_ids else None)
+
+    shared = [info(*row) for row in a_layers if row[0] in b_ids]
+    only_a = [info(*row) for row in a_layers if row[0] not in b_ids]
+    only_b = [info(*row) for row in b_layers if row[0] not in a_ids]
+    changes = None
+    if files:
+        if prefix == len(a_ids) == len(b_ids):
+            changes = FileChanges()
+        else:
+            changes = _compare_files(cli, a_img, b_img, a_layers, b_layers, prefix)
+
+    def name(x: Any, img: Any) -> str:
+        return x if isinstance(x, str) else (img.tags[0] if img.tags else short_id(img.id))
+
+    return ImageDiff(name(a, a_img), name(b, b_img), a_img.id, b_img.id, shared, prefix, only_a, only_b,
+                     changes, time.perf_counter() - started)

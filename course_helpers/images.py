@@ -1,0 +1,452 @@
+"""Images as the course shows them: tags, ``docker image ls``, identity and history.
+
+Everything here reads the engine; only :func:`tag` changes it.  Text forms are
+stable once ids and dates are sanitised: ids print as ``sha256:`` + 12 hex (or
+12 hex in tables, as ``docker image ls`` does), sizes as Docker prints them
+(``191MB``, ``4.95MB``, ``331B``) and times as ISO dates in UTC.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import html
+import re
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+import docker
+from docker.errors import APIError, ImageNotFound
+from docker.models.images import Image
+
+from .config import BASE_IMAGE, LABEL_MANAGED
+from .engine import client as _default_client
+from .errors import CourseError
+from .report import BuildReport
+
+ImageRef = "str | BuildReport | Image"
+
+MISSING = "<missing>"
+
+MISSING_NOTE = (
+    "<missing>: that row's layer has no image of its own. BuildKit exports only the final "
+    "image, so only the top row has an id; the classic builder keeps an intermediate image "
+    "per step, so its rows have ids. The layers themselves are all there.")
+
+
+# ---------------------------------------------------------------- formatting
+
+def human_size(size: int | float) -> str:
+    """A byte count as ``docker image ls`` prints it: decimal units, 3 significant digits.
+
+    >>> human_size(190_812_345), human_size(4_950_000), human_size(331)
+    ('191MB', '4.95MB', '331B')
+    """
+    value = float(size)
+    units = ["B", "kB", "MB", "GB", "TB", "PB"]
+    i = 0
+    # 999.9 would round to "1e+03": step up a unit when rounding reaches 1000.
+    while float(f"{value:.3g}") >= 1000 and i < len(units) - 1:
+        value /= 1000.0
+        i += 1
+    return f"{value:.3g}{units[i]}"
+
+
+def short_id(image_id: str) -> str:
+    """``sha256:`` + 12 hex, the form the course prints ids in."""
+    if image_id.startswith("sha256:"):
+        return "sha256:" + image_id[7:19]
+    return image_id[:12]
+
+
+def iso_time(value: Any) -> str:
+    """An engine timestamp (unix seconds or RFC 3339 with nanoseconds) as ``YYYY-MM-DDTHH:MM:SSZ``."""
+    if value is None or value == "":
+        return ""
+    if isinstance(value, (int, float)):
+        stamp = _dt.datetime.fromtimestamp(float(value), _dt.timezone.utc)
+        return stamp.strftime("%Y-%m-%dT%H:%M:%SZ")
+    match = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)", str(value))
+    if not match:
+        return str(value)
+    text = str(value)
+    # Engine times carry their own offset; they are UTC in practice ("Z"), convert otherwise.
+    tz = re.search(r"([+-]\d\d:\d\d|Z)$", text)
+    if tz and tz.group(1) != "Z":
+        stamp = _dt.datetime.fromisoformat(match.group(1) + tz.group(1)).astimezone(_dt.timezone.utc)
+        return stamp.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return match.group(1) + "Z"
+
+
+def _table_text(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [len(h) for h in headers]
+    for row in rows:
+        widths = [max(w, len(c)) for w, c in zip(widths, row)]
+    lines = ["   ".join(c.ljust(w) for c, w in zip(headers, widths)).rstrip()]
+    lines += ["   ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+    return "\n".join(lines)
+
+
+def _table_html(headers: list[str], rows: list[list[str]], caption: str = "", note: str = "") -> str:
+    head = "".join(f"<th style='text-align:left'>{html.escape(h)}</th>" for h in headers)
+    body = "".join(
+        "<tr>" + "".join(f"<td style='text-align:left'><code>{html.escape(c)}</code></td>" for c in row) + "</tr>"
+        for row in rows)
+    cap = f"<caption style='text-align:left'>{html.escape(caption)}</caption>" if caption else ""
+    foot = f"<p><small>{html.escape(note)}</small></p>" if note else ""
+    return f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{foot}"
+
+
+# ---------------------------------------------------------------- resolving
+
+def _client(client: docker.DockerClient | None) -> docker.DockerClient:
+    return client if client is not None else _default_client()
+
+
+def image_ref(image: Any) -> str:
+    """The name or id to ask the engine for, from a tag, an id, a BuildReport or an Image."""
+    if isinstance(image, BuildReport):
+        return image.image_id
+    if isinstance(image, Image):
+        return image.id
+    if isinstance(image, str) and image:
+        return image
+    raise CourseError(f"Expected an image name, id or BuildReport, got {image!r}: pass e.g. 'flask-demo:first'.")
+
+
+def get_image(image: Any, client: docker.DockerClient | None = None) -> Image:
+    """The engine's image for a tag, id, BuildReport or Image.
+
+    Raises:
+        CourseError: the engine has no such image; the message names it.
+    """
+    ref = image_ref(image)
+    try:
+        return _client(client).images.get(ref)
+    except ImageNotFound:
+        raise CourseError(f"The engine has no image {ref!r}: build it first (or check the name with images()).") \
+            from None
+
+
+# ---------------------------------------------------------------- tag, same_image
+
+def tag(image: Any, new_tag: str, *, client: docker.DockerClient | None = None) -> Image:
+    """Give an image one more name, as ``docker tag`` does: no copy, one image, two tags.
+
+    Args:
+        image: tag, id or BuildReport of an existing image.
+        new_tag: ``repository`` or ``repository:tag`` (``latest`` when no tag is given).
+        client: Docker client (default: the course's).
+
+    Returns:
+        The image, reloaded, so ``.tags`` shows the new name beside the old ones.
+
+    Raises:
+        CourseError: the image does not exist, or the engine refuses the name.
+
+    Example:
+        >>> tag("flask-demo:first", "flask-demo:latest").tags
+        ['flask-demo:first', 'flask-demo:latest']
+    """
+    img = get_image(image, client)
+    repository, tag_part = new_tag, "latest"
+    head, sep, tail = new_tag.rpartition(":")
+    if sep and "/" not in tail:  # "localhost:5000/app" has a port, not a tag
+        repository, tag_part = head, tail
+    try:
+        img.tag(repository, tag_part)
+    except APIError as exc:
+        raise CourseError(f"The engine refused the name {new_tag!r}: {exc.explanation}") from None
+    img.reload()
+    return img
+
+
+def same_image(a: Any, b: Any, *, client: docker.DockerClient | None = None) -> bool:
+    """True when two names (or ids, or BuildReports) point at the very same image id."""
+    return get_image(a, client).id == get_image(b, client).id
+
+
+# ---------------------------------------------------------------- images()
+
+@dataclass(frozen=True)
+class ImageRow:
+    """One row of :func:`images`: one tag of one image (an image with two tags has two rows)."""
+
+    repository: str
+    tag: str
+    id: str  # sha256:<64 hex>
+    created: str  # ISO, UTC
+    size: int
+
+    @property
+    def short_id(self) -> str:
+        return self.id.split(":", 1)[-1][:12]
+
+    def cells(self) -> list[str]:
+        return [self.repository, self.tag, self.short_id, self.created, human_size(self.size)]
+
+
+class ImageList(list):
+    """A list of :class:`ImageRow` that prints like ``docker image ls``."""
+
+    headers = ["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"]
+
+    def __str__(self) -> str:
+        if not self:
+            return "(no course images)"
+        return _table_text(self.headers, [r.cells() for r in self])
+
+    __repr__ = __str__
+
+    def _repr_html_(self) -> str:
+        note = ""
+        ids = [r.id for r in self]
+        if len(set(ids)) < len(ids):
+            note = "Rows with the same IMAGE ID are one image with several tags: a tag is only a name."
+        return _table_html(self.headers, [r.cells() for r in self], note=note)
+
+
+def images(repository: str | None = None, *, client: docker.DockerClient | None = None) -> ImageList:
+    """The course's images, like ``docker image ls`` (one row per tag).
+
+    Only images carrying the course label ``io.docker-layers-course.managed``
+    are listed: the learner's other images are none of the course's business.
+
+    Args:
+        repository: only this repository (``"flask-demo"``), all its tags.
+        client: Docker client (default: the course's).
+
+    Returns:
+        An :class:`ImageList`, sorted by repository then tag; two tags of one
+        image show the same IMAGE ID on two rows.
+    """
+    cli = _client(client)
+    found = cli.images.list(name=repository, filters={"label": LABEL_MANAGED}) if repository else \
+        cli.images.list(filters={"label": LABEL_MANAGED})
+    rows: list[ImageRow] = []
+    for img in found:
+        created = iso_time(img.attrs.get("Created"))
+        size = int(img.attrs.get("Size") or 0)
+        tags = img.tags or ["<none>:<none>"]
+        for name in tags:
+            repo, _, tg = name.rpartition(":")
+            if "/" in tg:
+                repo, tg = name, "<none>"
+            if repository and repo != repository:
+                continue
+            rows.append(ImageRow(repo, tg, img.id, created, size))
+    rows.sort(key=lambda r: (r.repository, r.tag, r.id))
+    return ImageList(rows)
+
+
+# ---------------------------------------------------------------- history()
+
+@dataclass(frozen=True)
+class Layer:
+    """One row of ``docker history``, oldest last as Docker lists them.
+
+    Attributes:
+        id: the image id of the row (``sha256:...``) or ``"<missing>"``.
+        created: ISO time of the step (UTC).
+        created_by: the instruction, untruncated and cleaned (``RUN /bin/sh -c pip3 install ...``).
+        size: bytes the step added (0 for metadata-only steps).
+        empty_layer: True when the step made no layer (CMD, ENV, LABEL, ...).
+        comment: the builder's comment (``buildkit.dockerfile.v0``, ``Imported from -``).
+        origin: ``"base"`` for rows that come from the base image, ``"dockerfile"`` for the rest.
+        diff_id: the layer this row made (``sha256:...``), None when empty_layer.
+    """
+
+    id: str
+    created: str
+    created_by: str
+    size: int
+    empty_layer: bool
+    comment: str
+    origin: str
+    diff_id: str | None = None
+
+    def cells(self) -> list[str]:
+        ident = self.id if self.id == MISSING else self.id.split(":", 1)[-1][:12]
+        return [ident, self.created, self.created_by, human_size(self.size), self.comment, self.origin]
+
+
+class History(list):
+    """The rows of :func:`history` (newest first), with a table view."""
+
+    headers = ["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT", "ORIGIN"]
+
+    def __init__(self, rows: Iterable[Layer], image: str = "", base: str | None = None):
+        super().__init__(rows)
+        self.image = image
+        self.base = base
+
+    @property
+    def layers(self) -> list[Layer]:
+        """Rows that made a layer, bottom first (the order of the image's diff ids)."""
+        return [row for row in reversed(self) if not row.empty_layer]
+
+    def _caption(self) -> str:
+        made = sum(1 for r in self if not r.empty_layer)
+        base_rows = sum(1 for r in self if r.origin == "base")
+        text = f"history of {self.image}: {len(self)} rows, {made} layers"
+        if self.base:
+            text += f"; {base_rows} rows from the base image {self.base}"
+        return text
+
+    def _note(self) -> str:
+        return MISSING_NOTE if any(r.id == MISSING for r in self) else ""
+
+    def __str__(self) -> str:
+        parts = [self._caption(), _table_text(self.headers, [r.cells() for r in self])]
+        if self._note():
+            parts.append(self._note())
+        return "\n".join(parts)
+
+    __repr__ = __str__
+
+    def _repr_html_(self) -> str:
+        return _table_html(self.headers, [r.cells() for r in self], caption=self._caption(), note=self._note())
+
+
+_NOP = "/bin/sh -c #(nop) "
+_INSTRUCTIONS = ("RUN", "COPY", "ADD", "WORKDIR", "CMD", "ENTRYPOINT", "ENV", "LABEL", "EXPOSE", "USER",
+                 "VOLUME", "ARG", "ONBUILD", "STOPSIGNAL", "HEALTHCHECK", "SHELL", "MAINTAINER")
+_MAKES_LAYER = ("RUN", "COPY", "ADD", "WORKDIR")
+
+
+def clean_created_by(text: str) -> str:
+    """``docker history``'s CREATED BY made readable, nothing cut.
+
+    The classic builder writes metadata steps as ``/bin/sh -c #(nop)  CMD [...]``
+    and RUN steps as the bare shell command; BuildKit writes ``RUN /bin/sh -c
+    ... # buildkit``.  Both become ``CMD [...]`` and ``RUN /bin/sh -c ...``.
+    """
+    text = (text or "").strip()
+    if text.startswith(_NOP):
+        return text[len(_NOP):].strip()
+    if text.endswith(" # buildkit"):
+        text = text[: -len(" # buildkit")]
+    if text and text.split(" ", 1)[0] not in _INSTRUCTIONS:
+        text = "RUN " + text  # classic builder: a RUN step is recorded as the bare command
+    return text
+
+
+def _guess_layer(row: dict, cleaned: str) -> bool:
+    """Whether a history row made a layer, when the engine does not say (its API has no empty_layer)."""
+    if row.get("Size", 0) > 0:
+        return True
+    if not cleaned:  # `docker import`: the whole root filesystem
+        return True
+    return cleaned.split(" ", 1)[0] in _MAKES_LAYER
+
+
+def _assign_layers(rows: list[dict], cleaned: list[str], diff_ids: list[str],
+                   cli: docker.DockerClient) -> list[bool]:
+    """Decide which rows (oldest first) made the image's layers.
+
+    The history API gives sizes but no empty_layer flag.  Rows that have an
+    image id (classic builds) are exact: that image's layer count says whether
+    the row added one.  Other rows are guessed from the instruction, then the
+    guess is fitted to the real number of layers.
+    """
+    flags: list[bool] = []
+    exact: list[bool] = []
+    count = 0
+    for row, text in zip(rows, cleaned):
+        made = None
+        if row.get("Id", MISSING) != MISSING:
+            try:
+                n = len(cli.api.inspect_image(row["Id"])["RootFS"]["Layers"])
+                made = n > count
+            except (APIError, KeyError):
+                made = None
+        exact.append(made is not None)
+        if made is None:
+            made = _guess_layer(row, text)
+        flags.append(made)
+        count += made
+    # Fit the guesses to the truth: drop zero-size guesses (WORKDIR first), or add some.
+    order = sorted(range(len(rows)), key=lambda i: (not cleaned[i].startswith("WORKDIR"), -i))
+    for i in order:
+        if sum(flags) <= len(diff_ids):
+            break
+        if flags[i] and not exact[i] and rows[i].get("Size", 0) == 0:
+            flags[i] = False
+    for i in reversed(range(len(rows))):
+        if sum(flags) >= len(diff_ids):
+            break
+        if not flags[i] and not exact[i] and not cleaned[i].split(" ", 1)[0] in _INSTRUCTIONS[4:]:
+            flags[i] = True
+    return flags
+
+
+def _history_rows(img: Image, cli: docker.DockerClient) -> tuple[list[dict], list[str], list[bool], list[str]]:
+    """Oldest-first history rows, cleaned texts, layer flags and diff ids of an image."""
+    rows = list(reversed(cli.api.history(img.id)))
+    cleaned = [clean_created_by(r.get("CreatedBy", "")) for r in rows]
+    diff_ids = list(img.attrs.get("RootFS", {}).get("Layers") or [])
+    flags = _assign_layers(rows, cleaned, diff_ids, cli)
+    return rows, cleaned, flags, diff_ids
+
+
+def _base_row_count(img: Image, rows: list[dict], base: Image | None, cli: docker.DockerClient) -> int:
+    """How many of the oldest rows come from the base image (0 if the image is not built on it)."""
+    if base is None:
+        return 0
+    if base.id == img.id:
+        return len(rows)
+    base_layers = base.attrs.get("RootFS", {}).get("Layers") or []
+    layers = img.attrs.get("RootFS", {}).get("Layers") or []
+    if layers[: len(base_layers)] != base_layers:
+        return 0
+    base_rows = list(reversed(cli.api.history(base.id)))
+    if len(base_rows) > len(rows):
+        return 0
+    # The base's rows are copied into the child's history: same times, same commands.
+    for mine, theirs in zip(rows, base_rows):
+        if (mine.get("Created"), mine.get("CreatedBy")) != (theirs.get("Created"), theirs.get("CreatedBy")):
+            return 0
+    return len(base_rows)
+
+
+def history(image: Any, *, base: str | None = BASE_IMAGE, client: docker.DockerClient | None = None) -> History:
+    """``docker history`` of an image, untruncated, with each row's origin.
+
+    Args:
+        image: tag, id or BuildReport.
+        base: the base image whose rows are marked ``origin="base"`` (default
+            the course's base); rows above it are ``"dockerfile"``.  None marks
+            none as base.
+        client: Docker client (default: the course's).
+
+    Returns:
+        A :class:`History` (newest row first, as Docker lists them) of :class:`Layer`.
+
+    Raises:
+        CourseError: no such image.
+    """
+    cli = _client(client)
+    img = get_image(image, cli)
+    rows, cleaned, flags, diff_ids = _history_rows(img, cli)
+    base_img = None
+    if base:
+        try:
+            base_img = cli.images.get(base)
+        except ImageNotFound:
+            base_img = None
+    n_base = _base_row_count(img, rows, base_img, cli)
+    layers: list[Layer] = []
+    k = 0
+    for i, (row, text, made) in enumerate(zip(rows, cleaned, flags)):
+        diff_id = diff_ids[k] if made and k < len(diff_ids) else None
+        k += made
+        layers.append(Layer(
+            id=row.get("Id") or MISSING,
+            created=iso_time(row.get("Created")),
+            created_by=text,
+            size=int(row.get("Size") or 0),
+            empty_layer=not made,
+            comment=row.get("Comment", "") or "",
+            origin="base" if i < n_base else "dockerfile",
+            diff_id=diff_id,
+        ))
+    name = image_ref(image) if isinstance(image, str) else (img.tags[0] if img.tags else short_id(img.id))
+    return History(reversed(layers), image=name, base=base if n_base else None)

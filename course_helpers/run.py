@@ -1,0 +1,193 @@
+"""Run an image's web app for the length of a ``with`` block, and always clean up after it.
+
+The container is published on 127.0.0.1 only (never on the learner's network),
+runs unprivileged with no Docker socket inside, carries the session labels,
+and is force-removed when the block ends, whatever happened inside it.  A
+reaper removes this session's containers when the Python process exits, in
+case a kernel is shut down with a block still open.
+"""
+from __future__ import annotations
+
+import atexit
+import contextlib
+import re
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import docker
+from docker.errors import APIError, NotFound
+
+from .config import LABEL_SESSION, SESSION_ID, session_labels
+from .errors import ContainerExited, CourseError
+from .images import _client, get_image, image_ref
+
+_started: set[str] = set()  # ids of containers run_app made and has not removed yet
+_reaper_client: list[docker.DockerClient] = []
+
+
+def _reap() -> None:
+    """At exit: remove this session's containers that a run_app block left behind."""
+    if not _reaper_client:
+        return
+    cli = _reaper_client[0]
+    try:
+        leftovers = {c.id for c in cli.containers.list(
+            all=True, filters={"label": f"{LABEL_SESSION}={SESSION_ID}"})}
+    except Exception:  # engine gone at exit: nothing we can do
+        leftovers = set()
+    for cid in _started | leftovers:
+        try:
+            cli.api.remove_container(cid, force=True)
+        except Exception:
+            pass
+    _started.clear()
+
+
+atexit.register(_reap)
+
+
+@dataclass
+class RunningApp:
+    """A running container of a web app, as ``run_app`` yields it.
+
+    Attributes:
+        url: ``http://127.0.0.1:PORT`` (str() of the object is the url).
+        container: the docker-py Container.
+        host_port: the port on 127.0.0.1.
+    """
+
+    url: str
+    container: Any
+    host_port: int
+
+    def __str__(self) -> str:
+        return self.url
+
+    def get(self, path: str = "/", timeout: float = 5.0) -> str:
+        """GET a path of the app and return the body as text (the body of an HTTP error too)."""
+        try:
+            with urllib.request.urlopen(self.url + "/" + path.lstrip("/"), timeout=timeout) as resp:
+                return resp.read().decode("utf-8", "replace")
+        except urllib.error.HTTPError as exc:
+            return exc.read().decode("utf-8", "replace")
+
+    def logs(self) -> str:
+        """What the app printed so far."""
+        return self.container.logs().decode("utf-8", "replace")
+
+
+def _exited_message(image: str, code: int | None, logs: str, port: int) -> str:
+    match = re.search(r"^/bin/sh: \d+: (.+): not found$", logs, re.M)
+    if code == 127 and match:
+        return (f"The container of {image} exited with code 127 because the shell found no program named "
+                f"`{match.group(1)}`: that is a shell-form CMD with the whole command in quotes, so write "
+                f"it without the quotes or in exec form, e.g. CMD [\"python3\", \"-m\", \"flask\", \"run\", "
+                f"\"--host=0.0.0.0\"], then rebuild.")
+    return (f"The container of {image} exited with code {code} before it answered on port {port}: "
+            "read its output below, fix the Dockerfile or the app, and rebuild.")
+
+
+def _host_port(container: Any, port: int) -> int | None:
+    ports = (container.attrs.get("NetworkSettings") or {}).get("Ports") or {}
+    bindings = ports.get(f"{port}/tcp") or []
+    for binding in bindings:
+        if binding.get("HostPort"):
+            return int(binding["HostPort"])
+    return None
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=0.5):
+            return True
+    except urllib.error.HTTPError:
+        return True  # any HTTP answer (even 404 or 500) means the server is up
+    except (OSError, ValueError):
+        return False
+
+
+@contextlib.contextmanager
+def run_app(image: Any, port: int = 5000, *, timeout: float = 30, command: str | list[str] | None = None,
+            environment: dict[str, str] | None = None,
+            client: docker.DockerClient | None = None) -> Iterator[RunningApp]:
+    """Run an image detached, wait until its web app answers, yield it, then remove the container.
+
+    Args:
+        image: tag, id or BuildReport.
+        port: the port the app listens on inside the container (5000 for Flask).
+        timeout: seconds to wait for the first HTTP answer.
+        command: override the image's CMD (default: the image's own).
+        environment: extra environment variables.
+        client: Docker client (default: the course's).
+
+    Yields:
+        A :class:`RunningApp`; ``app.get("/")`` returns the body text.
+
+    Raises:
+        ContainerExited: the container stopped before answering (exit code and output attached).
+        CourseError: no such image, or no answer within ``timeout`` seconds.
+
+    Example:
+        >>> with run_app("flask-demo:first") as app:
+        ...     print(app.get("/"))
+        Hello world!
+    """
+    cli = _client(client)
+    if not _reaper_client:
+        _reaper_client.append(cli)
+    name = image_ref(image)
+    img = get_image(image, cli)
+    container = None
+    try:
+        # create, then start: if start fails, we still hold the container and remove it below.
+        container = cli.containers.create(
+            img.id, command=command, environment=environment, detach=True,
+            labels=session_labels(), privileged=False,
+            ports={f"{port}/tcp": ("127.0.0.1", None)},  # loopback only, a free port the engine picks
+        )
+        _started.add(container.id)
+        try:
+            container.start()
+        except APIError as exc:
+            detail = exc.explanation or str(exc)
+            missing = re.search(r'exec: "([^"]+)": executable file not found', detail)
+            if missing:  # exec-form CMD naming a program the image lacks: the engine's exit 127
+                raise ContainerExited(
+                    f"The container of {name} could not start because the image has no program named "
+                    f"`{missing.group(1)}`: check the CMD (in exec form, each word is its own string).",
+                    exit_status=127, logs=detail) from None
+            raise CourseError(f"The engine could not start a container of {name}: {detail}") from None
+        deadline = time.monotonic() + timeout
+        url = None
+        while True:
+            container.reload()
+            if container.status in ("exited", "dead"):
+                code = container.attrs.get("State", {}).get("ExitCode")
+                logs = container.logs().decode("utf-8", "replace")
+                raise ContainerExited(_exited_message(name, code, logs, port), exit_status=code, logs=logs)
+            host_port = _host_port(container, port)
+            if host_port is not None:
+                url = f"http://127.0.0.1:{host_port}"
+                if _answers(url + "/"):
+                    break
+            if time.monotonic() > deadline:
+                logs = container.logs().decode("utf-8", "replace")
+                raise CourseError(
+                    f"The container of {name} is running but nothing answered on its port {port} within "
+                    f"{timeout:.0f} s: check that the app listens on 0.0.0.0:{port} (not 127.0.0.1) "
+                    f"and read its output:\n{logs.rstrip()}")
+            time.sleep(0.1)
+        yield RunningApp(url, container, host_port)
+    finally:
+        if container is not None:
+            try:
+                container.remove(force=True)
+            except NotFound:
+                pass
+            except APIError as exc:  # e.g. removal already in progress
+                if exc.status_code != 409:
+                    raise
+            _started.discard(container.id)

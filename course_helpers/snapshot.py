@@ -1,0 +1,239 @@
+"""Snapshots of a build context, and the record of each build that predict/explain compare with.
+
+A snapshot lists every file and directory Docker would send (``.dockerignore``
+applied) with a content hash and its mode: the two things both builders put
+in a COPY's cache key (they ignore mtime; see docs/cache-rules.md).
+
+Hashing is the slow part, so file hashes are cached by
+``(path, size, mtime_ns, inode)`` in memory and in ``state_dir()/hash-cache.json``:
+an unchanged file is never read twice.
+
+The build module calls :func:`record_context_snapshot` after every build; the
+record (context snapshot, Dockerfile text, build args, steps and their cached
+flags) is what ``predict()`` and ``explain()`` compare a new state with.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .config import state_dir
+from .ignore import read_dockerignore
+
+if TYPE_CHECKING:
+    from .report import BuildReport
+
+_CHUNK = 1 << 20
+HISTORY = 5  # records kept per (context, dockerfile, tag)
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """One context entry: ``digest`` (blake2b hex of the content; ``"dir"`` or ``"link:<target>"``) and ``mode``."""
+
+    digest: str
+    mode: int
+
+
+@dataclass
+class ContextSnapshot:
+    """What the context held: ``files`` maps ``/``-separated relative paths to :class:`FileEntry`."""
+
+    root: str
+    files: dict[str, FileEntry]
+
+
+class _HashCache:
+    """(path, size, mtime_ns, inode) -> digest, kept in memory and on disk between sessions."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, list] = {}
+        self.loaded = False
+        self.dirty = False
+
+    def file(self) -> Path:
+        return state_dir() / "hash-cache.json"
+
+    def load(self) -> None:
+        if self.loaded:
+            return
+        self.loaded = True
+        try:
+            self.entries = json.loads(self.file().read_text())
+        except (OSError, ValueError):
+            self.entries = {}
+
+    def digest(self, path: str, st: os.stat_result) -> str:
+        key = (st.st_size, st.st_mtime_ns, st.st_ino)
+        hit = self.entries.get(path)
+        if hit is not None and tuple(hit[:3]) == key:
+            return hit[3]
+        h = hashlib.blake2b(digest_size=16)
+        with open(path, "rb") as f:
+            while chunk := f.read(_CHUNK):
+                h.update(chunk)
+        digest = h.hexdigest()
+        self.entries[path] = [*key, digest]
+        self.dirty = True
+        return digest
+
+    def save(self) -> None:
+        if not self.dirty:
+            return
+        tmp = self.file().with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.entries, separators=(",", ":")))
+        os.replace(tmp, self.file())
+        self.dirty = False
+
+
+_CACHE = _HashCache()
+
+
+def take_snapshot(context: str | Path) -> ContextSnapshot:
+    """Hash every file the builder would see in ``context`` (``.dockerignore`` applied).
+
+    Args:
+        context: the build context directory.
+
+    Returns:
+        A :class:`ContextSnapshot`.
+    """
+    root = os.path.abspath(context)
+    ignore = read_dockerignore(root)
+    _CACHE.load()
+    files: dict[str, FileEntry] = {}
+    stack = [("", root)]
+    while stack:
+        rel_dir, abs_dir = stack.pop()
+        with os.scandir(abs_dir) as it:
+            for entry in it:
+                rel = f"{rel_dir}{entry.name}"
+                st = entry.stat(follow_symlinks=False)
+                is_excluded = ignore.rules and ignore.excluded(rel)
+                if stat.S_ISDIR(st.st_mode):
+                    # An excluded directory is still walked when a '!' rule may bring back something inside.
+                    if is_excluded and not ignore.may_reinclude_under(rel):
+                        continue
+                    if not is_excluded:
+                        files[rel] = FileEntry("dir", stat.S_IMODE(st.st_mode))
+                    stack.append((rel + "/", entry.path))
+                elif is_excluded:
+                    continue
+                elif stat.S_ISLNK(st.st_mode):
+                    files[rel] = FileEntry("link:" + os.readlink(entry.path), 0o777)
+                elif stat.S_ISREG(st.st_mode):
+                    files[rel] = FileEntry(_CACHE.digest(entry.path, st), stat.S_IMODE(st.st_mode))
+    _CACHE.save()
+    return ContextSnapshot(root, files)
+
+
+# --- build records -----------------------------------------------------------------------------
+
+@dataclass
+class BuildRecord:
+    """What predict/explain need to know about one finished build."""
+
+    context: str
+    dockerfile: str
+    dockerfile_text: str
+    tag: str | None
+    builder: str
+    image_id: str
+    build_args: dict[str, str]
+    no_cache: bool
+    steps: list[tuple[int, str, str, bool]]  # (index, stage, instruction, cached) as reported
+    files: dict[str, tuple[str, int]] = field(default_factory=dict)
+
+    def snapshot(self) -> ContextSnapshot:
+        return ContextSnapshot(self.context, {k: FileEntry(*v) for k, v in self.files.items()})
+
+
+def _key(context: str | Path, dockerfile: str, tag: str | None) -> str:
+    text = f"{os.path.abspath(context)}\0{dockerfile}\0{tag or ''}"
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def _records_file(context: str | Path, dockerfile: str, tag: str | None) -> Path:
+    folder = state_dir() / "build-records"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"{_key(context, dockerfile, tag)}.json"
+
+
+def _load(path: Path) -> list[BuildRecord]:
+    try:
+        items = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return []
+    out = []
+    for item in items:
+        try:
+            item["steps"] = [tuple(s) for s in item["steps"]]
+            item["files"] = {k: tuple(v) for k, v in item["files"].items()}
+            out.append(BuildRecord(**item))
+        except (TypeError, KeyError):
+            continue  # a record from an older format
+    return out
+
+
+def record_context_snapshot(report: "BuildReport") -> BuildRecord | None:
+    """Record what a build saw, so that later predict()/explain() calls can compare with it.
+
+    The build module calls this after every successful build. Records are kept
+    per (context, dockerfile, tag) and per (context, dockerfile), the last
+    ``HISTORY`` of each.
+
+    Args:
+        report: the finished build (its ``context`` must be set).
+
+    Returns:
+        The stored :class:`BuildRecord`, or None when the report has no context.
+    """
+    if not report.context:
+        return None
+    context = os.path.abspath(report.context)
+    dockerfile_path = Path(context) / report.dockerfile
+    try:
+        text = dockerfile_path.read_text(encoding="utf-8")
+    except OSError:
+        text = ""
+    snap = take_snapshot(context)
+    record = BuildRecord(context, report.dockerfile, text, report.tags[0] if report.tags else None,
+                         report.builder, report.image_id, dict(report.build_args or {}), report.no_cache,
+                         [(s.index, s.stage, s.instruction, s.cached) for s in report.steps],
+                         {k: (v.digest, v.mode) for k, v in snap.files.items()})
+    tags = {record.tag, None}
+    for tag in tags:
+        path = _records_file(context, report.dockerfile, tag)
+        history = _load(path)
+        if history and history[-1] == record:
+            continue  # recorded already (the hook may run twice for one build)
+        history = (history + [record])[-HISTORY:]
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps([asdict(r) for r in history]))
+        os.replace(tmp, path)
+    return record
+
+
+def build_records(context: str | Path, dockerfile: str = "Dockerfile", tag: str | None = None) -> list[BuildRecord]:
+    """Recorded builds of a context and Dockerfile (of one tag when given), oldest first."""
+    records = _load(_records_file(context, dockerfile, tag))
+    if not records and tag is not None:
+        records = _load(_records_file(context, dockerfile, None))
+    return records
+
+
+def find_record(report: "BuildReport") -> tuple[BuildRecord | None, BuildRecord | None]:
+    """The record of ``report`` and the one before it (either may be None)."""
+    if not report.context:
+        return None, None
+    records = build_records(report.context, report.dockerfile, report.tags[0] if report.tags else None)
+    steps = [(s.index, s.stage, s.instruction, s.cached) for s in report.steps]
+    for i in range(len(records) - 1, -1, -1):
+        if records[i].image_id == report.image_id and records[i].steps == steps:
+            return records[i], records[i - 1] if i > 0 else None
+    return None, records[-1] if records else None

@@ -1,0 +1,240 @@
+"""build() against the real engine, with both builders.
+
+Each test builds a copy of sample_app in tmp_path that also holds a file with a unique
+marker.  Why: BuildKit keeps its cache apart from images (ENGINE.md), so a test that edits
+app.py to 'Hello universe!' would, on its second run, meet the first run's cache and see
+everything CACHED.  A unique file in the context makes every run's ``COPY . .`` new, so the
+cache can only come from builds made earlier in the same test.  (A build arg would not do:
+BuildKit does not key COPY on args; ``no_cache=True`` would also work, but then every test
+pays for pip twice.)  Images are tagged ``course-test-<random>:...``, carry the session
+labels, and are removed when the test ends.
+"""
+from __future__ import annotations
+
+import sys
+
+import re
+import shutil
+import uuid
+from pathlib import Path
+
+import pytest
+
+from course_helpers.build import build
+from course_helpers.clients import buildkit_client, candidate_paths, describe_probes, probe_all
+from course_helpers.config import BASE_IMAGE, LABEL_SESSION, REPO_ROOT, SESSION_ID, session_labels
+from course_helpers.errors import BuildError, DockerfileError
+
+REQUIREMENTS_FIRST = """FROM python:3.11-slim-bookworm
+
+WORKDIR /usr/src/app
+
+COPY requirements.txt .
+
+RUN pip3 install -r requirements.txt
+
+COPY . .
+
+CMD ["python3", "-m", "flask", "run", "--host=0.0.0.0"]
+"""
+LAYER_KEYWORDS = {"RUN", "COPY", "ADD", "WORKDIR"}
+
+
+@pytest.fixture(scope="session")
+def docker_client():
+    from course_helpers.engine import try_client
+    cli = try_client()
+    if cli is None:
+        pytest.skip("no Docker engine answers (DOCKER_HOST or /var/run/docker.sock)")
+    try:
+        cli.images.get(BASE_IMAGE)
+    except Exception:
+        pytest.skip(f"the base image {BASE_IMAGE} is missing: run ./course setup")
+    return cli
+
+
+@pytest.fixture(params=["buildkit", "classic"])
+def builder(request, docker_client):
+    if request.param == "buildkit" and buildkit_client() is None:
+        pytest.skip(f"no docker client here can run BuildKit builds (tried: {describe_probes()})")
+    return request.param
+
+
+@pytest.fixture
+def tags(docker_client):
+    """Unique tags for one test; the images behind them are removed afterwards."""
+    prefix = f"course-test-{uuid.uuid4().hex[:10]}"
+    made: list[str] = []
+
+    def make(name: str) -> str:
+        made.append(f"{prefix}:{name}")
+        return made[-1]
+
+    yield make
+    for tag in made:
+        try:
+            docker_client.images.remove(tag, force=True)
+        except Exception:
+            pass  # never made (a failed build), or already gone with another tag
+
+
+@pytest.fixture
+def quiet(docker_client):
+    """A progress callback that keeps the lines, then removes the classic builder's leftovers.
+
+    A failed classic build keeps the images of the steps before the failure (they are its
+    cache).  They carry no labels, so they are found by the ids our own stream printed
+    (`` ---> 1a2b3c4d5e6f``), limited to images that did not exist before the test, and removed
+    newest first without force (an image someone else built on is left alone).
+    """
+    before = {i.id for i in docker_client.images.list(all=True)}
+    lines: list[str] = []
+    yield lines.append
+    ids = [m.group(1) for line in lines for m in [re.match(r"^ ---> ([0-9a-f]{12})$", line)] if m]
+    for short in reversed(ids):
+        try:
+            image = docker_client.images.get(short)
+        except Exception:
+            continue
+        if image.id not in before and not image.tags:
+            try:
+                docker_client.images.remove(image.id, noprune=True)
+            except Exception:
+                pass
+
+
+@pytest.fixture
+def app(tmp_path) -> Path:
+    ctx = tmp_path / "app"
+    shutil.copytree(REPO_ROOT / "sample_app", ctx)
+    (ctx / "test-run-marker.txt").write_text(uuid.uuid4().hex + "\n")  # see the module docstring
+    return ctx
+
+
+def edit_app(ctx: Path) -> None:
+    app_py = ctx / "app.py"
+    app_py.write_text(app_py.read_text().replace("Hello world!", "Hello universe!"))
+
+
+def layer_steps(instructions: list[str]) -> list[str]:
+    return [i for i in instructions if i.split()[0] in LAYER_KEYWORDS]
+
+
+# --- detection --------------------------------------------------------------------------------
+
+def test_client_detection_looks_at_every_candidate():
+    paths = candidate_paths()
+    assert len(paths) == len({Path(p).resolve() for p in paths})  # /bin/docker and /usr/bin/docker once
+    if Path("/usr/bin/docker").exists():
+        assert any(Path(p).resolve() == Path("/usr/bin/docker").resolve() for p in paths)
+    assert probe_all() is probe_all()  # cached: probed once per process
+    cli = buildkit_client()
+    if cli is not None:
+        assert cli.via in ("buildx", "builtin") and cli.progress in ("rawjson", "plain")
+        assert cli.via == "buildx" or int(cli.version.split(".")[0]) < 23
+
+
+# --- arguments refused up front ------------------------------------------------------------------
+
+def test_refuses_bad_arguments(tmp_path, monkeypatch):
+    with pytest.raises(BuildError, match="is not a directory"):
+        build(tmp_path / "nope")
+    with pytest.raises(DockerfileError, match="There is no Dockerfile at"):
+        build(tmp_path)
+    (tmp_path / "Dockerfile").write_text("FROM scratch\n")
+    with pytest.raises(ValueError, match="'auto', 'buildkit' or 'classic'"):
+        build(tmp_path, builder="buildx")
+    monkeypatch.setattr(sys.modules["course_helpers.build"], "buildkit_client", lambda: None)
+    with pytest.raises(BuildError, match=r"No docker client .* can run BuildKit builds \(tried: "):
+        build(tmp_path, builder="buildkit")
+
+
+# --- the lessons --------------------------------------------------------------------------------
+
+def test_second_build_is_all_cached(app, builder, tags, docker_client, quiet):
+    first = build(app, tags("one"), builder=builder, progress=quiet)
+    assert first.builder == builder and first.image_id.startswith("sha256:")
+    assert not first.all_cached  # the marker file makes COPY . . new
+    second = build(app, tags("two"), builder=builder, progress=quiet)
+    assert second.all_cached, second.text()
+    assert second.image_id == first.image_id
+    # layers and sizes come from the image's history
+    run = next(s for s in second.steps if s.instruction.startswith("RUN pip3"))
+    assert run.layer and run.layer.startswith("sha256:") and run.size > 1_000_000
+    image = docker_client.images.get(second.image_id)
+    assert run.layer in image.attrs["RootFS"]["Layers"]
+    assert image.labels.get(LABEL_SESSION) == SESSION_ID
+
+
+def test_edit_reruns_copy_and_everything_after(app, builder, tags, quiet):
+    build(app, tags("before"), builder=builder, progress=quiet)
+    edit_app(app)
+    report = build(app, tags("after"), builder=builder, progress=quiet)
+    assert report.cached_steps[0] == "WORKDIR /usr/src/app"
+    assert layer_steps(report.ran_steps) == ["COPY . .", "RUN pip3 install -r requirements.txt"]
+    assert report.steps[0].badge == "BASE"
+
+
+def test_requirements_first_edit_reruns_only_last_copy(app, builder, tags, quiet):
+    (app / "Dockerfile").write_text(REQUIREMENTS_FIRST)
+    build(app, tags("fourth"), builder=builder, progress=quiet)
+    edit_app(app)
+    report = build(app, tags("fifth"), builder=builder, progress=quiet)
+    assert layer_steps(report.ran_steps) == ["COPY . ."], report.text()
+    assert report.cached_steps[:3] == ["WORKDIR /usr/src/app", "COPY requirements.txt .",
+                                       "RUN pip3 install -r requirements.txt"]
+
+
+def test_two_tags_of_one_build_are_one_image(app, builder, tags, docker_client, quiet):
+    a = build(app, tags("a"), builder=builder, progress=quiet)
+    b = build(app, tags("b"), builder=builder, progress=quiet)
+    assert a.image_id == b.image_id
+    assert docker_client.images.get(a.tags[0]).id == docker_client.images.get(b.tags[0]).id
+
+
+def test_failing_run_raises_and_leaves_nothing(app, builder, tags, docker_client, quiet):
+    marker = f"course-fail-{uuid.uuid4().hex[:8]}"
+    (app / "Dockerfile").write_text(f"FROM python:3.11-slim-bookworm\nWORKDIR /usr/src/app\n"
+                                    f"RUN echo {marker} && exit 3\n")
+    tag = tags("broken")
+    with pytest.raises(BuildError) as info:
+        build(app, tag, builder=builder, progress=quiet)
+    error = info.value
+    assert (error.step, error.instruction, error.exit_code) == (3, f"RUN echo {marker} && exit 3", 3)
+    assert str(error).startswith(f"Step 3/") and "failed with exit code 3" in str(error)
+    assert marker in error.log_tail and error.command
+    labelled = docker_client.containers.list(all=True, filters={"label": f"{LABEL_SESSION}={SESSION_ID}"})
+    assert labelled == []
+    # the classic builder's RUN container carries no labels (they come as LABEL steps at the end),
+    # so also look for any container that ran the failing command
+    leftovers = [c for c in docker_client.containers.list(all=True) if marker in " ".join(c.attrs["Args"] or [])]
+    assert leftovers == []
+    with pytest.raises(Exception):
+        docker_client.images.get(tag)
+
+
+def test_broken_dockerfile_is_a_clear_error(app, builder, tags, quiet):
+    (app / "Dockerfile").write_text("FROM python:3.11-slim-bookworm\nWORKDIR /x\nRUNN echo hi\n")
+    with pytest.raises(BuildError, match=r"Dockerfile .* has an error on line 3 \(unknown instruction: RUNN\)"):
+        build(app, tags("syntax"), builder=builder, progress=quiet)
+
+
+def test_missing_copy_source_is_named(app, builder, tags, quiet):
+    (app / "Dockerfile").write_text("FROM python:3.11-slim-bookworm\nWORKDIR /x\nCOPY nothere.txt .\n")
+    with pytest.raises(BuildError, match=r"Step 3/\d+ `COPY nothere.txt .` failed: a file that COPY names is not "
+                                         r"in the build context"):
+        build(app, tags("missing"), builder=builder, progress=quiet)
+
+
+def test_unreachable_package_index_is_said(app, builder, tags, quiet):
+    (app / "Dockerfile").write_text(
+        "FROM python:3.11-slim-bookworm\nWORKDIR /usr/src/app\nCOPY . .\n"
+        "RUN pip3 install --index-url http://127.0.0.1:9/simple --retries 0 --timeout 2 -r requirements.txt\n")
+    with pytest.raises(BuildError, match=r"failed with exit code 1: pip could not get the packages .* unreachable"):
+        build(app, tags("offline"), builder=builder, progress=quiet)
+
+
+def test_progress_lines_stream(app, builder, tags, quiet):
+    seen: list[str] = []
+    build(app, tags("p"), builder=builder, progress=seen.append)
+    assert any("COPY . ." in line for line in seen)

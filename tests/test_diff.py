@@ -1,0 +1,153 @@
+"""diff.py on the real engine: shared layers, file changes, whiteouts, and the tar reader itself."""
+from __future__ import annotations
+
+import io
+import tarfile
+import uuid
+
+import pytest
+
+from course_helpers.config import BASE_IMAGE
+
+pytestmark = pytest.mark.usefixtures("engine")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _scratch_workspace(tmp_path_factory):
+    """Workspaces of these tests go to a temporary folder, not <repo>/workspace."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("COURSE_WORKSPACE", str(tmp_path_factory.mktemp("ws")))
+        yield
+
+THIRD_DOCKERFILE = """FROM python:3.11-slim-bookworm
+
+WORKDIR /usr/src/app
+
+COPY requirements.txt ./
+
+RUN pip3 install -r requirements.txt
+
+COPY . .
+
+CMD ["python3", "-m", "flask", "run", "--host=0.0.0.0"]
+"""
+
+
+def _build(context, tag):
+    from course_helpers.build import build
+
+    return build(context, tag, builder="buildkit", progress=False)
+
+
+@pytest.fixture(scope="module")
+def repo(engine):
+    try:
+        engine.images.get(BASE_IMAGE)
+    except Exception:
+        pytest.skip(f"base image {BASE_IMAGE} missing (run ./course setup)")
+    name = f"ct-diff-{uuid.uuid4().hex[:8]}"
+    yield name
+    for img in engine.images.list(name=name):
+        engine.images.remove(img.id, force=True)
+
+
+@pytest.fixture(scope="module")
+def first_third(repo):
+    from course_helpers.workspace import edit, workspace
+
+    first = _build(workspace(f"{repo}-first"), f"{repo}:first")
+    ws = workspace(f"{repo}-third")
+    (ws / "Dockerfile").write_text(THIRD_DOCKERFILE)
+    edit(ws / "app.py", "Hello world!", "Hello universe!")
+    third = _build(ws, f"{repo}:third")
+    return first, third
+
+
+def test_first_vs_third_layers(repo, first_third):
+    from course_helpers.diff import diff_images
+
+    d = diff_images(f"{repo}:first", f"{repo}:third")
+    assert (len(d.shared), d.shared_prefix, len(d.only_a), len(d.only_b)) == (2, 2, 2, 3)
+    assert d.shared[0].size > 100_000_000  # the base layer
+    assert d.shared[1].created_by == "WORKDIR /usr/src/app"
+    assert [x.created_by for x in d.only_a] == ["COPY . .", "RUN /bin/sh -c pip3 install -r requirements.txt"]
+    assert [x.created_by for x in d.only_b] == [
+        "COPY requirements.txt ./", "RUN /bin/sh -c pip3 install -r requirements.txt", "COPY . ."]
+    text = str(d)
+    for line in ("shared layers: 2", "only in a: 2", "only in b: 3"):
+        assert line in text.splitlines()
+    assert d.files is None
+    assert "<table>" in d._repr_html_()
+
+
+def test_first_vs_third_files(repo, first_third):
+    from course_helpers.diff import diff_images
+
+    d = diff_images(f"{repo}:first", f"{repo}:third", files=True)
+    changes = {c.path: c for c in d.files}
+    app = changes["/usr/src/app/app.py"]
+    assert app.change == "modified" and (app.size_a, app.size_b) == (160, 163)
+    assert app.layer == "COPY . ."
+    packages = [p for p in changes if "-packages/" in p]
+    assert packages, "the pip layers differ, so some installed files should"
+    assert d.files.layers_read == 5
+    assert "files added: 0" in str(d) and "/usr/src/app" in str(d)
+
+
+def test_same_image_has_no_differences(repo, first_third):
+    from course_helpers.diff import diff_images
+
+    d = diff_images(f"{repo}:first", first_third[0], files=True)
+    assert d.same_image and not d.only_a and not d.only_b and list(d.files) == []
+
+
+def test_whiteouts_and_opaque_dirs(engine, repo, tmp_path):
+    from course_helpers.diff import diff_images
+
+    # rm of a base file -> whiteout; rm -rf + mkdir of a base dir in one step -> opaque dir.
+    (tmp_path / "Dockerfile").write_text(
+        "FROM python:3.11-slim-bookworm\n"
+        "RUN rm /etc/debian_version && rm -rf /usr/share/doc && mkdir /usr/share/doc "
+        "&& echo hi > /usr/share/doc/NEW\n")
+    _build(tmp_path, f"{repo}:whiteout")
+    d = diff_images(BASE_IMAGE, f"{repo}:whiteout", files=True)
+    changes = {c.path: c for c in d.files}
+    assert changes["/etc/debian_version"].change == "deleted"
+    assert changes["/usr/share/doc/NEW"].change == "added"
+    gone = [p for p, c in changes.items() if p.startswith("/usr/share/doc/") and c.change == "deleted"]
+    assert gone, "the opaque /usr/share/doc should hide the base's files"
+    assert not any(".wh." in p for p in changes)
+    assert "/usr/share/doc" not in changes or changes["/usr/share/doc"].change != "deleted"
+
+
+def _tar(entries) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in entries:
+            info = tarfile.TarInfo(name)
+            if data is None:
+                info.type = tarfile.DIRTYPE
+                tar.addfile(info)
+            else:
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def test_tar_reader_long_names_and_apply():
+    from course_helpers.diff import _apply, _scan_layer, _Source, _Sub
+
+    long = "a/" + "x" * 150 + "/file.txt"
+    lower = _tar([("a", None), ("a/old", b"1"), ("keep", b"k"), ("gone", b"g"), (long, b"L" * 700)])
+    upper = _tar([("a", None), ("a/.wh..wh..opq", b""), ("a/new", b"22"), (".wh.gone", b"")])
+
+    def scan(data):
+        src = _Source(iter([data[i:i + 1000] for i in range(0, len(data), 1000)]))
+        return _scan_layer(_Sub(src, len(data)))
+
+    fs, touched = {}, {}
+    _apply(fs, scan(lower), 0, {})
+    assert fs["/" + long].size == 700
+    _apply(fs, scan(upper), 1, touched)
+    assert "/a/old" not in fs and "/gone" not in fs and "/" + long not in fs
+    assert fs["/a/new"].size == 2 and "/keep" in fs

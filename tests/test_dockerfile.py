@@ -1,0 +1,62 @@
+"""The Dockerfile parser: lines, continuations, directives, stages, substitution, and clear errors."""
+from __future__ import annotations
+
+import pytest
+
+from course_helpers.dockerfile import expand, parse_dockerfile, parse_dockerfile_text
+from course_helpers.errors import CourseError, DockerfileError
+
+
+def test_lines_continuations_comments_and_stages():
+    df = parse_dockerfile_text(
+        "# syntax=docker/dockerfile:1\n"
+        "ARG BASE=python:3.11-slim-bookworm\n"
+        "FROM $BASE AS Build\n"
+        "# a comment\n"
+        "RUN echo a \\\n"
+        "  # comments inside a continuation are dropped\n"
+        "    b\n"
+        "\n"
+        "FROM python:3.11-slim-bookworm\n"
+        "COPY --from=build --chmod=755 /a /b\n")
+    assert df.directives == {"syntax": "docker/dockerfile:1"}
+    assert [(i.line, i.end_line, i.text) for i in df.instructions] == [
+        (2, 2, "ARG BASE=python:3.11-slim-bookworm"), (3, 3, "FROM $BASE AS Build"),
+        (5, 7, "RUN echo a     b"), (9, 9, "FROM python:3.11-slim-bookworm"),
+        (10, 10, "COPY --from=build --chmod=755 /a /b")]
+    assert [s.label for s in df.stages] == ["build", "1"]
+    assert df.instructions[-1].flags == {"from": "build", "chmod": "755"}
+    assert df.stage_by_ref("BUILD") is df.stages[0]
+
+
+def test_escape_directive_and_json_form():
+    df = parse_dockerfile_text("# escape=`\nFROM x\nRUN echo a `\n b\nCMD [\"python3\", \"app.py\"]\n")
+    assert df.instructions[1].args == "echo a  b"
+    assert df.instructions[2].json_form == ["python3", "app.py"]
+
+
+def test_expand():
+    env = {"A": "1", "EMPTY": ""}
+    assert expand("$A-${A}-${B:-d}-${A:+alt}-${EMPTY:-e}-$B", env) == "1-1-d-alt-e-"
+
+
+@pytest.mark.parametrize("text, line, words", [
+    ("FROM x\nFROBNICATE y\n", 2, "unknown instruction 'FROBNICATE'"),
+    ("RUN echo\n", 1, "before the first FROM"),
+    ("FROM x\nCOPY onlyone\n", 2, "at least one source"),
+    ("FROM a b c d\n", 1, "does not parse"),
+    ("FROM x\n\nCOPY --bogus=1 a b\n", 3, "--bogus"),
+    ("FROM x\nRUN\n", 2, "needs arguments"),
+    ("# just a comment\n", 1, "no FROM"),
+])
+def test_bad_dockerfiles_name_file_and_line(text, line, words):
+    with pytest.raises(DockerfileError) as info:
+        parse_dockerfile_text(text, "ctx/Dockerfile")
+    assert str(info.value).startswith(f"ctx/Dockerfile, line {line}:")
+    assert words in str(info.value)
+    assert isinstance(info.value, CourseError)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(DockerfileError, match="no such Dockerfile"):
+        parse_dockerfile(tmp_path / "Dockerfile")

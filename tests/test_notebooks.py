@@ -1,0 +1,72 @@
+"""The notebooks as a regression test: well-formed, with real stored outputs, and able to fail."""
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+
+
+def _cells(path: Path) -> list[dict]:
+    return json.loads(path.read_text())["cells"]
+
+
+def test_notebooks_are_numbered_with_gaps_and_unique():
+    numbers = [int(re.match(r"(\d{3})-", p.name).group(1)) for p in NOTEBOOKS]
+    assert numbers == sorted(set(numbers)), "two notebooks share a number"
+    assert numbers[0] == 0 and all(b - a >= 10 for a, b in zip(numbers, numbers[1:]))
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_code_cell_carries_real_outputs(path):
+    for cell in _cells(path):
+        if cell["cell_type"] != "code" or not cell["source"]:
+            continue
+        tags = cell.get("metadata", {}).get("tags", [])
+        source = "".join(cell["source"])
+        if "nbval-ignore-output" not in tags:
+            # A compared cell states a fact, so it must have a stored output to compare.
+            assert cell["outputs"], f"{path.name}: a compared cell has no stored output:\n{source}"
+        errors = [o for o in cell["outputs"] if o["output_type"] == "error"]
+        if errors:
+            assert "nbval-raises-exception" in tags, f"{path.name}: an unexpected stored error:\n{source}"
+            assert len(errors[0]["traceback"]) <= 3, "a course error should show as a sentence, not a traceback"
+
+
+def test_nothing_volatile_is_committed():
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True).stdout.split()
+    if not tracked:
+        pytest.skip("not a git checkout")
+    bad = [f for f in tracked if re.search(r"(\.ipynb_checkpoints|__pycache__|\.pytest_cache|/\.cache/)", f)]
+    assert bad == []
+
+
+@pytest.mark.slow
+def test_nbval_fails_when_stage_6_copies_everything_first(tmp_path):
+    """Put the COPY-everything-first Dockerfile back in 060: the stored facts must no longer hold."""
+    source = ROOT / "notebooks" / "060-caching-dependencies.ipynb"
+    nb = json.loads(source.read_text())
+    reordered = "COPY requirements.txt .\n\nRUN pip3 install -r requirements.txt\n\nCOPY . .\n"
+    article = "COPY . .\n\nRUN pip3 install -r requirements.txt\n"
+    changed = 0
+    for cell in nb["cells"]:
+        text = "".join(cell["source"])
+        if text.startswith("%%writefile") and reordered in text:
+            cell["source"] = text.replace(reordered, article)
+            changed += 1
+    assert changed == 1, "060 no longer writes the reordered Dockerfile in one %%writefile cell"
+    mutated = tmp_path / source.name
+    mutated.write_text(json.dumps(nb))
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--nbval", "--nbval-current-env",
+         "--nbval-sanitize-with", str(ROOT / "notebooks" / "sanitize.cfg"), str(mutated)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 1, proc.stdout[-3000:]
+    # It must fail on a fact, not on an error: the cached/ran lists of the fifth build.
+    assert "fifth.cached_steps, fifth.ran_steps" in proc.stdout, proc.stdout[-3000:]

@@ -1,0 +1,120 @@
+"""run.py on the real engine: the app answers, and its container never outlives the block."""
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from docker.errors import NotFound
+
+from course_helpers.config import BASE_IMAGE, LABEL_SESSION, SESSION_ID
+
+pytestmark = pytest.mark.usefixtures("engine")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _scratch_workspace(tmp_path_factory):
+    """Workspaces of these tests go to a temporary folder, not <repo>/workspace."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("COURSE_WORKSPACE", str(tmp_path_factory.mktemp("ws")))
+        yield
+
+ARTICLE_CMD = 'CMD "python3 -m flask run --host=0.0.0.0"'
+
+
+@pytest.fixture(scope="module")
+def repo(engine):
+    try:
+        engine.images.get(BASE_IMAGE)
+    except Exception:
+        pytest.skip(f"base image {BASE_IMAGE} missing (run ./course setup)")
+    name = f"ct-run-{uuid.uuid4().hex[:8]}"
+    yield name
+    for img in engine.images.list(name=name):
+        engine.images.remove(img.id, force=True)
+
+
+@pytest.fixture(scope="module")
+def app_image(repo):
+    from course_helpers.build import build
+    from course_helpers.workspace import workspace
+
+    return build(workspace(f"{repo}-app"), f"{repo}:first", builder="buildkit", progress=False)
+
+
+def _gone(engine, cid: str) -> bool:
+    try:
+        engine.containers.get(cid)
+        return False
+    except NotFound:
+        return True
+
+
+def test_serves_hello_world_and_cleans_up(engine, app_image):
+    from course_helpers.run import run_app
+
+    with run_app(app_image) as app:
+        assert app.get("/") == "Hello world!"
+        assert str(app) == app.url and app.url.startswith("http://127.0.0.1:")
+        c = app.container
+        c.reload()
+        host = c.attrs["HostConfig"]
+        assert host["Privileged"] is False
+        assert host["PortBindings"]["5000/tcp"][0]["HostIp"] == "127.0.0.1"
+        assert not any("docker.sock" in (m.get("Source") or "") for m in c.attrs.get("Mounts", []))
+        assert c.labels[LABEL_SESSION] == SESSION_ID
+        cid = c.id
+    assert _gone(engine, cid)
+
+
+def test_container_removed_after_exception(engine, app_image):
+    from course_helpers.run import run_app
+
+    cid = None
+    with pytest.raises(RuntimeError, match="boom"):
+        with run_app(app_image) as app:
+            cid = app.container.id
+            raise RuntimeError("boom")
+    assert cid and _gone(engine, cid)
+
+
+def test_article_cmd_exits_127(engine, repo, tmp_path):
+    from course_helpers.build import build
+    from course_helpers.errors import ContainerExited
+    from course_helpers.run import run_app
+    from course_helpers.workspace import workspace
+
+    ws = workspace(f"{repo}-article")
+    dockerfile = ws / "Dockerfile"
+    dockerfile.write_text(dockerfile.read_text().replace(
+        'CMD ["python3", "-m", "flask", "run", "--host=0.0.0.0"]', ARTICLE_CMD))
+    report = build(ws, f"{repo}:article", builder="buildkit", progress=False)
+    before = {c.id for c in engine.containers.list(all=True, filters={"label": f"{LABEL_SESSION}={SESSION_ID}"})}
+    with pytest.raises(ContainerExited) as info:
+        with run_app(report, timeout=15):
+            pytest.fail("the article's CMD should not serve")
+    err = info.value
+    assert err.exit_status == 127
+    assert "python3 -m flask run --host=0.0.0.0: not found" in err.logs
+    assert "shell-form CMD with the whole command in quotes" in str(err)
+    after = {c.id for c in engine.containers.list(all=True, filters={"label": f"{LABEL_SESSION}={SESSION_ID}"})}
+    assert after <= before
+
+
+def test_missing_program_in_exec_form(engine, app_image):
+    from course_helpers.errors import ContainerExited
+    from course_helpers.run import run_app
+
+    with pytest.raises(ContainerExited) as info:
+        with run_app(app_image, command=["no-such-program"], timeout=10):
+            pass
+    assert info.value.exit_status == 127 and "no-such-program" in str(info.value)
+
+
+def test_reaper_removes_leftovers(engine, app_image):
+    import course_helpers.run as run
+
+    c = engine.containers.create(app_image.image_id, labels={LABEL_SESSION: SESSION_ID})
+    run._reaper_client[:] = [engine]
+    run._started.add(c.id)
+    run._reap()
+    assert _gone(engine, c.id)
