@@ -224,6 +224,23 @@ def _prune_course_cache(cli: docker.DockerClient, report: FreshStartReport) -> N
         cachelog.record_build_window(t, t)
 
 
+def _remove_untagged_course_images(cli: docker.DockerClient, protected: set[str], report) -> None:
+    """Drop course-built images that lost their tag to a rebuild.
+
+    Such an image still holds its layers as cache (classic builder) and keeps
+    BuildKit records in use, so a lesson would be served results of an earlier
+    run.  Nobody can name it any more, so it is nobody's image but the course's.
+    """
+    for img in cli.images.list(filters={"dangling": True, "label": LABEL_SESSION}):
+        if img.id in protected or img.tags:
+            continue
+        try:
+            cli.api.remove_image(img.id)  # no force: an image with children stays
+            report.images.append(f"<none> ({img.id[7:19]})")
+        except (NotFound, APIError):
+            pass
+
+
 def fresh_start(repository: str, *, quiet: bool = False,
                 client: docker.DockerClient | None = None) -> FreshStartReport:
     """What each notebook calls first, so that it runs the same every time.
@@ -268,6 +285,7 @@ def fresh_start(repository: str, *, quiet: bool = False,
             except (NotFound, APIError):
                 pass
     report.images.sort()
+    _remove_untagged_course_images(cli, protected, report)
     _prune_course_cache(cli, report)
     report.seconds = time.perf_counter() - started
     if not quiet:

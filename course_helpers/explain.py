@@ -42,12 +42,17 @@ class Explanation:
     def text(self) -> str:
         """A stable text form (no timings, hashes cut to 12 hex) for notebook regression tests."""
         lines = [f"why steps ran ({self.builder}), compared with {self.compared_with}"]
+        multi = len({s.stage for s in self.steps}) > 1
         for s in self.steps:
             tail = "cached" if s.reason is None else f"ran: {s.reason}"
-            lines.append(f"  [{s.stage} {s.index}] {s.instruction}  -- {tail}")
+            where = f"{s.stage} {s.index}" if multi else f"{s.index}"
+            lines.append(f"  [{where}] {s.instruction}  -- {tail}")
         return "\n".join(lines)
 
     __str__ = text
+
+    def __repr__(self) -> str:  # what nbval compares: the stable text form
+        return self.text()
 
     def _repr_html_(self) -> str:
         rows = [[s.stage, s.index, s.instruction, "cached" if s.cached else "ran", s.reason or ""]

@@ -361,12 +361,17 @@ class Prediction:
     def text(self) -> str:
         """A stable text form (no timings, no ids) for notebook regression tests."""
         lines = [f"prediction for the {self.builder} builder, compared with {self.compared_with}"]
+        multi = len({s.stage for s in self.steps}) > 1
         for s in self.steps:
             mark = "CACHED" if s.cached else "RUNS  "
-            lines.append(f"  {mark} [{s.stage} {s.index}] {s.instruction}  -- {s.reason}")
+            where = f"{s.stage} {s.index}" if multi else f"{s.index}"
+            lines.append(f"  {mark} [{where}] {s.instruction}  -- {s.reason}")
         return "\n".join(lines)
 
     __str__ = text
+
+    def __repr__(self) -> str:  # what nbval compares: the stable text form
+        return self.text()
 
     def _repr_html_(self) -> str:
         rows = [[s.stage, s.index, s.instruction, "cached" if s.cached else "runs", s.reason] for s in self.steps]
@@ -472,6 +477,9 @@ class PredictionCheck:
         return "\n".join(lines)
 
     __str__ = text
+
+    def __repr__(self) -> str:  # what nbval compares: the stable text form
+        return self.text()
 
     def _repr_html_(self) -> str:
         rows = [[inst, "cached" if e else "runs", "cached" if a else "ran", "agree" if ok else "DISAGREE"]

@@ -227,11 +227,33 @@ def build_records(context: str | Path, dockerfile: str = "Dockerfile", tag: str 
     return records
 
 
+def forget_context(context: str | Path) -> None:
+    """Drop every record of builds of ``context``: a fresh workspace starts with no history."""
+    context = os.path.abspath(context)
+    folder = state_dir() / "build-records"
+    for path in folder.glob("*.json") if folder.is_dir() else []:
+        try:
+            items = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        kept = [item for item in items if item.get("context") != context]
+        if len(kept) == len(items):
+            continue
+        if kept:
+            path.write_text(json.dumps(kept))
+        else:
+            path.unlink(missing_ok=True)
+
+
 def find_record(report: "BuildReport") -> tuple[BuildRecord | None, BuildRecord | None]:
     """The record of ``report`` and the one before it (either may be None)."""
     if not report.context:
         return None, None
-    records = build_records(report.context, report.dockerfile, report.tags[0] if report.tags else None)
+    # The build before this one in the same workspace, whatever its tag: that is
+    # what a learner compares with ("I edited app.py and rebuilt").
+    # Each builder has its own cache, so only builds by the same builder compare.
+    records = [r for r in _load(_records_file(report.context, report.dockerfile, None))
+               if r.builder == report.builder]
     steps = [(s.index, s.stage, s.instruction, s.cached) for s in report.steps]
     for i in range(len(records) - 1, -1, -1):
         if records[i].image_id == report.image_id and records[i].steps == steps:

@@ -56,6 +56,9 @@ def workspace(name: str, source: str | Path | None = None) -> Path:
         raise CourseError(f"Cannot copy {src} into itself: choose another workspace name.")
     if target.exists():
         shutil.rmtree(target)
+    # A new copy has no build history: explain()/predict() must not compare with an earlier run's builds.
+    from .snapshot import forget_context
+    forget_context(target)
     root.mkdir(parents=True, exist_ok=True)
     shutil.copytree(src, target, ignore=shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints", "*.pyc"))
     return target
