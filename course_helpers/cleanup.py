@@ -152,6 +152,7 @@ class FreshStartReport:
 
     repository: str
     images: list[str] = field(default_factory=list)
+    untagged: list[str] = field(default_factory=list)
     containers: list[str] = field(default_factory=list)
     cache_records: int = 0
     cache_bytes: int = 0
@@ -164,6 +165,8 @@ class FreshStartReport:
                 f"{self.repository}")
         if self.containers:
             text += f" and {len(self.containers)} of their container(s)"
+        if self.untagged:
+            text += f", {len(self.untagged)} untagged image(s) that earlier course builds left behind"
         text += (f", and {self.cache_records} build-cache record(s) ({human_size(self.cache_bytes)}) that earlier "
                  "course builds made, so the next build starts cold as in the lesson.")
         if self.cache_kept:
@@ -236,7 +239,7 @@ def _remove_untagged_course_images(cli: docker.DockerClient, protected: set[str]
             continue
         try:
             cli.api.remove_image(img.id)  # no force: an image with children stays
-            report.images.append(f"<none> ({img.id[7:19]})")
+            report.untagged.append(img.id[7:19])
         except (NotFound, APIError):
             pass
 

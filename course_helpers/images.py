@@ -21,6 +21,7 @@ from .config import BASE_IMAGE, LABEL_MANAGED
 from .engine import client as _default_client
 from .errors import CourseError
 from .report import BuildReport
+from .report import format_size, short_image_id
 
 ImageRef = "str | BuildReport | Image"
 
@@ -34,27 +35,9 @@ MISSING_NOTE = (
 
 # ---------------------------------------------------------------- formatting
 
-def human_size(size: int | float) -> str:
-    """A byte count as ``docker image ls`` prints it: decimal units, 3 significant digits.
-
-    >>> human_size(190_812_345), human_size(4_950_000), human_size(331)
-    ('191MB', '4.95MB', '331B')
-    """
-    value = float(size)
-    units = ["B", "kB", "MB", "GB", "TB", "PB"]
-    i = 0
-    # 999.9 would round to "1e+03": step up a unit when rounding reaches 1000.
-    while float(f"{value:.3g}") >= 1000 and i < len(units) - 1:
-        value /= 1000.0
-        i += 1
-    return f"{value:.3g}{units[i]}"
-
-
-def short_id(image_id: str) -> str:
-    """``sha256:`` + 12 hex, the form the course prints ids in."""
-    if image_id.startswith("sha256:"):
-        return "sha256:" + image_id[7:19]
-    return image_id[:12]
+# One way to print sizes and ids across the package (report.py has them).
+human_size = format_size
+short_id = short_image_id
 
 
 def iso_time(value: Any) -> str:

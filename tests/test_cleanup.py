@@ -19,21 +19,6 @@ from course_helpers.config import BASE_IMAGE, LABEL_MANAGED, LABEL_ROLE, LABEL_S
 pytestmark = pytest.mark.usefixtures("engine")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _scratch_workspace(tmp_path_factory):
-    """Workspaces of these tests go to a temporary folder, not <repo>/workspace."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("COURSE_WORKSPACE", str(tmp_path_factory.mktemp("ws")))
-        yield
-
-
-@pytest.fixture
-def base(engine):
-    try:
-        return engine.images.get(BASE_IMAGE)
-    except ImageNotFound:
-        pytest.skip(f"base image {BASE_IMAGE} missing (run ./course setup)")
-
 
 @pytest.fixture
 def own_session(monkeypatch):

@@ -12,13 +12,6 @@ from course_helpers.config import BASE_IMAGE
 pytestmark = pytest.mark.usefixtures("engine")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _scratch_workspace(tmp_path_factory):
-    """Workspaces of these tests go to a temporary folder, not <repo>/workspace."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("COURSE_WORKSPACE", str(tmp_path_factory.mktemp("ws")))
-        yield
-
 THIRD_DOCKERFILE = """FROM python:3.11-slim-bookworm
 
 WORKDIR /usr/src/app
@@ -37,18 +30,6 @@ def _build(context, tag):
     from course_helpers.build import build
 
     return build(context, tag, builder="buildkit", progress=False)
-
-
-@pytest.fixture(scope="module")
-def repo(engine):
-    try:
-        engine.images.get(BASE_IMAGE)
-    except Exception:
-        pytest.skip(f"base image {BASE_IMAGE} missing (run ./course setup)")
-    name = f"ct-diff-{uuid.uuid4().hex[:8]}"
-    yield name
-    for img in engine.images.list(name=name):
-        engine.images.remove(img.id, force=True)
 
 
 @pytest.fixture(scope="module")

@@ -10,27 +10,11 @@ from course_helpers.config import BASE_IMAGE, REPO_ROOT
 pytestmark = pytest.mark.usefixtures("engine")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _scratch_workspace(tmp_path_factory):
-    """Workspaces of these tests go to a temporary folder, not <repo>/workspace."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("COURSE_WORKSPACE", str(tmp_path_factory.mktemp("ws")))
-        yield
-
 
 def _build(context, tag, builder="buildkit"):
     from course_helpers.build import build
 
     return build(context, tag, builder=builder, progress=False)
-
-
-@pytest.fixture(scope="module")
-def repo(engine):
-    """A repository name of our own, removed (all tags) at the end."""
-    name = f"ct-images-{uuid.uuid4().hex[:8]}"
-    yield name
-    for img in engine.images.list(name=name):
-        engine.images.remove(img.id, force=True)
 
 
 @pytest.fixture(scope="module")

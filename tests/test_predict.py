@@ -72,7 +72,9 @@ COPY lib.txt /src/lib.txt
 RUN cp /src/lib.txt /artifact
 {BASE}
 LABEL marker=@M@
-RUN echo @M@ > /marker
+# Not the same RUN as in stage build: BuildKit would run identical steps once and
+# report them under either stage, as it pleases (docs/cache-rules.md, finding 19).
+RUN echo @M@ final > /marker
 COPY app.py /app.py
 COPY --from=build /artifact /artifact
 RUN cat /artifact

@@ -11,26 +11,7 @@ from course_helpers.config import BASE_IMAGE, LABEL_SESSION, SESSION_ID
 pytestmark = pytest.mark.usefixtures("engine")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _scratch_workspace(tmp_path_factory):
-    """Workspaces of these tests go to a temporary folder, not <repo>/workspace."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("COURSE_WORKSPACE", str(tmp_path_factory.mktemp("ws")))
-        yield
-
 ARTICLE_CMD = 'CMD "python3 -m flask run --host=0.0.0.0"'
-
-
-@pytest.fixture(scope="module")
-def repo(engine):
-    try:
-        engine.images.get(BASE_IMAGE)
-    except Exception:
-        pytest.skip(f"base image {BASE_IMAGE} missing (run ./course setup)")
-    name = f"ct-run-{uuid.uuid4().hex[:8]}"
-    yield name
-    for img in engine.images.list(name=name):
-        engine.images.remove(img.id, force=True)
 
 
 @pytest.fixture(scope="module")
