@@ -112,6 +112,8 @@ def _ensure_debootstrap(progress: Progress | None) -> None:
         raise SetupError(
             f"{BASE_IMAGE} cannot be pulled and this machine cannot build it (needs root and apt-get "
             f"for debootstrap): connect to Docker Hub once and run `docker pull {BASE_IMAGE}`.")
+    # A new machine's package lists may be empty or stale.
+    _run_streamed(["apt-get", "update", "-q"], progress, "apt-get update")
     _run_streamed(["apt-get", "install", "-y", "-q", "debootstrap"], progress, "Installing debootstrap")
 
 

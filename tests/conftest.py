@@ -58,3 +58,8 @@ def _remove_session_leftovers():
     # Belt and braces: tests remove their own things; this catches a test that died midway.
     for c in cli.containers.list(all=True, filters={"label": f"{LABEL_SESSION}={SESSION_ID}"}):
         c.remove(force=True)
+    # Leave the build cache as the tests found it: prune what the course's builds recorded
+    # (entries still held by the notebooks' images stay, like those images).
+    import importlib
+    cleanup_mod = importlib.import_module("course_helpers.cleanup")  # the package's cleanup() hides it
+    cleanup_mod._prune_course_cache(cli, cleanup_mod.FreshStartReport("tests"))

@@ -118,11 +118,21 @@ def make_context(tmp_path: Path):
 
 
 @pytest.fixture
-def built_tags():
+def built_tags(engine):
     tags: list[str] = []
+    before = {img.id for img in engine.images.list(filters={"dangling": True})}
     yield tags
     for name in tags:  # tags and image ids this test made; nothing else
         subprocess.run(["docker", "rmi", "-f", name], capture_output=True)
+    # The classic builder leaves an untagged image for each stage the final one copies from;
+    # remove those this test made (new since it started, and carrying its marker in their history).
+    markers = [t.split(":", 1)[1] for t in tags if t.startswith("course-test-predict:")]
+    for img in engine.images.list(filters={"dangling": True}):
+        if img.id in before:
+            continue
+        steps = " ".join(row.get("CreatedBy", "") for row in img.history())
+        if any(m in steps for m in markers):
+            engine.images.remove(img.id, force=True)
 
 
 def _build(ctx: Path, tag: str, builder: str, args: dict | None):
