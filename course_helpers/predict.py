@@ -338,6 +338,9 @@ class PredictedStep(NamedTuple):
 
 
 def _table_html(headers: list[str], rows: list[list[str]], title: str) -> str:
+    if headers and headers[0] == "stage" and len({str(r[0]) for r in rows}) <= 1:
+        # One stage: the column would only repeat its number.
+        headers, rows = headers[1:], [r[1:] for r in rows]
     head = "".join(f"<th style='text-align:left'>{html.escape(h)}</th>" for h in headers)
     body = "".join("<tr>" + "".join(f"<td style='text-align:left'>{html.escape(str(c))}</td>" for c in row)
                    + "</tr>" for row in rows)

@@ -150,11 +150,12 @@ class BuildReport:
         from html import escape
 
         rows = []
+        multi = len({s.stage for s in self.steps}) > 1
         for step in self.steps:
             colour = _BADGE_COLOURS[step.badge]
             rows.append(
                 "<tr>"
-                f"<td style='text-align:right'>{step.index}</td><td>{escape(step.stage)}</td>"
+                f"<td style='text-align:right'>{step.index}</td>" + (f"<td>{escape(step.stage)}</td>" if multi else "") +
                 f"<td style='text-align:left'><code>{escape(step.instruction)}</code></td>"
                 f"<td><span style='background:{colour};color:white;padding:1px 6px;border-radius:3px;"
                 f"font-size:85%'>{step.badge}</span></td>"
@@ -162,6 +163,7 @@ class BuildReport:
                 f"<td style='text-align:right'>{format_size(step.size)}</td>"
                 "</tr>")
         return (f"<div><p><b>{escape(self.header())}</b></p>"
-                "<table><thead><tr><th>step</th><th>stage</th><th style='text-align:left'>instruction</th>"
+                "<table><thead><tr><th>step</th>" + ("<th>stage</th>" if multi else "") +
+                "<th style='text-align:left'>instruction</th>"
                 "<th>cache</th><th>seconds</th><th>size</th></tr></thead><tbody>"
                 + "".join(rows) + "</tbody></table></div>")
