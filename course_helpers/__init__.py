@@ -14,15 +14,16 @@ from .images import Layer, history, images, same_image, tag
 from .notebook import install_error_handler
 from .predict import Prediction, check_prediction, predict
 from .preflight import check_setup
+from .quiz import PredictionQuiz, prediction_quiz
 from .report import BuildReport, Step
 from .run import run_app
 from .workspace import edit, workspace
 
 __all__ = [
     "BuildError", "BuildReport", "ContainerExited", "CourseError", "DockerfileError", "EngineUnavailable",
-    "Explanation", "ImageDiff", "Layer", "Prediction", "SetupError", "Step",
+    "Explanation", "ImageDiff", "Layer", "Prediction", "PredictionQuiz", "SetupError", "Step",
     "build", "check_prediction", "check_setup", "cleanup", "client", "diff_images", "edit", "ensure_base_image",
-    "ensure_engine", "explain", "fresh_start", "history", "images", "plot_step_times", "predict", "run_app",
+    "ensure_engine", "explain", "fresh_start", "history", "images", "plot_step_times", "predict", "prediction_quiz", "run_app",
     "same_image", "tag", "workspace",
 ]
 
