@@ -50,6 +50,20 @@ def _name_of(img: Any) -> str:
     return ", ".join(sorted(img.tags)) if img.tags else f"<none> ({img.id[7:19]})"
 
 
+def _remove_containers(containers: list[Any], problems: list[str]) -> list[str]:
+    """Force-remove containers; returns the names removed, notes the ones the engine refused."""
+    removed = []
+    for c in containers:
+        try:
+            c.remove(force=True)
+            removed.append(c.name)
+        except NotFound:
+            pass  # gone already (its --rm, or another cleanup)
+        except APIError as exc:
+            problems.append(f"container {c.name}: {exc.explanation}")
+    return removed
+
+
 def _remove_images(cli: docker.DockerClient, images: list[Any], problems: list[str]) -> list[str]:
     """Remove images newest first (a classic build's image depends on older ones); retry once."""
     removed: list[str] = []
@@ -109,14 +123,8 @@ def cleanup(all_sessions: bool = False, *, client: docker.DockerClient | None = 
     cli = _client(client)
     label = LABEL_SESSION if all_sessions else f"{LABEL_SESSION}={SESSION_ID}"
     report = CleanupReport(scope="any course session" if all_sessions else "this session")
-    for c in cli.containers.list(all=True, filters={"label": label}):
-        try:
-            c.remove(force=True)
-            report.containers.append(c.name)
-        except NotFound:
-            pass
-        except APIError as exc:
-            report.problems.append(f"container {c.name}: {exc.explanation}")
+    report.containers += _remove_containers(cli.containers.list(all=True, filters={"label": label}),
+                                            report.problems)
     protected = _protected_ids(cli)
     targets = [img for img in cli.images.list(all=True, filters={"label": label}) if img.id not in protected]
     report.images = _remove_images(cli, targets, report.problems)
@@ -271,13 +279,8 @@ def fresh_start(repository: str, *, quiet: bool = False,
               if img.id not in protected]
     doomed_ids = {img.id for img in doomed}
     if doomed_ids:
-        for c in cli.containers.list(all=True):
-            if c.attrs.get("Image") in doomed_ids:
-                try:
-                    c.remove(force=True)
-                    report.containers.append(c.name)
-                except NotFound:
-                    pass
+        report.containers += _remove_containers(
+            [c for c in cli.containers.list(all=True) if c.attrs.get("Image") in doomed_ids], [])
     for img in doomed:
         names = [t for t in img.tags if t.rpartition(":")[0] == repository]
         for name in names:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from .dockerfile import parse_dockerfile, parse_dockerfile_text
 from .errors import CourseError
-from .predict import SimStep, _table_html, norm, reason_for, simulate
+from .predict import SimStep, _table_html, norm, reason_for, simulate, step_position
 from .snapshot import BuildRecord, find_record, take_snapshot
 
 if TYPE_CHECKING:
@@ -42,11 +42,10 @@ class Explanation:
     def text(self) -> str:
         """A stable text form (no timings, hashes cut to 12 hex) for notebook regression tests."""
         lines = [f"why steps ran ({self.builder}), compared with {self.compared_with}"]
-        multi = len({s.stage for s in self.steps}) > 1
+        where = step_position(self.steps)
         for s in self.steps:
             tail = "cached" if s.reason is None else f"ran: {s.reason}"
-            where = f"{s.stage} {s.index}" if multi else f"{s.index}"
-            lines.append(f"  [{where}] {s.instruction}  -- {tail}")
+            lines.append(f"  {where(s)} {s.instruction}  -- {tail}")
         return "\n".join(lines)
 
     __str__ = text

@@ -28,7 +28,7 @@ import posixpath
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
 from .dockerfile import Dockerfile, Instruction, expand, parse_dockerfile, parse_dockerfile_text, parse_kv
 from .errors import CourseError, DockerfileError
@@ -337,6 +337,12 @@ class PredictedStep(NamedTuple):
     reason: str
 
 
+def step_position(steps) -> Callable[[Any], str]:
+    """How text forms label a step: ``[3]``, or ``[stage 3]`` when the build has several stages."""
+    multi = len({s.stage for s in steps}) > 1
+    return lambda s: f"[{s.stage} {s.index}]" if multi else f"[{s.index}]"
+
+
 def _table_html(headers: list[str], rows: list[list[str]], title: str) -> str:
     if headers and headers[0] == "stage" and len({str(r[0]) for r in rows}) <= 1:
         # One stage: the column would only repeat its number.
@@ -364,11 +370,10 @@ class Prediction:
     def text(self) -> str:
         """A stable text form (no timings, no ids) for notebook regression tests."""
         lines = [f"prediction for the {self.builder} builder, compared with {self.compared_with}"]
-        multi = len({s.stage for s in self.steps}) > 1
+        where = step_position(self.steps)
         for s in self.steps:
             mark = "CACHED" if s.cached else "RUNS  "
-            where = f"{s.stage} {s.index}" if multi else f"{s.index}"
-            lines.append(f"  {mark} [{where}] {s.instruction}  -- {s.reason}")
+            lines.append(f"  {mark} {where(s)} {s.instruction}  -- {s.reason}")
         return "\n".join(lines)
 
     __str__ = text
