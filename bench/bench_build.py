@@ -22,10 +22,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from course_helpers.build import build  # noqa: E402
-from course_helpers.clients import buildkit_client, describe_probes  # noqa: E402
+from course_helpers.builder.build import build  # noqa: E402
+from course_helpers.engine.cli import buildkit_client, describe_probes  # noqa: E402
 from course_helpers.config import REPO_ROOT  # noqa: E402
-from course_helpers.engine import client  # noqa: E402
+from course_helpers.engine.client import client  # noqa: E402
 
 
 def main() -> int:

@@ -19,11 +19,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from course_helpers.build import build  # noqa: E402
-from course_helpers.diff import diff_images  # noqa: E402
-from course_helpers.engine import client  # noqa: E402
-from course_helpers.images import human_size  # noqa: E402
-from course_helpers.workspace import edit, workspace  # noqa: E402
+from course_helpers.builder.build import build  # noqa: E402
+from course_helpers.layers.diff import diff_images  # noqa: E402
+from course_helpers.engine.client import client  # noqa: E402
+from course_helpers.layers.images import human_size  # noqa: E402
+from course_helpers.lesson.workspace import edit, workspace  # noqa: E402
 
 THIRD = """FROM python:3.11-slim-bookworm
 WORKDIR /usr/src/app

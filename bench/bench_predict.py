@@ -19,9 +19,9 @@ FILES, TOTAL = 10_000, 50_000_000
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["COURSE_STATE_DIR"] = str(Path(tmp) / "state")  # a cold hash cache, not the user's
-        from course_helpers.predict import predict
-        from course_helpers.report import BuildReport, Step
-        from course_helpers.snapshot import _CACHE, record_context_snapshot
+        from course_helpers.cache.predict import predict
+        from course_helpers.builder.report import BuildReport, Step
+        from course_helpers.dockerfile.context import _CACHE, record_context_snapshot
 
         ctx = Path(tmp) / "ctx"
         size = TOTAL // FILES

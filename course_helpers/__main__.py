@@ -9,8 +9,8 @@ from .errors import CourseError
 
 
 def _setup() -> int:
-    from .base_image import ensure_base_image
-    from .engine import ensure_engine
+    from .engine.base_image import ensure_base_image
+    from .engine.provision import ensure_engine
 
     start = time.monotonic()
     ensure_engine()
@@ -20,8 +20,8 @@ def _setup() -> int:
 
 
 def _clean() -> int:
-    from .cleanup import cleanup
-    cleanup(all_sessions=True)
+    from .engine.housekeeping import cleanup
+    print(cleanup(all_sessions=True))
     return 0
 
 
@@ -31,7 +31,7 @@ def main(argv: list[str]) -> int:
         if cmd == "setup":
             return _setup()
         if cmd == "preflight":
-            from .preflight import main as preflight
+            from .engine.preflight import main as preflight
             return preflight(int(os.environ.get("COURSE_PORT", "8888")))
         if cmd == "clean":
             return _clean()

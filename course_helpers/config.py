@@ -15,6 +15,15 @@ LABEL_PREFIX = "io.docker-layers-course"
 LABEL_MANAGED = f"{LABEL_PREFIX}.managed"
 LABEL_SESSION = f"{LABEL_PREFIX}.session"
 LABEL_ROLE = f"{LABEL_PREFIX}.role"
+#: Set on containers the course creates itself, and never on an image: a container that
+#: ``docker run`` makes from a course image inherits the image's labels, but not this one.
+LABEL_CONTAINER = f"{LABEL_PREFIX}.container"
+#: Who created a container: the process that must be alive for it to stay (see engine.reaper).
+LABEL_OWNER_HOST = f"{LABEL_PREFIX}.owner.host"
+LABEL_OWNER_PID = f"{LABEL_PREFIX}.owner.pid"
+LABEL_OWNER_START = f"{LABEL_PREFIX}.owner.start"
+#: Set on the containers that hold a lesson's claim on a repository (engine.claims).
+LABEL_CLAIM = f"{LABEL_PREFIX}.claim"
 
 #: One id per Python process (a notebook kernel, a pytest run).
 SESSION_ID = os.environ.get("COURSE_SESSION_ID") or uuid.uuid4().hex[:12]
@@ -41,5 +50,47 @@ def state_dir() -> Path:
 
 
 def session_labels() -> dict[str, str]:
-    """Labels for every image and container the helpers create."""
+    """Labels for every image the helpers build (inherited by whatever is built FROM it)."""
     return {LABEL_MANAGED: "true", LABEL_SESSION: SESSION_ID}
+
+
+def process_start(pid: int) -> str:
+    """When a process started (clock ticks since boot, from /proc), to tell it from a later one with its pid.
+
+    Returns ``""`` where /proc is not available (macOS, Windows): the pid alone must do there.
+    """
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        return fields[19].decode()  # field 22 of stat(5), counted after the command name
+    except (OSError, IndexError):
+        return ""
+
+
+def owner_labels(kind: str) -> dict[str, str]:
+    """Labels for a container the course creates: the session labels, the creation mark, and its owner."""
+    import socket
+
+    pid = os.getpid()
+    return {**session_labels(), LABEL_CONTAINER: kind, LABEL_OWNER_HOST: socket.gethostname(),
+            LABEL_OWNER_PID: str(pid), LABEL_OWNER_START: process_start(pid)}
+
+
+def owner_alive(labels: dict[str, str]) -> bool | None:
+    """Whether the process named by owner labels still runs: None when it is on another host (unknowable here)."""
+    import socket
+
+    if labels.get(LABEL_OWNER_HOST) != socket.gethostname():
+        return None
+    try:
+        pid = int(labels.get(LABEL_OWNER_PID, ""))
+    except ValueError:
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # alive, another user's
+    start = labels.get(LABEL_OWNER_START, "")
+    return not start or process_start(pid) in ("", start)

@@ -9,7 +9,7 @@ import pytest
 @pytest.fixture(scope="session")
 def engine():
     """A client for the real engine; tests that need one skip with the reason if none answers."""
-    from course_helpers.engine import try_client
+    from course_helpers.engine.client import try_client
 
     cli = try_client()
     if cli is None:
@@ -49,7 +49,7 @@ def _scratch_workspace(tmp_path_factory):
 @pytest.fixture(scope="session", autouse=True)
 def _remove_session_leftovers():
     yield
-    from course_helpers.engine import try_client
+    from course_helpers.engine.client import try_client
     from course_helpers.config import LABEL_SESSION, SESSION_ID
 
     cli = try_client()
@@ -58,8 +58,6 @@ def _remove_session_leftovers():
     # Belt and braces: tests remove their own things; this catches a test that died midway.
     for c in cli.containers.list(all=True, filters={"label": f"{LABEL_SESSION}={SESSION_ID}"}):
         c.remove(force=True)
-    # Leave the build cache as the tests found it: prune what the course's builds recorded
-    # (entries still held by the notebooks' images stay, like those images).
-    import importlib
-    cleanup_mod = importlib.import_module("course_helpers.cleanup")  # the package's cleanup() hides it
-    cleanup_mod._prune_course_cache(cli, cleanup_mod.FreshStartReport("tests"))
+    # What this session's course builds made goes too (the images its records name).
+    from course_helpers.engine.housekeeping import cleanup
+    cleanup()

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from course_helpers.build import build
-from course_helpers.clients import buildkit_client, candidate_paths, describe_probes, probe_all
+from course_helpers.builder.build import build
+from course_helpers.engine.cli import buildkit_client, candidate_paths, describe_probes, probe_all
 from course_helpers.config import BASE_IMAGE, LABEL_SESSION, REPO_ROOT, SESSION_ID, session_labels
 from course_helpers.errors import BuildError, DockerfileError
 
@@ -42,7 +42,7 @@ LAYER_KEYWORDS = {"RUN", "COPY", "ADD", "WORKDIR"}
 
 @pytest.fixture(scope="session")
 def docker_client():
-    from course_helpers.engine import try_client
+    from course_helpers.engine.client import try_client
     cli = try_client()
     if cli is None:
         pytest.skip("no Docker engine answers (DOCKER_HOST or /var/run/docker.sock)")
@@ -144,7 +144,7 @@ def test_refuses_bad_arguments(tmp_path, monkeypatch):
     (tmp_path / "Dockerfile").write_text("FROM scratch\n")
     with pytest.raises(ValueError, match="'auto', 'buildkit' or 'classic'"):
         build(tmp_path, builder="buildx")
-    monkeypatch.setattr(sys.modules["course_helpers.build"], "buildkit_client", lambda: None)
+    monkeypatch.setattr(sys.modules["course_helpers.builder.build"], "buildkit_client", lambda: None)
     with pytest.raises(BuildError, match=r"No docker client .* can run BuildKit builds \(tried: "):
         build(tmp_path, builder="buildkit")
 

@@ -27,14 +27,14 @@ CMD ["python3", "-m", "flask", "run", "--host=0.0.0.0"]
 
 
 def _build(context, tag):
-    from course_helpers.build import build
+    from course_helpers.builder.build import build
 
     return build(context, tag, builder="buildkit", progress=False)
 
 
 @pytest.fixture(scope="module")
 def first_third(repo):
-    from course_helpers.workspace import edit, workspace
+    from course_helpers.lesson.workspace import edit, workspace
 
     first = _build(workspace(f"{repo}-first"), f"{repo}:first")
     ws = workspace(f"{repo}-third")
@@ -45,7 +45,7 @@ def first_third(repo):
 
 
 def test_first_vs_third_layers(repo, first_third):
-    from course_helpers.diff import diff_images
+    from course_helpers.layers.diff import diff_images
 
     d = diff_images(f"{repo}:first", f"{repo}:third")
     assert (len(d.shared), d.shared_prefix, len(d.only_a), len(d.only_b)) == (2, 2, 2, 3)
@@ -62,7 +62,7 @@ def test_first_vs_third_layers(repo, first_third):
 
 
 def test_first_vs_third_files(repo, first_third):
-    from course_helpers.diff import diff_images
+    from course_helpers.layers.diff import diff_images
 
     d = diff_images(f"{repo}:first", f"{repo}:third", files=True)
     changes = {c.path: c for c in d.files}
@@ -76,14 +76,14 @@ def test_first_vs_third_files(repo, first_third):
 
 
 def test_same_image_has_no_differences(repo, first_third):
-    from course_helpers.diff import diff_images
+    from course_helpers.layers.diff import diff_images
 
     d = diff_images(f"{repo}:first", first_third[0], files=True)
     assert d.same_image and not d.only_a and not d.only_b and list(d.files) == []
 
 
 def test_whiteouts_and_opaque_dirs(engine, repo, tmp_path):
-    from course_helpers.diff import diff_images
+    from course_helpers.layers.diff import diff_images
 
     # rm of a base file -> whiteout; rm -rf + mkdir of a base dir in one step -> opaque dir.
     (tmp_path / "Dockerfile").write_text(
@@ -116,7 +116,7 @@ def _tar(entries) -> bytes:
 
 
 def test_tar_reader_long_names_and_apply():
-    from course_helpers.diff import _apply, _scan_layer, _Source, _Sub
+    from course_helpers.layers.diff import _apply, _scan_layer, _Source, _Sub
 
     long = "a/" + "x" * 150 + "/file.txt"
     lower = _tar([("a", None), ("a/old", b"1"), ("keep", b"k"), ("gone", b"g"), (long, b"L" * 700)])

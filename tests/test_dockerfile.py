@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from course_helpers.dockerfile import expand, parse_dockerfile, parse_dockerfile_text
+from course_helpers.dockerfile.parse import parse_dockerfile, parse_dockerfile_text
+from course_helpers.dockerfile.shell import process_word
 from course_helpers.errors import CourseError, DockerfileError
 
 
@@ -26,18 +27,18 @@ def test_lines_continuations_comments_and_stages():
         (10, 10, "COPY --from=build --chmod=755 /a /b")]
     assert [s.label for s in df.stages] == ["build", "1"]
     assert df.instructions[-1].flags == {"from": "build", "chmod": "755"}
-    assert df.stage_by_ref("BUILD") is df.stages[0]
+    assert df.stage("BUILD") is df.stages[0]
 
 
 def test_escape_directive_and_json_form():
     df = parse_dockerfile_text("# escape=`\nFROM x\nRUN echo a `\n b\nCMD [\"python3\", \"app.py\"]\n")
     assert df.instructions[1].args == "echo a  b"
-    assert df.instructions[2].json_form == ["python3", "app.py"]
+    assert df.instructions[2].json_args == ("python3", "app.py")
 
 
 def test_expand():
     env = {"A": "1", "EMPTY": ""}
-    assert expand("$A-${A}-${B:-d}-${A:+alt}-${EMPTY:-e}-$B", env) == "1-1-d-alt-e-"
+    assert process_word("$A-${A}-${B:-d}-${A:+alt}-${EMPTY:-e}-$B", env) == "1-1-d-alt-e-"
 
 
 @pytest.mark.parametrize("text, line, words", [
@@ -46,7 +47,7 @@ def test_expand():
     ("FROM x\nCOPY onlyone\n", 2, "at least one source"),
     ("FROM a b c d\n", 1, "does not parse"),
     ("FROM x\n\nCOPY --bogus=1 a b\n", 3, "--bogus"),
-    ("FROM x\nRUN\n", 2, "needs arguments"),
+    ("FROM x\nWORKDIR\n", 2, "needs arguments"),  # an empty RUN parses (and fails when it runs)
     ("# just a comment\n", 1, "no FROM"),
 ])
 def test_bad_dockerfiles_name_file_and_line(text, line, words):
@@ -58,5 +59,5 @@ def test_bad_dockerfiles_name_file_and_line(text, line, words):
 
 
 def test_missing_file(tmp_path):
-    with pytest.raises(DockerfileError, match="no such Dockerfile"):
+    with pytest.raises(DockerfileError, match="There is no Dockerfile"):
         parse_dockerfile(tmp_path / "Dockerfile")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from course_helpers.ignore import DockerIgnore, clean, read_dockerignore
+from course_helpers.dockerfile.ignore import DockerIgnore, clean, read_dockerignore
 
 
 @pytest.mark.parametrize("raw, cleaned", [("./a//b/", "a/b"), ("/abs", "abs"), ("a/../b", "b"), ("/", "/")])

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import uuid
 
+from pathlib import Path
+
 import pytest
 
 from course_helpers.config import BASE_IMAGE, REPO_ROOT
@@ -12,7 +14,7 @@ pytestmark = pytest.mark.usefixtures("engine")
 
 
 def _build(context, tag, builder="buildkit"):
-    from course_helpers.build import build
+    from course_helpers.builder.build import build
 
     return build(context, tag, builder=builder, progress=False)
 
@@ -23,13 +25,13 @@ def first(engine, repo):
         engine.images.get(BASE_IMAGE)
     except Exception:
         pytest.skip(f"base image {BASE_IMAGE} missing (run ./course setup)")
-    from course_helpers.workspace import workspace
+    from course_helpers.lesson.workspace import workspace
 
     return _build(workspace(f"{repo}-first"), f"{repo}:first")
 
 
 def test_two_tags_one_image(engine, repo, first):
-    from course_helpers.images import images, same_image, tag
+    from course_helpers.layers.images import images, same_image, tag
 
     img = tag(first, f"{repo}:latest")
     assert sorted(img.tags) == [f"{repo}:first", f"{repo}:latest"]
@@ -46,7 +48,7 @@ def test_two_tags_one_image(engine, repo, first):
 
 
 def test_images_lists_only_course_images(engine, repo, first):
-    from course_helpers.images import images
+    from course_helpers.layers.images import images
 
     plain = engine.images.build(fileobj=__import__("io").BytesIO(b"FROM scratch\nLABEL x=1\n"), rm=True)[0]
     try:
@@ -57,7 +59,7 @@ def test_images_lists_only_course_images(engine, repo, first):
 
 
 def test_history_origins_and_sizes(engine, repo, first):
-    from course_helpers.images import MISSING, history
+    from course_helpers.layers.images import MISSING, history
 
     rows = history(f"{repo}:first")
     assert rows[0].id == first.image_id  # BuildKit: only the top row has an id
@@ -69,7 +71,7 @@ def test_history_origins_and_sizes(engine, repo, first):
     pip = next(r for r in rows if r.created_by == "RUN /bin/sh -c pip3 install -r requirements.txt")
     assert 1_000_000 < pip.size < 50_000_000
     copy = next(r for r in rows if r.created_by == "COPY . .")
-    app_bytes = sum(p.stat().st_size for p in (REPO_ROOT / "sample_app").iterdir() if p.is_file())
+    app_bytes = sum(p.stat().st_size for p in Path(first.context).iterdir() if p.is_file())
     assert copy.size == app_bytes  # a COPY layer is the copied files' bytes
     assert by_cmd["CMD"].empty_layer and by_cmd["CMD"].size == 0
     assert by_cmd["WORKDIR"].diff_id is not None
@@ -87,8 +89,8 @@ def comment_ok(rows) -> bool:
 
 
 def test_history_classic_builder_has_ids(engine, repo):
-    from course_helpers.images import MISSING, history
-    from course_helpers.workspace import workspace
+    from course_helpers.layers.images import MISSING, history
+    from course_helpers.lesson.workspace import workspace
 
     report = _build(workspace(f"{repo}-classic"), f"{repo}:classic", builder="classic")
     rows = history(report)
@@ -101,14 +103,14 @@ def test_history_classic_builder_has_ids(engine, repo):
 
 
 def test_history_of_base_is_all_base(engine):
-    from course_helpers.images import history
+    from course_helpers.layers.images import history
 
     rows = history(BASE_IMAGE)
     assert rows and all(r.origin == "base" for r in rows)
 
 
 def test_human_size_matches_docker():
-    from course_helpers.images import human_size
+    from course_helpers.layers.images import human_size
 
     assert [human_size(n) for n in (0, 315, 999, 1000, 4_948_513, 11_700_000, 190_812_345)] == \
         ["0B", "315B", "999B", "1kB", "4.95MB", "11.7MB", "191MB"]
@@ -116,7 +118,7 @@ def test_human_size_matches_docker():
 
 def test_unknown_image_is_a_clear_error(engine):
     from course_helpers.errors import CourseError
-    from course_helpers.images import history
+    from course_helpers.layers.images import history
 
     with pytest.raises(CourseError, match="no image 'ct-no-such-image:x'"):
         history("ct-no-such-image:x")

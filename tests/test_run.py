@@ -16,8 +16,8 @@ ARTICLE_CMD = 'CMD "python3 -m flask run --host=0.0.0.0"'
 
 @pytest.fixture(scope="module")
 def app_image(repo):
-    from course_helpers.build import build
-    from course_helpers.workspace import workspace
+    from course_helpers.builder.build import build
+    from course_helpers.lesson.workspace import workspace
 
     return build(workspace(f"{repo}-app"), f"{repo}:first", builder="buildkit", progress=False)
 
@@ -31,7 +31,7 @@ def _gone(engine, cid: str) -> bool:
 
 
 def test_serves_hello_world_and_cleans_up(engine, app_image):
-    from course_helpers.run import run_app
+    from course_helpers.lesson.run import run_app
 
     with run_app(app_image) as app:
         assert app.get("/") == "Hello world!"
@@ -48,7 +48,7 @@ def test_serves_hello_world_and_cleans_up(engine, app_image):
 
 
 def test_container_removed_after_exception(engine, app_image):
-    from course_helpers.run import run_app
+    from course_helpers.lesson.run import run_app
 
     cid = None
     with pytest.raises(RuntimeError, match="boom"):
@@ -59,10 +59,10 @@ def test_container_removed_after_exception(engine, app_image):
 
 
 def test_article_cmd_exits_127(engine, repo, tmp_path):
-    from course_helpers.build import build
+    from course_helpers.builder.build import build
     from course_helpers.errors import ContainerExited
-    from course_helpers.run import run_app
-    from course_helpers.workspace import workspace
+    from course_helpers.lesson.run import run_app
+    from course_helpers.lesson.workspace import workspace
 
     ws = workspace(f"{repo}-article")
     dockerfile = ws / "Dockerfile"
@@ -83,7 +83,7 @@ def test_article_cmd_exits_127(engine, repo, tmp_path):
 
 def test_missing_program_in_exec_form(engine, app_image):
     from course_helpers.errors import ContainerExited
-    from course_helpers.run import run_app
+    from course_helpers.lesson.run import run_app
 
     with pytest.raises(ContainerExited) as info:
         with run_app(app_image, command=["no-such-program"], timeout=10):
@@ -92,7 +92,7 @@ def test_missing_program_in_exec_form(engine, app_image):
 
 
 def test_reaper_removes_leftovers(engine, app_image):
-    import course_helpers.run as run
+    import course_helpers.lesson.run as run
 
     c = engine.containers.create(app_image.image_id, labels={LABEL_SESSION: SESSION_ID})
     run._reaper_client[:] = [engine]

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from course_helpers import base_image
+from course_helpers.engine import base_image
 from course_helpers.config import BASE_IMAGE, session_labels
 from course_helpers.errors import EngineUnavailable, SetupError
 
@@ -23,15 +23,15 @@ def test_dead_docker_host_gives_one_clear_sentence():
 
 
 def test_client_raises_engine_unavailable(monkeypatch):
-    from course_helpers import engine
+    from course_helpers.engine import client as engine
     monkeypatch.setenv("DOCKER_HOST", "tcp://127.0.0.1:9")
-    engine._client_reset()
+    engine.reset()
     try:
         with pytest.raises(EngineUnavailable, match="No Docker engine answers at tcp://127.0.0.1:9"):
             engine.client()
     finally:
         monkeypatch.delenv("DOCKER_HOST")
-        engine._client_reset()
+        engine.reset()
 
 
 def test_ensure_base_image_is_idempotent(engine):

@@ -24,7 +24,7 @@ def _digest(folder) -> str:
 
 
 def test_fresh_copy_every_call(root):
-    from course_helpers.workspace import workspace
+    from course_helpers.lesson.workspace import workspace
 
     ws = workspace("demo")
     assert ws == root / "demo"
@@ -37,7 +37,7 @@ def test_fresh_copy_every_call(root):
 
 
 def test_default_root_is_gitignored(monkeypatch):
-    from course_helpers.workspace import workspace_root
+    from course_helpers.lesson.workspace import workspace_root
 
     monkeypatch.delenv("COURSE_WORKSPACE", raising=False)
     assert workspace_root() == REPO_ROOT / "workspace"
@@ -45,7 +45,7 @@ def test_default_root_is_gitignored(monkeypatch):
 
 
 def test_bad_names_refused(root):
-    from course_helpers.workspace import workspace
+    from course_helpers.lesson.workspace import workspace
 
     for bad in ("", "../x", "a/b", ".hidden"):
         with pytest.raises(CourseError):
@@ -53,7 +53,7 @@ def test_bad_names_refused(root):
 
 
 def test_edit_and_revert_bump_mtime_and_leave_sample_app_alone(root):
-    from course_helpers.workspace import edit, workspace
+    from course_helpers.lesson.workspace import edit, workspace
 
     sample = _digest(REPO_ROOT / "sample_app")
     ws = workspace("edit")
@@ -71,7 +71,7 @@ def test_edit_and_revert_bump_mtime_and_leave_sample_app_alone(root):
 
 
 def test_edit_errors_name_the_file(root):
-    from course_helpers.workspace import edit, workspace
+    from course_helpers.lesson.workspace import edit, workspace
 
     ws = workspace("err")
     with pytest.raises(CourseError, match="not in .*app.py"):
@@ -83,7 +83,7 @@ def test_edit_errors_name_the_file(root):
 
 
 def test_edit_count(root):
-    from course_helpers.workspace import edit, workspace
+    from course_helpers.lesson.workspace import edit, workspace
 
     f = workspace("count") / "requirements.txt"
     f.write_text("a\na\na\n")

@@ -1,7 +1,7 @@
 """Notebook niceties: a course error shows as one short message, not a traceback wall."""
 from __future__ import annotations
 
-from .errors import CourseError
+from ..errors import CourseError
 
 
 def _short_error(shell, etype, value, tb, tb_offset=None):

@@ -5,7 +5,7 @@ import shutil
 import socket
 from dataclasses import dataclass
 
-from .config import BASE_IMAGE, state_dir
+from ..config import BASE_IMAGE, state_dir
 
 
 @dataclass
@@ -30,7 +30,7 @@ def _port_free(port: int) -> bool:
 
 def _pip_in_container(cli) -> Check:
     """Can a container from the base image reach the package index, as builds will need?"""
-    from .config import session_labels
+    from ..config import session_labels
     name = "pip inside a container reaches the package index"
     try:
         out = cli.containers.run(BASE_IMAGE, ["pip3", "download", "--no-deps", "-q", "-d", "/tmp/x", "six"],
@@ -47,7 +47,7 @@ def _pip_in_container(cli) -> Check:
 def run_checks(port: int | None = 8888, pip_check: bool = True) -> list[Check]:
     """Collect the checks; each is independent, so one failure doesn't hide the rest."""
     from .base_image import describe_base
-    from .engine import try_client
+    from .client import try_client
 
     checks: list[Check] = []
     cli = try_client()
@@ -57,7 +57,7 @@ def run_checks(port: int | None = 8888, pip_check: bool = True) -> list[Check]:
         ver = cli.version()
         checks.append(Check("engine reachable", True, f"Docker {ver.get('Version')} (API {ver.get('ApiVersion')}) on {ver.get('Os')}/{ver.get('Arch')}"))
     try:
-        from .clients import buildkit_client
+        from .cli import buildkit_client
         bk = buildkit_client()
         checks.append(Check("BuildKit", None, f"available via {bk.path} ({bk.version}, {bk.via})" if bk
                             else "no client can run BuildKit here; builds use the classic builder"))

@@ -1,7 +1,12 @@
 """Scratch copies of the sample app that a notebook may edit freely.
 
 Every notebook starts from a fresh copy, so it runs the same every time and
-never changes ``sample_app/``.  ``edit`` changes a file so that every builder
+never changes ``sample_app/``.  Each copy is also marked as this run's: a
+comment line with a fresh id goes into its ``requirements.txt`` (pip skips
+comments).  ``COPY . .`` and ``COPY requirements.txt .`` therefore copy bytes
+that no earlier build had, so a lesson never meets the cache of an earlier run,
+or of the learner's own build of the sample app, and no one's cache needs
+deleting for the lesson to show what it teaches.  ``edit`` changes a file so that every builder
 notices: BuildKit can take a file with the same size and mtime as unchanged
 (moby/buildkit#4950), so the mtime is always moved forward by at least a second.
 """
@@ -12,11 +17,12 @@ import os
 import re
 import shutil
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import REPO_ROOT
-from .errors import CourseError
+from ..config import REPO_ROOT
+from ..errors import CourseError
 
 SAMPLE_APP = REPO_ROOT / "sample_app"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -28,7 +34,10 @@ def workspace_root() -> Path:
     return Path(root) if root else REPO_ROOT / "workspace"
 
 
-def workspace(name: str, source: str | Path | None = None) -> Path:
+RUN_MARK = "# course run:"
+
+
+def workspace(name: str, source: str | Path | None = None, *, mark: bool = True) -> Path:
     """A fresh copy of the sample app (or ``source``) in ``<workspace root>/<name>/``.
 
     The folder is deleted and copied again on every call, so a notebook always
@@ -38,6 +47,7 @@ def workspace(name: str, source: str | Path | None = None) -> Path:
     Args:
         name: folder name, e.g. ``"030-cache"`` (letters, digits, ``.``, ``_``, ``-``).
         source: folder to copy (default: the repository's ``sample_app/``).
+        mark: add this run's mark to ``requirements.txt`` (see the module's docstring).
 
     Returns:
         The new folder's path.
@@ -57,10 +67,17 @@ def workspace(name: str, source: str | Path | None = None) -> Path:
     if target.exists():
         shutil.rmtree(target)
     # A new copy has no build history: explain()/predict() must not compare with an earlier run's builds.
-    from .snapshot import forget_context
+    from ..dockerfile.context import forget_context
     forget_context(target)
     root.mkdir(parents=True, exist_ok=True)
     shutil.copytree(src, target, ignore=shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints", "*.pyc"))
+    requirements = target / "requirements.txt"
+    if mark and requirements.is_file():
+        text = requirements.read_text()
+        text = "".join(line for line in text.splitlines(keepends=True) if not line.startswith(RUN_MARK))
+        if text and not text.endswith("\n"):
+            text += "\n"
+        requirements.write_text(text + f"{RUN_MARK} {uuid.uuid4().hex[:12]}\n")
     return target
 
 

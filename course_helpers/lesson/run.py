@@ -1,14 +1,16 @@
 """Run an image's web app for the length of a ``with`` block, and always clean up after it.
 
 The container is published on 127.0.0.1 only (never on the learner's network),
-runs unprivileged with no Docker socket inside, carries the session labels,
-and is force-removed when the block ends, whatever happened inside it.  A
-reaper removes this session's containers when the Python process exits, in
-case a kernel is shut down with a block still open.
+runs unprivileged with no Docker socket inside, carries the course's creation
+mark and its owner (this process), and is force-removed when the block ends,
+whatever happened inside it.  If the process exits with a block open, an
+atexit hook removes it; if the process is killed, the reaper does
+(:mod:`course_helpers.engine.reaper`).
 """
 from __future__ import annotations
 
 import atexit
+import os
 import contextlib
 import re
 import time
@@ -20,9 +22,12 @@ from typing import Any, Iterator
 import docker
 from docker.errors import APIError, NotFound
 
-from .config import LABEL_SESSION, SESSION_ID, session_labels
-from .errors import ContainerExited, CourseError
-from .images import _client, get_image, image_ref
+from ..config import LABEL_CONTAINER, LABEL_OWNER_PID, owner_labels
+from ..engine import reaper
+from ..engine.client import resolve as _client
+from ..engine.session import course_call
+from ..errors import ContainerExited, CourseError, check_port
+from ..layers.images import get_image, image_ref
 
 _started: set[str] = set()  # ids of containers run_app made and has not removed yet
 _reaper_client: list[docker.DockerClient] = []
@@ -34,8 +39,8 @@ def _reap() -> None:
         return
     cli = _reaper_client[0]
     try:
-        leftovers = {c.id for c in cli.containers.list(
-            all=True, filters={"label": f"{LABEL_SESSION}={SESSION_ID}"})}
+        leftovers = {c["Id"] for c in cli.api.containers(all=True, filters={"label": [
+            f"{LABEL_CONTAINER}=run_app", f"{LABEL_OWNER_PID}={os.getpid()}"]})}
     except Exception:  # engine gone at exit: nothing we can do
         leftovers = set()
     for cid in _started | leftovers:
@@ -135,6 +140,29 @@ def run_app(image: Any, port: int = 5000, *, timeout: float = 30, command: str |
         ...     print(app.get("/"))
         Hello world!
     """
+    app = _start(image, port, timeout, command, environment, client)
+    try:
+        yield app
+    finally:
+        _remove(app.container)
+
+
+def _remove(container: Any) -> None:
+    try:
+        container.remove(force=True)
+    except NotFound:
+        pass
+    except APIError as exc:  # e.g. removal already in progress
+        if exc.status_code != 409:
+            raise
+    _started.discard(container.id)
+
+
+@course_call("running a container")
+def _start(image: Any, port: int, timeout: float, command: str | list[str] | None,
+           environment: dict[str, str] | None, client: docker.DockerClient | None) -> RunningApp:
+    """Create, start and wait for the app; on any failure (or interrupt) remove what was made."""
+    port = check_port(port, "port")
     cli = _client(client)
     if not _reaper_client:
         _reaper_client.append(cli)
@@ -145,10 +173,11 @@ def run_app(image: Any, port: int = 5000, *, timeout: float = 30, command: str |
         # create, then start: if start fails, we still hold the container and remove it below.
         container = cli.containers.create(
             img.id, command=command, environment=environment, detach=True,
-            labels=session_labels(), privileged=False,
+            labels=owner_labels("run_app"), privileged=False,
             ports={f"{port}/tcp": ("127.0.0.1", None)},  # loopback only, a free port the engine picks
         )
         _started.add(container.id)
+        reaper.watch_me()  # removes it if this process is killed before the block ends
         try:
             container.start()
         except APIError as exc:
@@ -180,14 +209,8 @@ def run_app(image: Any, port: int = 5000, *, timeout: float = 30, command: str |
                     f"{timeout:.0f} s: check that the app listens on 0.0.0.0:{port} (not 127.0.0.1) "
                     f"and read its output:\n{logs.rstrip()}")
             time.sleep(0.1)
-        yield RunningApp(url, container, host_port)
-    finally:
+        return RunningApp(url, container, host_port)
+    except BaseException:
         if container is not None:
-            try:
-                container.remove(force=True)
-            except NotFound:
-                pass
-            except APIError as exc:  # e.g. removal already in progress
-                if exc.status_code != 409:
-                    raise
-            _started.discard(container.id)
+            _remove(container)
+        raise

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from .report import BuildReport
+from ..builder.report import BuildReport
 
 
 def plot_step_times(reports: Sequence[BuildReport], ax=None):

@@ -1,13 +1,12 @@
 """Find, or on a bare Debian/Ubuntu machine start, the Docker engine.
 
-Rules (from the set-up issue): an engine that answers is used as it is and
-never touched; only when none answers, and only as root on Debian or Ubuntu,
-do we install Debian's ``docker.io`` and start ``dockerd`` in the background.
-A ``dockerd`` that is already running is waited for, never doubled.
+Rules: an engine that answers is used as it is and never touched; only when
+none answers, and only as root on Debian or Ubuntu, do we install Debian's
+``docker.io`` and start ``dockerd`` in the background.  A ``dockerd`` that is
+already running is waited for, never doubled.
 """
 from __future__ import annotations
 
-import functools
 import os
 import shutil
 import subprocess
@@ -17,10 +16,10 @@ from pathlib import Path
 from typing import Callable
 
 import docker
-from docker.errors import DockerException
 
-from .config import state_dir
-from .errors import EngineUnavailable, SetupError
+from ..config import state_dir
+from ..errors import EngineUnavailable, SetupError
+from .client import reset, try_client, where
 
 Progress = Callable[[str], None]
 
@@ -28,55 +27,10 @@ INSTALL_HINT = ("Install Docker Desktop (macOS, Windows) or Docker Engine (Linux
                 "or point DOCKER_HOST at an engine you can use")
 
 
-def _say(progress: Progress | None, text: str) -> None:
+def say(progress: Progress | None, text: str) -> None:
+    """Pass one line of progress on, when someone listens."""
     if progress:
         progress(text)
-
-
-def _where() -> str:
-    return os.environ.get("DOCKER_HOST") or "the default socket (/var/run/docker.sock)"
-
-
-def try_client(timeout: int = 10) -> docker.DockerClient | None:
-    """A client for the environment's engine, or None if nothing answers."""
-    try:
-        cli = docker.from_env(timeout=timeout)
-        cli.ping()
-        return cli
-    except DockerException:
-        return None
-    except Exception:  # requests/urllib3 errors on odd DOCKER_HOST values
-        return None
-
-
-@functools.lru_cache(maxsize=1)
-def _cached_client() -> docker.DockerClient:
-    cli = try_client(timeout=120)
-    if cli is None:
-        raise EngineUnavailable(
-            f"No Docker engine answers at {_where()}: run ./course setup (or start Docker Desktop) "
-            "and run this cell again.")
-    return cli
-
-
-def client() -> docker.DockerClient:
-    """The Docker client every helper uses: the environment's engine (DOCKER_HOST or the default socket).
-
-    Returns:
-        A connected ``docker.DockerClient``.
-
-    Raises:
-        EngineUnavailable: nothing answers; the message says what to do.
-    """
-    try:
-        cli = _cached_client()
-        cli.ping()
-        return cli
-    except EngineUnavailable:
-        raise
-    except Exception:
-        _cached_client.cache_clear()
-        return _cached_client()
 
 
 def _dockerd_pids() -> list[int]:
@@ -101,9 +55,9 @@ def _is_debian_like() -> bool:
     return "debian" in ids or "ubuntu" in ids
 
 
-def _run_streamed(cmd: list[str], progress: Progress | None, what: str) -> None:
+def run_streamed(cmd: list[str], progress: Progress | None, what: str) -> None:
     """Run a command, passing its output lines to progress; raise SetupError on failure."""
-    _say(progress, "$ " + " ".join(cmd))
+    say(progress, "$ " + " ".join(cmd))
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     tail: list[str] = []
@@ -111,7 +65,7 @@ def _run_streamed(cmd: list[str], progress: Progress | None, what: str) -> None:
     for line in proc.stdout:
         line = line.rstrip()
         tail = (tail + [line])[-15:]
-        _say(progress, "  " + line)
+        say(progress, "  " + line)
     if proc.wait() != 0:
         raise SetupError(f"{what} failed (exit {proc.returncode}); read the lines above, fix the cause "
                          f"(network, disk space, apt lock) and run the set-up again.\n" + "\n".join(tail))
@@ -125,7 +79,7 @@ def _wait_for_engine(progress: Progress | None, seconds: float, log: Path | None
         if cli is not None:
             return cli
         if time.monotonic() - last_note > 3:
-            _say(progress, "  waiting for the engine to answer ...")
+            say(progress, "  waiting for the engine to answer ...")
             last_note = time.monotonic()
         time.sleep(0.5)
     hint = f" Its log is {log}." if log else ""
@@ -148,14 +102,14 @@ def ensure_engine(progress: Progress | None = print) -> docker.DockerClient:
     """
     cli = try_client()
     if cli is not None:
-        _say(progress, f"engine answers at {_where()}: Docker {cli.version().get('Version', '?')}")
+        say(progress, f"engine answers at {where()}: Docker {cli.version().get('Version', '?')}")
         return cli
     if os.environ.get("DOCKER_HOST"):
         raise EngineUnavailable(
             f"DOCKER_HOST is set to {os.environ['DOCKER_HOST']} but no engine answers there: "
             "start that engine, or unset DOCKER_HOST to use the local one.")
     if _dockerd_pids():
-        _say(progress, "a dockerd is already running; waiting for it instead of starting another")
+        say(progress, "a dockerd is already running; waiting for it instead of starting another")
         return _wait_for_engine(progress, 60, None)
     if sys.platform != "linux" or not _is_debian_like():
         raise EngineUnavailable(f"No Docker engine is running on this machine. {INSTALL_HINT}.")
@@ -164,21 +118,18 @@ def ensure_engine(progress: Progress | None = print) -> docker.DockerClient:
             "No Docker engine is running and the course can only install one as root: "
             f"ask for sudo rights, or {INSTALL_HINT[0].lower() + INSTALL_HINT[1:]}.")
     if not shutil.which("dockerd"):
-        _say(progress, "no engine found: installing Debian's docker.io (a minute or two)")
-        _run_streamed(["apt-get", "update", "-q"], progress, "apt-get update")
-        _run_streamed(["apt-get", "install", "-y", "-q", "docker.io"], progress,
+        say(progress, "no engine found: installing Debian's docker.io (a minute or two)")
+        run_streamed(["apt-get", "update", "-q"], progress, "apt-get update")
+        run_streamed(["apt-get", "install", "-y", "-q", "docker.io"], progress,
                       "Installing docker.io with apt-get")
     log = state_dir() / "dockerd.log"
-    _say(progress, f"starting dockerd in the background (log: {log})")
+    say(progress, f"starting dockerd in the background (log: {log})")
     with open(log, "ab") as out:
         # A new session, so the daemon outlives this process and the terminal.
         subprocess.Popen(["dockerd"], stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                          start_new_session=True)
     cli = _wait_for_engine(progress, 60, log)
-    _client_reset()
-    _say(progress, f"engine ready: Docker {cli.version().get('Version', '?')}")
+    reset()
+    say(progress, f"engine ready: Docker {cli.version().get('Version', '?')}")
     return cli
 
-
-def _client_reset() -> None:
-    _cached_client.cache_clear()

@@ -22,7 +22,8 @@ from typing import Any, Callable, Iterator
 
 import docker
 
-from .errors import CourseError
+from ..engine.session import course_call
+from ..errors import CourseError
 from .images import (_client, _history_rows, _table_html, _table_text, clean_created_by, get_image,
                      human_size, image_ref, short_id)
 
@@ -573,6 +574,7 @@ def _compare_files(cli: docker.DockerClient, a_img: Any, b_img: Any, a_layers: l
     return FileChanges(changes, same_content=same, layers_read=read)
 
 
+@course_call("comparing two images")
 def diff_images(a: Any, b: Any, files: bool = False, *, client: docker.DockerClient | None = None) -> ImageDiff:
     """Compare two images: which layers they share, which are only in one, and (files=True) which files differ.
 

@@ -23,7 +23,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from .config import LABEL_PREFIX
+from ..config import LABEL_PREFIX
+from ..dockerfile.parse import Dockerfile, parse_dockerfile_text
 from .report import Step
 
 # Instructions BuildKit gives a vertex (and an [i/n] number) besides FROM.
@@ -58,53 +59,28 @@ class Instruction:
         return self.text.split(None, 1)[0].upper()
 
 
-def read_instructions(text: str) -> list[Instruction]:
-    """Split a Dockerfile into instructions, with the stage and numbering each builder uses.
+def read_instructions(text: str, build_args: dict[str, str] | None = None) -> list[Instruction]:
+    """The Dockerfile's instructions with the stage and numbering each builder uses.
+
+    A view of :mod:`course_helpers.dockerfile.parse` (the course's one reader), keyed
+    the way build output names steps.
 
     Args:
         text: the Dockerfile's contents.
-
-    Returns:
-        The instructions in file order.  Heredocs and the ``escape`` directive are not handled:
-        the course's Dockerfiles use neither.
+        build_args: build arguments, which ``FROM`` and ``ARG`` may use.
     """
-    logical: list[tuple[int, str]] = []
-    parts: list[str] = []
-    start = 0
-    for lineno, raw in enumerate(text.splitlines(), 1):
-        stripped = raw.strip()
-        if not parts and (not stripped or stripped.startswith("#")):
-            continue
-        if parts and stripped.startswith("#"):
-            continue  # comment lines inside a continuation are dropped, as Docker does
-        if not parts:
-            start = lineno
-        if stripped.endswith("\\"):
-            parts.append(stripped[:-1].strip())
-            continue
-        parts.append(stripped)
-        logical.append((start, " ".join(p for p in parts if p)))
-        parts = []
-    if parts:
-        logical.append((start, " ".join(p for p in parts if p)))
+    return instructions_of(parse_dockerfile_text(text, build_args=build_args))
 
-    result: list[Instruction] = []
-    stage, stage_number, index = "0", -1, 0
-    for number, (line, instr) in enumerate(logical, 1):
-        keyword = instr.split(None, 1)[0].upper()
-        if keyword == "FROM":
-            stage_number += 1
-            named = re.search(r"\s+AS\s+(\S+)\s*$", instr, re.IGNORECASE)
-            stage = named.group(1) if named else str(stage_number)
-            index = 1
-            bk: int | None = 1
-        elif keyword in _BUILDKIT_NUMBERED:
-            index += 1
-            bk = index
-        else:
-            bk = None
-        result.append(Instruction(number, stage, max(stage_number, 0), bk, instr, line))
-    return result
+
+def instructions_of(df: Dockerfile) -> list[Instruction]:
+    """:class:`Instruction` views of a parsed Dockerfile (global ARGs excluded)."""
+    out = []
+    for inst in df.instructions:
+        if inst.stage is None:
+            continue
+        stage = df.stages[inst.stage]
+        out.append(Instruction(inst.number, stage.label, stage.index, inst.step, inst.original, inst.line))
+    return out
 
 
 def _lookup(instructions: list[Instruction] | None) -> dict[tuple[str, int], Instruction]:
@@ -236,7 +212,8 @@ class _VertexSteps:
         started = {s.stage for s in steps}
         if self.instructions:
             for ins in self.instructions:
-                if ins.keyword == "FROM" and ins.stage in started and (ins.stage, 1) not in have:
+                if (ins.keyword == "FROM" and ins.buildkit_index == 1 and ins.stage in started
+                        and (ins.stage, 1) not in have):
                     steps.append(Step(index=1, stage=ins.stage, instruction=ins.text, cached=True))
         else:
             bases = [s for s in steps if s.index == 1 and s.instruction.upper().startswith("FROM ")]
@@ -543,7 +520,7 @@ class ClassicParser:
             if instr.split(None, 1)[0].upper() == "FROM":
                 self._stage_number += 1
                 named = re.search(r"\s+AS\s+(\S+)\s*$", instr, re.IGNORECASE)
-                self._stage = named.group(1) if named else str(self._stage_number)
+                self._stage = named.group(1).lower() if named else str(self._stage_number)
             self._steps.append(Step(index=number, stage=self._stage, instruction=instr, cached=False))
             self._totals.append(total)
             self._logs.append([])
@@ -559,8 +536,8 @@ class ClassicParser:
                 self._logs[-1].append(clean)
 
     def _is_added_label(self, step: Step) -> bool:
-        if self.instructions is not None:
-            return step.index > len(self.instructions)
+        if self.instructions:
+            return step.index > max(i.number for i in self.instructions)
         # No Dockerfile to compare with: a trailing LABEL of only the course's keys is ours.
         keys = re.findall(r"(\S+?)=", step.instruction[len("LABEL"):])
         return step.instruction.upper().startswith("LABEL ") and bool(keys) and all(

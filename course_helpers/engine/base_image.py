@@ -20,9 +20,10 @@ from pathlib import Path
 
 from docker.errors import APIError, ImageNotFound
 
-from .config import BASE_IMAGE, LABEL_PREFIX, state_dir
-from .engine import Progress, _run_streamed, _say, client
-from .errors import SetupError
+from ..config import BASE_IMAGE, LABEL_PREFIX, state_dir
+from ..errors import SetupError
+from .client import client
+from .provision import Progress, run_streamed as _run_streamed, say as _say
 
 SUITE = "bookworm"
 PACKAGES = "python3,python3-pip,python3-venv,ca-certificates"

@@ -17,11 +17,12 @@ import docker
 from docker.errors import APIError, ImageNotFound
 from docker.models.images import Image
 
-from .config import BASE_IMAGE, LABEL_MANAGED
-from .engine import client as _default_client
-from .errors import CourseError
-from .report import BuildReport
-from .report import format_size, short_image_id
+from ..builder.report import BuildReport
+from ..config import BASE_IMAGE, LABEL_MANAGED
+from ..engine.client import resolve as _client
+from ..engine.session import course_call
+from ..errors import CourseError
+from ..formatting import format_size, iso_time, short_id, table_html, table_text
 
 ImageRef = "str | BuildReport | Image"
 
@@ -35,54 +36,16 @@ MISSING_NOTE = (
 
 # ---------------------------------------------------------------- formatting
 
-# One way to print sizes and ids across the package (report.py has them).
+# One way to print sizes, ids, times and tables across the package (formatting.py).
 human_size = format_size
-short_id = short_image_id
-
-
-def iso_time(value: Any) -> str:
-    """An engine timestamp (unix seconds or RFC 3339 with nanoseconds) as ``YYYY-MM-DDTHH:MM:SSZ``."""
-    if value is None or value == "":
-        return ""
-    if isinstance(value, (int, float)):
-        stamp = _dt.datetime.fromtimestamp(float(value), _dt.timezone.utc)
-        return stamp.strftime("%Y-%m-%dT%H:%M:%SZ")
-    match = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)", str(value))
-    if not match:
-        return str(value)
-    text = str(value)
-    # Engine times carry their own offset; they are UTC in practice ("Z"), convert otherwise.
-    tz = re.search(r"([+-]\d\d:\d\d|Z)$", text)
-    if tz and tz.group(1) != "Z":
-        stamp = _dt.datetime.fromisoformat(match.group(1) + tz.group(1)).astimezone(_dt.timezone.utc)
-        return stamp.strftime("%Y-%m-%dT%H:%M:%SZ")
-    return match.group(1) + "Z"
-
-
-def _table_text(headers: list[str], rows: list[list[str]]) -> str:
-    widths = [len(h) for h in headers]
-    for row in rows:
-        widths = [max(w, len(c)) for w, c in zip(widths, row)]
-    lines = ["   ".join(c.ljust(w) for c, w in zip(headers, widths)).rstrip()]
-    lines += ["   ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
-    return "\n".join(lines)
+_table_text = table_text
 
 
 def _table_html(headers: list[str], rows: list[list[str]], caption: str = "", note: str = "") -> str:
-    head = "".join(f"<th style='text-align:left'>{html.escape(h)}</th>" for h in headers)
-    body = "".join(
-        "<tr>" + "".join(f"<td style='text-align:left'><code>{html.escape(c)}</code></td>" for c in row) + "</tr>"
-        for row in rows)
-    cap = f"<caption style='text-align:left'>{html.escape(caption)}</caption>" if caption else ""
-    foot = f"<p><small>{html.escape(note)}</small></p>" if note else ""
-    return f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{foot}"
+    return table_html(headers, rows, title=caption, note=note, code=True)
 
 
 # ---------------------------------------------------------------- resolving
-
-def _client(client: docker.DockerClient | None) -> docker.DockerClient:
-    return client if client is not None else _default_client()
-
 
 def image_ref(image: Any) -> str:
     """The name or id to ask the engine for, from a tag, an id, a BuildReport or an Image."""
@@ -111,6 +74,7 @@ def get_image(image: Any, client: docker.DockerClient | None = None) -> Image:
 
 # ---------------------------------------------------------------- tag, same_image
 
+@course_call("tagging an image")
 def tag(image: Any, new_tag: str, *, client: docker.DockerClient | None = None) -> Image:
     """Give an image one more name, as ``docker tag`` does: no copy, one image, two tags.
 
@@ -142,6 +106,7 @@ def tag(image: Any, new_tag: str, *, client: docker.DockerClient | None = None) 
     return img
 
 
+@course_call("comparing two images")
 def same_image(a: Any, b: Any, *, client: docker.DockerClient | None = None) -> bool:
     """True when two names (or ids, or BuildReports) point at the very same image id."""
     return get_image(a, client).id == get_image(b, client).id
@@ -187,6 +152,7 @@ class ImageList(list):
         return _table_html(self.headers, [r.cells() for r in self], note=note)
 
 
+@course_call("listing images")
 def images(repository: str | None = None, *, client: docker.DockerClient | None = None) -> ImageList:
     """The course's images, like ``docker image ls`` (one row per tag).
 
@@ -390,6 +356,7 @@ def _base_row_count(img: Image, rows: list[dict], base: Image | None, cli: docke
     return len(base_rows)
 
 
+@course_call("reading an image's history")
 def history(image: Any, *, base: str | None = BASE_IMAGE, client: docker.DockerClient | None = None) -> History:
     """``docker history`` of an image, untruncated, with each row's origin.
 

@@ -22,11 +22,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .config import state_dir
+from ..config import state_dir
 from .ignore import read_dockerignore
 
 if TYPE_CHECKING:
-    from .report import BuildReport
+    from ..builder.report import BuildReport
 
 _CHUNK = 1 << 20
 HISTORY = 5  # records kept per (context, dockerfile, tag)

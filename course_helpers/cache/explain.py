@@ -12,13 +12,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
-from .dockerfile import parse_dockerfile, parse_dockerfile_text
-from .errors import CourseError
-from .predict import SimStep, _table_html, norm, reason_for, simulate, step_position
-from .snapshot import BuildRecord, find_record, take_snapshot
+from ..dockerfile.context import BuildRecord, find_record, take_snapshot
+from ..dockerfile.parse import parse_dockerfile
+from ..engine.session import course_call
+from ..errors import CourseError
+from .predict import SimStep, _table_html, model_steps, simulate, step_position, verdicts
 
 if TYPE_CHECKING:
-    from .report import BuildReport
+    from ..builder.report import BuildReport
 
 
 class ExplainedStep(NamedTuple):
@@ -44,7 +45,8 @@ class Explanation:
         lines = [f"why steps ran ({self.builder}), compared with {self.compared_with}"]
         where = step_position(self.steps)
         for s in self.steps:
-            tail = "cached" if s.reason is None else f"ran: {s.reason}"
+            tail = ("cached" if s.cached else "ran") if s.reason is None else (
+                s.reason if s.cached or s.reason.startswith("ran:") else f"ran: {s.reason}")
             lines.append(f"  {where(s)} {s.instruction}  -- {tail}")
         return "\n".join(lines)
 
@@ -60,28 +62,17 @@ class Explanation:
                            f"Why steps ran ({self.builder}), compared with {self.compared_with}")
 
 
-def _line_up(report_steps: list, sim: list[SimStep]) -> list[int | None]:
-    """For each reported step, the position of the model step with the same stage and instruction."""
-    used: set[int] = set()
-    out: list[int | None] = []
-    for rs in report_steps:
-        found = None
-        for j, s in enumerate(sim):
-            if j not in used and norm(s.instruction) == norm(rs.instruction) and s.stage == rs.stage:
-                found = j
-                break
-        if found is None:  # BuildKit prints RUN lines with build args filled in; fall back to the keyword
-            for j, s in enumerate(sim):
-                if j not in used and s.stage == rs.stage and rs.instruction.split()[:1] == [s.keyword] \
-                        and (not out or out[-1] is None or j > out[-1]):
-                    found = j
-                    break
-        if found is not None:
-            used.add(found)
-        out.append(found)
-    return out
+def _model(report: "BuildReport", record: BuildRecord | None, builder: str,
+           same_sources: bool = False) -> list[SimStep]:
+    if record is not None:
+        return model_steps(record, builder, same_sources)
+    # Not recorded: the context as it is now is the best evidence left.
+    context = os.path.abspath(report.context or ".")
+    df = parse_dockerfile(Path(context) / report.dockerfile, report.build_args)
+    return simulate(df, take_snapshot(context), builder, same_sources)
 
 
+@course_call("explaining a build")
 def explain(report: "BuildReport", against: "BuildReport | BuildRecord | None" = None) -> Explanation:
     """Explain why each step of ``report`` that missed the cache ran.
 
@@ -98,32 +89,28 @@ def explain(report: "BuildReport", against: "BuildReport | BuildRecord | None" =
         DockerfileError: the Dockerfile no longer parses.
     """
     if not report.context:
-        raise CourseError("explain(): this report has no build context; build with course_helpers.build.build()")
+        raise CourseError("explain(): this report has no build context; build with course_helpers.build()")
     current, previous = find_record(report)
     if against is not None:
         previous = against if isinstance(against, BuildRecord) else find_record(against)[0]
         if previous is None:
             raise CourseError("explain(): the report given as against= was never recorded; build it with "
-                              "course_helpers.build.build() and try again.")
+                              "course_helpers.build() and try again.")
     builder = report.builder
-    if current is not None:
-        df = parse_dockerfile_text(current.dockerfile_text, current.dockerfile)
-        new = simulate(df, current.snapshot(), builder, current.build_args)
-    else:  # not recorded: the context as it is now is the best evidence left
-        context = os.path.abspath(report.context)
-        new = simulate(parse_dockerfile(Path(context) / report.dockerfile), take_snapshot(context), builder,
-                       report.build_args)
-    old: list[SimStep] = []
-    if previous is not None:
-        old = simulate(parse_dockerfile_text(previous.dockerfile_text, previous.dockerfile), previous.snapshot(),
-                       builder, previous.build_args)
-    old_keys = {s.key for s in old}
-    multi = len({s.stage for s in new}) > 1
-    matches = _line_up(report.steps, new)
+    new, alt_new = _model(report, current, builder), _model(report, current, builder, True)
+    old = model_steps(previous, builder) if previous is not None else []
+    alt_old = model_steps(previous, builder, True) if previous is not None else []
+    found = verdicts(new, alt_new, old, alt_old, False, previous is not None)
+    at = {(s.stage, s.index): j for j, s in enumerate(new)}
     out = []
-    for rs, j in zip(report.steps, matches):
+    for rs in report.steps:
+        j = at.get((rs.stage, rs.index))
         reason: str | None = None
-        if not rs.cached:
+        if j is not None and found[j][0] is None:
+            # The model could only say "depends" before the build: the build decided it.
+            copied = "the same bytes" if rs.cached else "different bytes"
+            reason = f"{'cached' if rs.cached else 'ran'}: the re-run stage wrote {copied} ({found[j][1]})"
+        elif not rs.cached:
             if j is None:
                 reason = "not an instruction of the Dockerfile (added by the build helper)"
             elif new[j].keyword == "FROM":
@@ -132,11 +119,11 @@ def explain(report: "BuildReport", against: "BuildReport | BuildRecord | None" =
                 reason = "the build ran with no_cache=True"
             elif previous is None:
                 reason = "no earlier build recorded to compare with"
-            elif new[j].key in old_keys:
+            elif found[j][0]:
                 reason = ("the builder did not reuse its cache although nothing it compares changed "
                           "(the cache was pruned or the earlier image removed)")
             else:
-                reason = reason_for(new, j, old, multi)
+                reason = found[j][1]
         out.append(ExplainedStep(rs.index, rs.stage, rs.instruction, rs.cached, reason))
     compared = "the previous recorded build" if against is None else "the given build"
     if previous is None:

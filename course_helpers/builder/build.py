@@ -5,12 +5,15 @@ Example:
     >>> report.ran_steps                                    # doctest: +SKIP
     ['COPY . .', 'RUN pip3 install -r requirements.txt']
 
-BuildKit builds go through a docker CLI found by :mod:`course_helpers.clients`
+BuildKit builds go through a docker CLI found by :mod:`course_helpers.engine.cli`
 (machine-readable progress, ``--iidfile`` for the id); classic builds go
-through the Docker SDK, which only drives the legacy builder.  Everything a
-build makes carries the session labels, and every build's time window is
-recorded so the course's BuildKit cache entries can be found again
-(:mod:`course_helpers.cachelog`).
+through the Docker SDK, which only drives the legacy builder.  Every image a
+build makes is recorded as the course's (:mod:`course_helpers.engine.ownership`),
+with the build's time window.
+
+An interrupted build stops entirely: the CLI runs in a process group of its
+own that is killed with the cell (and dies with the kernel, via
+PR_SET_PDEATHSIG on Linux), so no orphan tags an image later.
 """
 from __future__ import annotations
 
@@ -23,11 +26,14 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
-from . import buildlog
-from .cachelog import record_build_window
-from .clients import BuildkitClient, buildkit_client, describe_probes
-from .config import session_labels
-from .errors import BuildError, DockerfileError
+from ..config import session_labels
+from ..dockerfile.parse import parse_dockerfile
+from ..engine.cli import BuildkitClient, buildkit_client, describe_probes
+from ..engine.client import client as engine_client, reset as reset_client, try_client
+from ..engine.ownership import record_build
+from ..engine.session import course_call
+from ..errors import BuildError, DockerfileError, check_image_name, engine_stopped
+from . import logs as buildlog
 from .report import BuildReport, Step
 
 if TYPE_CHECKING:  # the SDK is imported lazily: it costs ~0.2 s and BuildKit builds barely need it
@@ -39,6 +45,7 @@ _LAYER_KEYWORDS = {"RUN", "COPY", "ADD", "WORKDIR"}  # the instructions that add
 _DIGEST_LINE = re.compile(r"^#\d+ sha256:[0-9a-f]{64}$")  # 20.10 prints each vertex's digest: noise
 
 
+@course_call("building an image")
 def build(context: str | Path, tag: str | None = None, *, dockerfile: str = "Dockerfile",
           builder: str = "auto", no_cache: bool = False, build_args: dict[str, str] | None = None,
           progress: bool | Callable[[str], None] = True,
@@ -75,11 +82,17 @@ def build(context: str | Path, tag: str | None = None, *, dockerfile: str = "Doc
     if not ctx.is_dir():
         raise BuildError(f"The build context {ctx} is not a directory: pass the folder that holds the "
                          "Dockerfile and the app's files.")
+    if tag is not None:
+        check_image_name(tag)
     dockerfile_path = ctx / dockerfile
     if not dockerfile_path.is_file():
         raise DockerfileError(f"There is no Dockerfile at {dockerfile_path}: create it, or pass "
                               "dockerfile= with its path relative to the context.")
-    instructions = buildlog.read_instructions(dockerfile_path.read_text())
+    # The one reader; a file that is not UTF-8 is read as Docker reads it (bad bytes as U+FFFD).
+    try:
+        instructions = buildlog.instructions_of(parse_dockerfile(dockerfile_path, build_args))
+    except DockerfileError:
+        instructions = []  # the engine is the judge: its own parse error names the line, or it builds
     cli = buildkit_client() if builder in ("auto", "buildkit") else None
     if builder == "buildkit" and cli is None:
         raise BuildError("No docker client on this machine can run BuildKit builds (tried: "
@@ -87,20 +100,27 @@ def build(context: str | Path, tag: str | None = None, *, dockerfile: str = "Doc
     say = _printer(progress)
     args = dict(build_args or {})
     start = time.time()
+    image_id = ""
+    kind = "buildkit" if cli else "classic"
     try:
         if cli is not None:
             image_id, log, steps = _build_buildkit(cli, ctx, dockerfile, tag, no_cache, args, instructions, say)
         else:
             image_id, log, steps = _build_classic(client, ctx, dockerfile, tag, no_cache, args, instructions, say)
+    except BuildError:
+        # A build that failed because the engine went away is not the Dockerfile's fault.
+        if client is None and try_client(timeout=5) is None:
+            raise engine_stopped(f"building {tag or 'the image'}") from None
+        raise
     finally:
         end = time.time()
-        record_build_window(start, end)
-    report = BuildReport(image_id=image_id, tags=[tag] if tag else [], builder="buildkit" if cli else "classic",
+        record_build(image_id, tag, kind, start, end)
+    report = BuildReport(image_id=image_id, tags=[tag] if tag else [], builder=kind,
                          seconds=end - start, log=log, steps=steps, context=str(ctx), dockerfile=dockerfile,
                          build_args=args, no_cache=no_cache)
     _attach_layers(report, _sdk(client), instructions)
-    # predict()/explain() compare later builds with what this one saw (snapshot.py's contract).
-    from .snapshot import record_context_snapshot
+    # predict()/explain() compare later builds with what this one saw (context.py's contract).
+    from ..dockerfile.context import record_context_snapshot
     record_context_snapshot(report)
     return report
 
@@ -116,10 +136,30 @@ def _printer(progress: bool | Callable[[str], None]) -> Callable[[str], None]:
 
 
 def _sdk(client: "docker.DockerClient | None") -> "docker.DockerClient":
-    if client is not None:
-        return client
-    from .engine import client as engine_client
-    return engine_client()
+    return client if client is not None else engine_client()
+
+
+def _die_with_parent() -> None:
+    """In the CLI child before exec: be killed when the kernel dies, whatever kills it (Linux)."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass  # not Linux: the process group kill on interrupt still applies
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """Kill the CLI's whole process group (the CLI, and buildx's helpers if any) and reap it."""
+    import signal
+
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            proc.kill()
+    proc.wait()
 
 
 def _build_buildkit(cli: BuildkitClient, ctx: Path, dockerfile: str, tag: str | None, no_cache: bool,
@@ -138,16 +178,22 @@ def _build_buildkit(cli: BuildkitClient, ctx: Path, dockerfile: str, tag: str | 
         cmd.append(str(ctx))
         lines: list[str] = []
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                errors="replace", env=cli.environment(), stdin=subprocess.DEVNULL)
+                                errors="replace", env=cli.environment(), stdin=subprocess.DEVNULL,
+                                start_new_session=True,
+                                preexec_fn=_die_with_parent if os.name == "posix" else None)
         assert proc.stdout is not None
-        for raw in proc.stdout:
-            line = raw.rstrip("\n")
-            lines.append(line)
-            parser.feed(line)
-            if cli.progress == "plain" and not _DIGEST_LINE.match(line):
-                say(line)
-            elif cli.progress == "rawjson":
-                _say_rawjson(line, say)
+        try:
+            for raw in proc.stdout:
+                line = raw.rstrip("\n")
+                lines.append(line)
+                parser.feed(line)
+                if cli.progress == "plain" and not _DIGEST_LINE.match(line):
+                    say(line)
+                elif cli.progress == "rawjson":
+                    _say_rawjson(line, say)
+        except BaseException:
+            _stop(proc)  # KeyboardInterrupt (the stop button) or any error: no orphan build
+            raise
         code = proc.wait()
         log = "\n".join(lines)
         if code != 0:
@@ -205,10 +251,16 @@ def _build_classic(client: "docker.DockerClient | None", ctx: Path, dockerfile: 
         message = str(exc.explanation or exc)
         parser.feed({"error": message})
         lines.append(message)
+    except BaseException:
+        # Interrupted: dropping the connection makes the engine cancel the build.
+        api.close()
+        reset_client()
+        raise
     log = "\n".join(lines)
     failure = parser.failure()
     if failure is not None or parser.image_id is None:
-        raise _build_error(failure, lines, command, ctx, dockerfile, None)
+        total = max((i.number for i in instructions), default=None)
+        raise _build_error(failure, lines, command, ctx, dockerfile, None, total)
     return parser.image_id, log, parser.steps()
 
 
@@ -247,13 +299,16 @@ def _reason(failure: buildlog.Failure | None, lines: list[str], ctx: Path, docke
 
 
 def _build_error(failure: buildlog.Failure | None, lines: list[str], command: str, ctx: Path,
-                 dockerfile: str, process_code: int | None) -> BuildError:
+                 dockerfile: str, process_code: int | None, learner_total: int | None = None) -> BuildError:
     reason, dockerfile_fault = _reason(failure, lines, ctx, dockerfile)
     tail = "\n".join(lines[-_TAIL:])
     step = failure.step if failure else None
     code = failure.exit_code if failure else None
     if step is not None and not dockerfile_fault:
-        where = f"Step {step.index}/{failure.total}" if failure and failure.total else f"Step {step.index}"
+        total = failure.total if failure else None
+        if total and learner_total:
+            total = min(total, learner_total)  # classic counts the LABEL steps labels= adds: not the learner's
+        where = f"Step {step.index}/{total}" if total else f"Step {step.index}"
         if not step.stage.isdigit():
             where += f" of stage {step.stage}"
         how = f"failed with exit code {code}" if code is not None else "failed"

@@ -4,27 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 
-def format_size(size: int) -> str:
-    """Bytes as ``docker history`` prints them: 3 significant digits, powers of 1000 (``11.7MB``, ``0B``)."""
-    if size < 1000:
-        return f"{int(size)}B"
-    value = float(size)
-    for unit in ("kB", "MB", "GB", "TB"):
-        value /= 1000
-        if float(f"{value:.3g}") < 1000 or unit == "TB":  # 999.9kB rounds to 1MB, not 1e+03kB
-            break
-    return f"{value:.3g}{unit}"
-
-
-def format_seconds(seconds: float) -> str:
-    """``1.8s``: one decimal, as BuildKit prints step times."""
-    return f"{seconds:.1f}s"
-
-
-def short_image_id(image_id: str) -> str:
-    """``sha256:`` + the first 12 hex digits: short enough to read, and what the sanitize file matches."""
-    digest = image_id.split(":", 1)[1] if ":" in image_id else image_id
-    return f"sha256:{digest[:12]}"
+from ..formatting import format_seconds, format_size, short_id as short_image_id
 
 
 _BADGE_COLOURS = {"CACHED": "#2e7d32", "RAN": "#ef6c00", "BASE": "#757575"}
@@ -142,7 +122,7 @@ class BuildReport:
 
     def explain(self, against: "BuildReport | None" = None):
         """Why each step missed the cache; see :func:`course_helpers.explain.explain`."""
-        from .explain import explain
+        from ..cache.explain import explain
 
         return explain(self, against)
 

@@ -1,0 +1,570 @@
+"""Predict, without building, which steps of a build will come from the cache, and why.
+
+The model follows the builder it is asked about; the rules and the experiments
+that established them are in docs/cache-rules.md.  In short, each step gets a
+cache key made of what that builder really compares:
+
+- classic: the parent image (so every instruction, ENV and LABEL included,
+  chains into the next), the instruction's parsed words (whitespace between
+  words does not count, but RUN's command text does), for RUN the values of the
+  build arguments declared so far, for COPY/ADD the selected files' content and
+  mode (never mtime);
+- BuildKit: only filesystem steps (FROM, RUN, COPY, ADD, WORKDIR) are steps;
+  ENV, ARG, LABEL, CMD ... change no filesystem, so a COPY after a changed ENV
+  or LABEL is still cached; a RUN's key holds its environment (ENV and the
+  build arguments in scope); stages the target does not need are not built.
+
+A step is predicted cached when its key is among the keys the earlier
+build(s) produced.  Known limit: ``COPY --from`` of a rebuilt stage is cached
+by both builders when the copied files come out byte-identical, which only a
+build can tell; the prediction says "rebuilt" and explains that.
+"""
+from __future__ import annotations
+
+import hashlib
+import html
+import os
+import posixpath
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, NamedTuple
+
+from ..dockerfile.context import BuildRecord, ContextSnapshot, build_records, find_record, take_snapshot
+from ..dockerfile.parse import Dockerfile, Instruction, copy_source_stage, parse_dockerfile, parse_dockerfile_text
+from ..errors import CourseError, DockerfileError
+from ..formatting import short_hex as short
+from ..engine.session import course_call
+from ..formatting import table_html
+
+if TYPE_CHECKING:
+    from ..builder.report import BuildReport
+
+BUILDERS = ("buildkit", "classic")
+FS_STEPS = {"FROM", "RUN", "COPY", "ADD", "WORKDIR"}  # what BuildKit shows as steps
+
+
+def norm(text: str) -> str:
+    """An instruction with runs of whitespace folded, for matching report lines with Dockerfile lines."""
+    return " ".join(text.split())
+
+
+def _h(*parts: Any) -> str:
+    return hashlib.sha256(repr(parts).encode()).hexdigest()
+
+
+# --- the model ---------------------------------------------------------------------------------
+
+@dataclass
+class SimStep:
+    """One step as the model sees it: its key and the inputs the key is made of."""
+
+    index: int
+    stage: str
+    instruction: str
+    keyword: str
+    line: int
+    key: str
+    parent: int | None  # position in the step list of the step whose result this one builds on
+    inputs: dict[str, Any] = field(default_factory=dict)
+    source_stage: str | None = None  # COPY --from=<stage>
+    source_step: int | None = None
+    shared_with: int | None = None  # BuildKit: position of an earlier stage's identical step (one vertex)
+
+
+def _glob_to_re(pattern: str) -> re.Pattern:
+    # Go's filepath.Match: '*' and '?' never cross '/'.
+    out = ""
+    for ch in pattern:
+        out += "[^/]*" if ch == "*" else "[^/]" if ch == "?" else re.escape(ch)
+    return re.compile(out + "$")
+
+
+def select_files(snapshot: ContextSnapshot, source: str, inst: Instruction, path: str) -> dict[str, tuple]:
+    """The context entries a COPY/ADD source selects: ``{relpath: (digest, mode)}``.
+
+    Raises:
+        DockerfileError: the source selects nothing (names the Dockerfile line).
+    """
+    src = posixpath.normpath("/" + source).lstrip("/")
+    files = snapshot.files
+    if src in ("", "."):
+        return {k: (v.digest, v.mode) for k, v in files.items()}
+    if any(c in src for c in "*?["):
+        rx = _glob_to_re(src)
+        roots = [k for k in files if rx.match(k)]
+    else:
+        roots = [src] if src in files else []
+    if not roots:
+        raise DockerfileError(
+            f"{path}, line {inst.line}: {inst.keyword} source {source!r} is not in the build context "
+            f"{snapshot.root} (missing, or left out by .dockerignore): `{inst.text}`")
+    out: dict[str, tuple] = {}
+    for root in roots:
+        prefix = root + "/"
+        for k, v in files.items():
+            if k == root or k.startswith(prefix):
+                out[k] = (v.digest, v.mode)
+    return out
+
+
+def simulate(df: Dockerfile, snapshot: ContextSnapshot | None, builder: str,
+             same_sources: bool = False) -> list[SimStep]:
+    """Compute each reported step's cache key for one builder, from the parsed model alone.
+
+    Args:
+        df: the parsed Dockerfile (parsed with the build's ``--build-arg`` values).
+        snapshot: the context (None: COPY/ADD sources are not checked).
+        builder: ``"buildkit"`` or ``"classic"``.
+        same_sources: key ``COPY --from=<stage>`` as if the stage wrote the same bytes as before
+            (BuildKit and classic both key such a copy by the copied content, not by the stage).
+
+    Returns:
+        The steps in the order the builder reports them (per stage, in Dockerfile order).
+    """
+    steps: list[SimStep] = []
+    stage_end: dict[int, tuple[str, int | None]] = {}  # stage index -> (key, position) of its last step
+    needed = set(df.needed_stages()) if builder == "buildkit" else set(range(len(df.stages)))
+    for stage in df.stages:
+        if stage.base_stage is not None:
+            key, pos = stage_end[stage.base_stage]
+        else:
+            key, pos = _h("from", stage.base), None
+        for inst in stage.instructions:
+            kw, st = inst.keyword, inst.state
+            if builder == "buildkit" and inst.step is None:
+                continue  # metadata: in BuildKit's LLB it changes the config only, not a key
+            index = inst.number if builder == "classic" else inst.step
+            parent_key, parent_pos = key, pos
+            inputs: dict[str, Any] = {"instruction": norm(inst.original)}
+            source_stage = source_step = None
+            if kw == "FROM":
+                inputs = {"base": stage.base}
+                parent_pos = None
+            elif kw == "RUN":
+                args = {k: v for k, v in st.args.items() if k not in st.env}
+                inputs.update(command=inst.command, args=args, workdir=st.workdir, user=st.user)
+                if builder == "buildkit":
+                    inputs.update(env=dict(st.env), shell=st.shell, flags=dict(inst.flags))
+                key = _h(parent_key, "RUN", sorted((k, repr(v)) for k, v in inputs.items() if k != "instruction"))
+            elif kw in ("COPY", "ADD"):
+                inputs.update(sources=list(inst.sources), dest=inst.dest, chown=inst.flags.get("chown"),
+                              chmod=inst.flags.get("chmod"))
+                src = copy_source_stage(df, inst)
+                if src is not None:
+                    source_stage, source_step = df.stages[src].label, stage_end[src][1]
+                    inputs["from"] = "same bytes" if same_sources else stage_end[src][0]
+                elif "from" in inst.flags:
+                    inputs["from"] = _h("image", inst.flags["from"])
+                elif snapshot is not None:
+                    files: dict[str, tuple] = {}
+                    for source in inst.sources:
+                        if kw == "ADD" and re.match(r"^[a-z]+://", source):
+                            files[source] = ("url", 0)  # a URL is fetched and checked at build time
+                        else:
+                            files.update(select_files(snapshot, source, inst, df.path))
+                    inputs["files"] = files
+                key = _h(parent_key, kw, sorted((k, repr(v)) for k, v in inputs.items() if k != "instruction"))
+            elif kw == "WORKDIR":
+                workdir = posixpath.normpath(posixpath.join(st.workdir, " ".join(inst.words)))
+                inputs["workdir"] = workdir
+                key = _h(parent_key, "WORKDIR", workdir)
+            else:
+                # Classic commits an image for every instruction; the words count, not the spacing.
+                key = _h(parent_key, kw, inst.words)
+            steps.append(SimStep(index, stage.label, inst.original, kw, inst.line, key, parent_pos, inputs,
+                                 source_stage, source_step))
+            pos = len(steps) - 1
+        stage_end[stage.index] = (key, pos)
+    if builder == "buildkit":
+        # Identical steps on an identical parent are one LLB vertex: BuildKit runs and prints it once.
+        first: dict[str, int] = {}
+        for i, s in enumerate(steps):
+            if s.keyword != "FROM":
+                s.shared_with = first.setdefault(s.key, i) if s.key in first else None
+                first.setdefault(s.key, i)
+        kept = [s for s in steps if _stage_index(df, s.stage) in needed]
+        if len(kept) != len(steps):  # keep parent links valid in the shorter list
+            remap = {id(s): i for i, s in enumerate(kept)}
+            old = steps
+            for s in kept:
+                s.parent = remap.get(id(old[s.parent])) if s.parent is not None else None
+                s.source_step = remap.get(id(old[s.source_step])) if s.source_step is not None else None
+                s.shared_with = remap.get(id(old[s.shared_with])) if s.shared_with is not None else None
+            steps = kept
+    return steps
+
+
+def _stage_index(df: Dockerfile, label: str) -> int:
+    for stage in df.stages:
+        if stage.label == label:
+            return stage.index
+    return -1
+
+
+# --- reasons -----------------------------------------------------------------------------------
+
+def _diff_files(old: dict[str, tuple], new: dict[str, tuple]) -> list[str]:
+    out = []
+    for name in sorted(set(old) | set(new)):
+        a, b = old.get(name), new.get(name)
+        if a == b:
+            continue
+        if a is None:
+            out.append(f"{name} added ({short(b[0]) if b[0] != 'dir' else 'directory'})")
+        elif b is None:
+            out.append(f"{name} removed")
+        elif a[0] != b[0]:
+            out.append(f"{name} content changed ({short(a[0])} -> {short(b[0])})")
+        else:
+            out.append(f"{name} mode changed ({a[1]:o} -> {b[1]:o})")
+    return out
+
+
+def _diff_values(kind: str, old: dict, new: dict) -> list[str]:
+    out = []
+    for k in sorted(set(old) | set(new)):
+        if old.get(k) != new.get(k):
+            out.append(f"{kind} {k} changed ({old.get(k, '(unset)')!r} -> {new.get(k, '(unset)')!r})")
+    return out
+
+
+def _step_name(step: SimStep, multi: bool) -> str:
+    where = f" of stage {step.stage}" if multi else ""
+    return f"step {step.index}{where} (`{step.instruction}`)"
+
+
+def _first_change(new: list[SimStep], i: int, old_keys: set[str]) -> int:
+    """The earliest step on ``i``'s parent chain (``i`` included) whose key the earlier build lacks."""
+    first = i
+    j = new[i].parent
+    while j is not None and new[j].key not in old_keys:
+        first = j
+        j = new[j].parent
+    return first
+
+
+def _own_reason(new: list[SimStep], k: int, old: list[SimStep], multi: bool) -> tuple[str, str]:
+    """Why step ``k`` itself (whose parent the earlier build had) misses: (kind, words).
+
+    kind is ``"inserted"``, ``"removed"``, ``"moved"`` or ``"changed"``.
+    """
+    step = new[k]
+    if step.keyword == "FROM":
+        return "changed", f"the base image changed: now {step.inputs['base']}"
+    old_stage = [s for s in old if s.stage == step.stage and s.keyword != "FROM"]
+    new_stage = [s.inputs.get("instruction") for s in new if s.stage == step.stage]
+    old_texts = {s.inputs.get("instruction") for s in old_stage}
+    me = step.inputs.get("instruction")
+    parent_key = new[step.parent].key if step.parent is not None else None
+    siblings = [s for s in old if (old[s.parent].key if s.parent is not None else None) == parent_key
+                and s.keyword != "FROM"]
+    same = next((s for s in siblings if s.inputs.get("instruction") == me), None)
+    if same is not None and step.source_step is not None:
+        return "changed", (f"stage {step.source_stage} was rebuilt ({_step_name(new[step.source_step], multi)}) "
+                           "and the files copied from it came out different")
+    if same is None and siblings:
+        after = siblings[0]
+        if me not in old_texts:
+            if after.inputs.get("instruction") in new_stage[new_stage.index(me) + 1:]:
+                return "inserted", f"a new instruction, inserted before `{after.instruction}`"
+            return "changed", f"the instruction changed: `{after.instruction}` -> `{step.instruction}`"
+        if after.inputs.get("instruction") not in new_stage:
+            return "removed", f"an instruction removed before this step: `{after.instruction}`"
+        return "moved", f"moved: in the earlier build `{step.instruction}` came at another place in the Dockerfile"
+    if same is None:
+        if me not in old_texts:
+            return "inserted", "a new instruction"
+        return "moved", f"moved: in the earlier build `{step.instruction}` came at another place in the Dockerfile"
+    notes: list[str] = []
+    if "files" in step.inputs and "files" in same.inputs:
+        notes += _diff_files(same.inputs["files"], step.inputs["files"])
+    if "env" in step.inputs and "env" in same.inputs:
+        notes += _diff_values("environment value", same.inputs["env"], step.inputs["env"])
+    if "args" in step.inputs and "args" in same.inputs:
+        notes += _diff_values("build argument", same.inputs["args"], step.inputs["args"])
+    for key in ("workdir", "user", "dest", "chown", "chmod", "command", "shell"):
+        if key in step.inputs and same.inputs.get(key) != step.inputs.get(key) and not notes:
+            notes.append(f"{key} changed ({same.inputs.get(key)!r} -> {step.inputs.get(key)!r})")
+    return "changed", ("; ".join(notes) if notes else "an input changed that this model does not track")
+
+
+def reason_for(new: list[SimStep], i: int, old: list[SimStep], multi: bool) -> str:
+    """Why step ``i`` of ``new`` has no match among ``old``'s keys, in plain words."""
+    old_keys = {s.key for s in old}
+    first = _first_change(new, i, old_keys)
+    kind, words = _own_reason(new, first, old, multi)
+    if first == i:
+        return words
+    culprit = new[first]
+    if kind == "inserted":
+        return f"a new instruction before this step: `{culprit.instruction}`"
+    if kind == "removed":
+        return words  # "an instruction removed before this step: ..."
+    if kind == "moved":
+        return f"an instruction moved before this step: `{culprit.instruction}`"
+    return f"parent changed at {_step_name(culprit, multi)}"
+
+
+# --- predict -----------------------------------------------------------------------------------
+
+class PredictedStep(NamedTuple):
+    """One predicted step: ``(index, stage, instruction, cached, reason)``.
+
+    ``cached`` is True or False when the answer can be known before building, and None
+    ("depends") when it hangs on what a re-running stage writes: a ``COPY --from`` of that
+    stage is cached exactly when the copied bytes come out the same, and so are the steps after it.
+    """
+
+    index: int
+    stage: str
+    instruction: str
+    cached: bool | None
+    reason: str
+
+    @property
+    def verdict(self) -> str:
+        """``"cached"``, ``"runs"`` or ``"depends"``."""
+        return "depends" if self.cached is None else "cached" if self.cached else "runs"
+
+
+def step_position(steps) -> Callable[[Any], str]:
+    """How text forms label a step: ``[3]``, or ``[stage 3]`` when the build has several stages."""
+    multi = len({s.stage for s in steps}) > 1
+    return lambda s: f"[{s.stage} {s.index}]" if multi else f"[{s.index}]"
+
+
+def _table_html(headers: list[str], rows: list[list[Any]], title: str) -> str:
+    return table_html(headers, rows, title=title, drop_single_stage=True)
+
+
+@dataclass
+class Prediction:
+    """What a build will do, step by step, according to the cache rules of one builder.
+
+    Attributes:
+        builder: ``"buildkit"`` or ``"classic"``.
+        steps: :class:`PredictedStep` tuples in the order the build reports them.
+        compared_with: a short description of the earlier build used.
+    """
+
+    builder: str
+    steps: list[PredictedStep]
+    compared_with: str
+
+    def text(self) -> str:
+        """A stable text form (no timings, no ids) for notebook regression tests."""
+        lines = [f"prediction for the {self.builder} builder, compared with {self.compared_with}"]
+        where = step_position(self.steps)
+        for s in self.steps:
+            mark = {"cached": "CACHED ", "runs": "RUNS   ", "depends": "DEPENDS"}[s.verdict]
+            lines.append(f"  {mark} {where(s)} {s.instruction}  -- {s.reason}")
+        return "\n".join(lines)
+
+    __str__ = text
+
+    def __repr__(self) -> str:  # what nbval compares: the stable text form
+        return self.text()
+
+    def _repr_html_(self) -> str:
+        rows = [[s.stage, s.index, s.instruction, s.verdict, s.reason] for s in self.steps]
+        return _table_html(["stage", "step", "instruction", "prediction", "why"], rows,
+                           f"Prediction ({self.builder}), compared with {self.compared_with}")
+
+
+def _record_for(against: Any, context: str, dockerfile: str, builder: str,
+                tag: str | None) -> tuple[list[BuildRecord], str]:
+    if against is None:
+        records = [r for r in build_records(context, dockerfile, tag) if r.builder == builder]
+        return records, ("the last recorded build" if records else "nothing (no earlier build recorded)")
+    if isinstance(against, BuildRecord):
+        return [against], "the given build"
+    record, _ = find_record(against)
+    if record is None:
+        raise CourseError("predict(): the report given as against= has no recorded context snapshot; "
+                          "build with course_helpers.build() (which records one) and try again.")
+    return [record], "the given build"
+
+
+def model_steps(record: BuildRecord, builder: str, same_sources: bool = False) -> list[SimStep]:
+    """The model's steps for a recorded build (none when its Dockerfile no longer parses)."""
+    try:
+        df = parse_dockerfile_text(record.dockerfile_text, record.dockerfile, record.build_args)
+        return simulate(df, record.snapshot(), builder, same_sources)
+    except DockerfileError:
+        return []  # an earlier Dockerfile that no longer parses left nothing reusable to model
+
+
+def _depends_reason(new: list[SimStep], i: int, multi: bool) -> str:
+    """Why step ``i`` depends: the COPY --from on its chain whose stage re-runs."""
+    j: int | None = i
+    while j is not None and new[j].source_step is None:
+        j = new[j].parent
+    copy = new[j] if j is not None else new[i]
+    files = ", ".join(copy.inputs.get("sources") or [])
+    if j == i:
+        return f"cached if stage {copy.source_stage} writes the same bytes to {files} as before"
+    return f"cached if {_step_name(copy, multi)} is: that is, if stage {copy.source_stage} writes the same bytes"
+
+
+def verdicts(new: list[SimStep], alt_new: list[SimStep], olds: list[SimStep], alt_olds: list[SimStep],
+             no_cache: bool, have_old: bool) -> list[tuple[bool | None, str]]:
+    """Per model step: (cached, reason), with None for "depends".  Shared by predict() and explain()."""
+    old_keys, alt_keys = {s.key for s in olds}, {s.key for s in alt_olds}
+    multi = len({s.stage for s in new}) > 1
+    out: list[tuple[bool | None, str]] = []
+    for i, s in enumerate(new):
+        if s.shared_with is not None and s.shared_with < len(out):
+            cached, reason = out[s.shared_with]
+            out.append((cached, f"the same step as {_step_name(new[s.shared_with], multi)}: BuildKit runs it once "
+                                f"for both stages ({reason})"))
+        elif s.keyword == "FROM":
+            out.append((True, "the base image is used as it is"))
+        elif no_cache:
+            out.append((False, "no_cache=True: every step runs"))
+        elif not have_old:
+            out.append((False, "no earlier build to reuse"))
+        elif s.key in old_keys:
+            out.append((True, "unchanged since the earlier build"))
+        elif alt_new[i].key in alt_keys:
+            out.append((None, _depends_reason(new, i, multi)))
+        else:
+            out.append((False, reason_for(new, i, olds, multi)))
+    return out
+
+
+@course_call("predicting a build")
+def predict(context: str | Path, dockerfile: str = "Dockerfile", against: "BuildReport | BuildRecord | None" = None,
+            builder: str | None = None, build_args: dict[str, str] | None = None, no_cache: bool = False,
+            tag: str | None = None) -> Prediction:
+    """Say, without building, which steps the next build will take from the cache, and why.
+
+    Needs no engine: it compares the context and Dockerfile on disk with what
+    an earlier build recorded (see :func:`course_helpers.dockerfile.context.record_context_snapshot`).
+
+    Args:
+        context: the build context directory.
+        dockerfile: the Dockerfile's path, relative to the context.
+        against: the earlier build (a ``BuildReport``); default: the builds recorded
+            for this context and Dockerfile (and ``tag``) with the same builder.
+        builder: ``"buildkit"`` or ``"classic"``: whose rules to follow; default: the builder of
+            ``against`` when given, else ``"buildkit"``.
+        build_args: the ``--build-arg`` values the build will get.
+        no_cache: the build will run with ``no_cache=True`` (nothing is reused).
+        tag: narrow the default comparison to builds of this tag.
+
+    Returns:
+        A :class:`Prediction`.
+
+    Raises:
+        DockerfileError: the Dockerfile does not parse, or a COPY source is missing.
+        CourseError: unknown builder, or ``against`` was never recorded.
+
+    Example:
+        >>> predict("sample_app", against=report)  # doctest: +SKIP
+    """
+    if builder is None:
+        builder = getattr(against, "builder", None) or "buildkit"
+    if builder not in BUILDERS:
+        raise CourseError(f"predict(): builder must be one of {', '.join(BUILDERS)}, not {builder!r}")
+    context = os.path.abspath(context)
+    df = parse_dockerfile(Path(context) / dockerfile, build_args)
+    snapshot = take_snapshot(context)
+    new = simulate(df, snapshot, builder)
+    alt_new = simulate(df, snapshot, builder, same_sources=True)
+    records, compared = _record_for(against, context, dockerfile, builder, tag)
+    olds = [s for rec in records for s in model_steps(rec, builder)]
+    alt_olds = [s for rec in records for s in model_steps(rec, builder, same_sources=True)]
+    found = verdicts(new, alt_new, olds, alt_olds, no_cache, bool(olds))
+    out = [PredictedStep(s.index, s.stage, s.instruction, cached, reason)
+           for s, (cached, reason) in zip(new, found)]
+    return Prediction(builder, out, compared)
+
+
+# --- predict-then-verify ------------------------------------------------------------------------
+
+@dataclass
+class PredictionCheck:
+    """The learner's expectations next to what the build did.
+
+    Attributes:
+        rows: ``(instruction, expected, actual, agree)`` per step (FROM left out); ``expected`` is
+            ``"cached"``, ``"runs"`` or ``"depends"``; ``actual`` is ``"cached"`` or ``"ran"``, with
+            ``" (depends)"`` when the answer could not be known before building.
+    """
+
+    rows: list[tuple[str, str, str, bool]]
+
+    @property
+    def agreed(self) -> int:
+        return sum(r[3] for r in self.rows)
+
+    def text(self) -> str:
+        lines = [f"{self.agreed} of {len(self.rows)} steps as you expected"]
+        for inst, exp, act, ok in self.rows:
+            lines.append(f"  {'agree   ' if ok else 'DISAGREE'} expected {exp}, was {act}: {inst}")
+        return "\n".join(lines)
+
+    __str__ = text
+
+    def __repr__(self) -> str:  # what nbval compares: the stable text form
+        return self.text()
+
+    def _repr_html_(self) -> str:
+        rows = [[inst, e, a, "agree" if ok else "DISAGREE"] for inst, e, a, ok in self.rows]
+        return _table_html(["instruction", "you expected", "the build", ""], rows,
+                           f"{self.agreed} of {len(self.rows)} steps as you expected")
+
+
+def _knowable(report: "BuildReport") -> dict[tuple[str, int], bool]:
+    """Steps of ``report`` whose outcome could not be known before it ran ("depends"), by (stage, index)."""
+    current, previous = find_record(report)
+    if current is None or previous is None or report.no_cache:
+        return {}
+    new, alt_new = model_steps(current, report.builder), model_steps(current, report.builder, True)
+    old, alt_old = model_steps(previous, report.builder), model_steps(previous, report.builder, True)
+    found = verdicts(new, alt_new, old, alt_old, False, True)
+    return {(s.stage, s.index): True for s, (cached, _) in zip(new, found) if cached is None}
+
+
+def check_prediction(expected: "Iterable[str] | Mapping[str, str]", report: "BuildReport") -> PredictionCheck:
+    """Compare what a learner expected of each step with what a real build reported.
+
+    Args:
+        expected: the instructions expected cached, as written (whitespace is not significant),
+            e.g. ``["COPY requirements.txt .", "RUN pip3 install -r requirements.txt"]``; or a
+            mapping of instruction to ``"cached"``, ``"runs"`` or ``"depends"`` (what
+            :func:`prediction_quiz` gives).  "depends" is right for a step that could not be
+            known before building (a ``COPY --from`` of a stage that re-runs, and what follows it).
+        report: the build to check against.
+
+    Returns:
+        A :class:`PredictionCheck` (shows as a table in a notebook).
+
+    Raises:
+        CourseError: an expected instruction is not a step of the build.
+    """
+    if isinstance(expected, Mapping):
+        answers = {norm(k): str(v) for k, v in expected.items()}
+    else:
+        answers = {norm(x): "cached" for x in expected}
+    bad = sorted(v for v in answers.values() if v not in ("cached", "runs", "depends"))
+    if bad:
+        raise CourseError(f"check_prediction(): {bad[0]!r} is not an answer; use 'cached', 'runs' or 'depends'")
+    known = {norm(s.instruction) for s in report.steps}
+    unknown = sorted(set(answers) - known)
+    if unknown:
+        raise CourseError(f"check_prediction(): {unknown[0]!r} is not a step of this build; copy the "
+                          "instruction as the Dockerfile writes it")
+    depends = _knowable(report) if "depends" in answers.values() or isinstance(expected, Mapping) else {}
+    rows = []
+    for s in report.steps:
+        if s.instruction.upper().startswith("FROM"):
+            continue
+        exp = answers.get(norm(s.instruction), "runs")
+        was = "cached" if s.cached else "ran"
+        if (s.stage, s.index) in depends:
+            rows.append((s.instruction, exp, f"{was} (depends)", exp == "depends"))
+        else:
+            rows.append((s.instruction, exp, was, (exp == "cached") == s.cached and exp != "depends"))
+    return PredictionCheck(rows)

@@ -1,0 +1,87 @@
+"""A click-through version of the predict-then-verify exercise (ipywidgets).
+
+One row per step, three answers: cached, runs, or depends (for a step that no
+one can know before building: a ``COPY --from`` of a stage that re-runs, and
+what follows it).  ``check_prediction()`` takes the quiz as it takes a list.
+Widgets are not compared by nbval; an untouched quiz is the guess "everything runs".
+"""
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping
+from pathlib import Path
+
+from ..dockerfile.parse import parse_dockerfile
+
+# Instructions that become steps a builder reports as cached or run (BuildKit's set;
+# the classic builder also reports ENV, LABEL, CMD ..., which a learner may tick by name).
+_STEP_KEYWORDS = {"RUN", "COPY", "ADD", "WORKDIR"}
+
+
+class PredictionQuiz:
+    """One row per build step: choose cached, runs or depends for each.
+
+    ``quiz.answers`` maps each instruction to the choice; iterating yields the
+    instructions chosen as cached, so ``check_prediction(quiz, report)`` works as with a list.
+    """
+
+    CHOICES = ("cached", "runs", "depends")
+
+    def __init__(self, instructions: list[str]):
+        import ipywidgets as widgets
+
+        self.instructions = list(instructions)
+        self.buttons = [widgets.ToggleButtons(options=self.CHOICES, value="runs", style={"button_width": "70px"})
+                        for _ in self.instructions]
+        rows = [widgets.HBox([button, widgets.HTML(f"<code>{html.escape(text)}</code>")])
+                for button, text in zip(self.buttons, self.instructions)]
+        self.widget = widgets.VBox([widgets.HTML("<b>For each step, say what you expect the builder to do, "
+                                                 "then run the build.</b>"), *rows])
+
+    @property
+    def answers(self) -> dict[str, str]:
+        return {text: button.value for text, button in zip(self.instructions, self.buttons)}
+
+    def keys(self):
+        return self.answers.keys()
+
+    def __getitem__(self, instruction: str) -> str:
+        return self.answers[instruction]
+
+    def items(self):
+        return self.answers.items()
+
+    @property
+    def expected_cached(self) -> list[str]:
+        return [text for text, value in self.answers.items() if value == "cached"]
+
+    def __iter__(self):
+        return iter(self.expected_cached)
+
+    def __repr__(self) -> str:
+        return "; ".join(f"{text}: {value}" for text, value in self.answers.items()) or "no steps"
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        display(self.widget)
+
+
+def prediction_quiz(context: str | Path, dockerfile: str = "Dockerfile") -> PredictionQuiz:
+    """A checklist of the steps of ``context/dockerfile``, for the learner to tick before building.
+
+    Args:
+        context: the build context folder.
+        dockerfile: the Dockerfile's path inside it.
+
+    Returns:
+        A :class:`PredictionQuiz`; pass it to :func:`check_prediction` after the build.
+
+    Raises:
+        DockerfileError: the Dockerfile cannot be read; the message names the line.
+    """
+    parsed = parse_dockerfile(Path(context) / dockerfile)
+    return PredictionQuiz([i.text for i in parsed.instructions if i.keyword in _STEP_KEYWORDS])
+
+
+Mapping.register(PredictionQuiz)  # check_prediction() reads its three-way answers

@@ -1,0 +1,269 @@
+"""Engine-wide claims: one lesson at a time on a repository such as ``flask-demo``.
+
+Two notebooks that build, tag and prune ``flask-demo`` at the same moment
+corrupt each other's facts.  So a lesson claims its repository first, and the
+claim lives on the engine itself, where every kernel (on this machine or in a
+classroom's other containers) can see it: a container named
+``docker-layers-course-claim-<repository>``.
+
+The claim container runs ``cat`` with its stdin attached to the claiming
+process.  While that process lives and keeps the socket open, ``cat`` runs and
+the claim is held.  When the process dies (even by SIGKILL) the operating
+system closes the socket, ``cat`` sees end-of-file and exits: the claim is then
+free for the next notebook to take over, with no watcher needed.  A claim the
+holder has not used for :data:`LEASE` seconds is released the same way (the
+holder closes the socket), so a notebook left open over lunch does not block
+the class; if another notebook took the repository meanwhile, the holder's
+next course call says so (:class:`~course_helpers.errors.LessonInterrupted`).
+"""
+from __future__ import annotations
+
+import atexit
+import os
+import re
+import socket
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from docker.errors import APIError, NotFound
+
+from ..config import BASE_IMAGE, LABEL_CLAIM, LABEL_PREFIX, owner_alive, owner_labels
+from ..errors import LessonBusy, LessonInterrupted
+from .client import client
+
+#: Seconds without a course call after which a claim is released for others.
+LEASE = float(os.environ.get("COURSE_LESSON_LEASE", "30"))
+LABEL_WHO = f"{LABEL_PREFIX}.claim.who"
+LABEL_SINCE = f"{LABEL_PREFIX}.claim.since"
+PREFIX = "docker-layers-course-claim-"
+#: Printed while waiting; notebooks/sanitize.cfg drops these lines, as they appear only when others run.
+WAIT_MARK = "[waiting]"
+
+
+@dataclass
+class _Held:
+    repository: str
+    container_id: str
+    sock: Any
+    since: float
+
+
+_held: dict[str, _Held] = {}
+_lock = threading.RLock()
+_last_used = time.monotonic()
+_depth = 0
+_watchdog: threading.Thread | None = None
+
+
+def claim_name(repository: str) -> str:
+    """The claim container's name for a repository (Docker names allow ``[a-zA-Z0-9_.-]``)."""
+    return PREFIX + re.sub(r"[^a-zA-Z0-9_.-]", "_", repository)
+
+
+def who_am_i() -> str:
+    """How other notebooks see this process: its notebook (JupyterLab sets JPY_SESSION_NAME) or command."""
+    name = os.environ.get("JPY_SESSION_NAME")
+    if name:
+        return os.path.basename(name)
+    argv = sys.argv[:1] + [a for a in sys.argv[1:2] if not a.startswith("-")]
+    return " ".join(os.path.basename(a) for a in argv) or "python"
+
+
+def _describe(attrs: dict) -> str:
+    labels = attrs.get("Config", {}).get("Labels") or {}
+    since = labels.get(LABEL_SINCE, "")
+    try:
+        since = time.strftime("%H:%M:%S", time.localtime(float(since)))
+    except ValueError:
+        pass
+    return f"{labels.get(LABEL_WHO, 'another notebook')} (pid {labels.get(f'{LABEL_PREFIX}.owner.pid', '?')}), since {since}"
+
+
+def _create(repository: str) -> _Held:
+    """Create and start the claim container, attached; raises APIError 409 when the name is taken."""
+    cli = client()
+    now = time.time()
+    labels = {**owner_labels("claim"), LABEL_CLAIM: repository, LABEL_WHO: who_am_i(), LABEL_SINCE: f"{now:.0f}"}
+    container = cli.api.create_container(
+        BASE_IMAGE, command=["cat"], name=claim_name(repository), labels=labels, stdin_open=True,
+        detach=False, network_disabled=True, host_config=cli.api.create_host_config(auto_remove=False))
+    cid = container["Id"]
+    try:
+        sock = cli.api.attach_socket(cid, params={"stdin": 1, "stream": 1})
+        cli.api.start(cid)
+    except BaseException:
+        cli.api.remove_container(cid, force=True)
+        raise
+    return _Held(repository, cid, sock, now)
+
+
+def _close(held: _Held) -> None:
+    """End the claim's stdin: shut the socket down (closing the wrapper alone leaves it open)."""
+    sock, held.sock = held.sock, None
+    if sock is None:
+        return  # closed already (the lease ran out)
+    raw = getattr(sock, "_sock", None) or sock
+    for close in (lambda: raw.shutdown(socket.SHUT_RDWR), raw.close, sock.close):
+        try:
+            close()
+        except Exception:
+            pass
+
+
+def acquire(repository: str, *, wait: bool = True, progress: Callable[[str], None] | None = print,
+            poll: float = 0.5) -> None:
+    """Hold the engine-wide claim on ``repository``, waiting for another notebook's to end.
+
+    Args:
+        repository: e.g. ``"flask-demo"``.
+        wait: False to raise :class:`LessonBusy` at once instead of waiting.
+        progress: where the one waiting line goes (default print).
+
+    Raises:
+        LessonBusy: ``wait`` is False and another live notebook holds it.
+    """
+    with _lock:
+        mine = _held.get(repository)
+        if mine is not None and _running(mine.container_id):
+            return
+        if mine is not None:
+            _close(mine)
+            del _held[repository]
+    told = False
+    cli = client()
+    while True:
+        try:
+            held = _create(repository)
+            with _lock:
+                _held[repository] = held
+            _start_watchdog()
+            return
+        except APIError as exc:
+            if exc.status_code != 409:
+                raise
+        try:
+            attrs = cli.api.inspect_container(claim_name(repository))
+        except NotFound:
+            continue  # released between our create and inspect: try again
+        labels = attrs.get("Config", {}).get("Labels") or {}
+        running = attrs.get("State", {}).get("Running")
+        if running and owner_alive(labels) is not False:
+            if not wait:
+                raise LessonBusy(f"Another notebook, {_describe(attrs)}, is using {repository}: let it "
+                                 "finish, or restart its kernel, then run this cell again.")
+            if not told and progress:
+                progress(f"{WAIT_MARK} {_describe(attrs)} is running a lesson on {repository}; "
+                         "this cell goes on as soon as it finishes ...")
+                told = True
+            time.sleep(poll)
+            continue
+        # Exited (its owner died or went idle) or owned by a dead process: take it over.
+        try:
+            cli.api.remove_container(attrs["Id"], force=True)
+        except (NotFound, APIError):
+            pass
+
+
+def _running(container_id: str) -> bool:
+    try:
+        return bool(client().api.inspect_container(container_id)["State"]["Running"])
+    except NotFound:
+        return False
+
+
+def renew() -> None:
+    """Check this process's claims at the start of a course call; take back the ones that went idle.
+
+    Raises:
+        LessonInterrupted: another notebook took one over while this one was idle.
+    """
+    with _lock:
+        items = list(_held.values())
+    if not items:
+        return
+    cli = client()
+    for held in items:
+        try:
+            attrs = cli.api.inspect_container(claim_name(held.repository))
+        except NotFound:
+            attrs = None
+        if attrs is not None and attrs["Id"] == held.container_id and attrs["State"].get("Running"):
+            continue
+        with _lock:
+            _held.pop(held.repository, None)
+        _close(held)
+        if attrs is not None and attrs["Id"] != held.container_id:
+            raise LessonInterrupted(
+                f"While this notebook was idle, {_describe(attrs)} used {held.repository}, so the images and "
+                "results above may have changed: run this notebook again from the top.")
+        # Ours went idle and nobody took it: take it back quietly.
+        if attrs is not None:
+            try:
+                cli.api.remove_container(attrs["Id"], force=True)
+            except (NotFound, APIError):
+                pass
+        acquire(held.repository, wait=False)
+
+
+def release(repository: str | None = None) -> None:
+    """Give up this process's claim on ``repository`` (all of them by default)."""
+    with _lock:
+        items = [h for r, h in _held.items() if repository in (None, r)]
+        for h in items:
+            _held.pop(h.repository, None)
+    for held in items:
+        _close(held)
+        try:
+            client().api.remove_container(held.container_id, force=True)
+        except Exception:
+            pass  # at exit the engine may be gone; the claim then shows as exited, which frees it too
+
+
+def held() -> list[str]:
+    """The repositories this process holds."""
+    with _lock:
+        return sorted(_held)
+
+
+# ------------------------------------------------------------------ lease
+
+
+def enter_call() -> bool:
+    """Note that a course call started; True for the outermost one (helpers call helpers)."""
+    global _depth, _last_used
+    with _lock:
+        _depth += 1
+        _last_used = time.monotonic()
+        return _depth == 1
+
+
+def exit_call() -> None:
+    global _depth, _last_used
+    with _lock:
+        _depth -= 1
+        _last_used = time.monotonic()
+
+
+def _watch() -> None:
+    while True:
+        time.sleep(1.0)
+        with _lock:
+            idle = _depth == 0 and time.monotonic() - _last_used > LEASE
+            items = list(_held.values()) if idle else []
+        for held in items:
+            # Closing stdin ends `cat`: the claim shows as exited, free for a waiting notebook.
+            _close(held)
+
+
+def _start_watchdog() -> None:
+    global _watchdog
+    with _lock:
+        if _watchdog is None or not _watchdog.is_alive():
+            _watchdog = threading.Thread(target=_watch, name="course-claim-lease", daemon=True)
+            _watchdog.start()
+
+
+atexit.register(release)

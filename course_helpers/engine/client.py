@@ -1,0 +1,86 @@
+"""The Docker client every helper uses, for the engine the environment names.
+
+One client per process, checked with a ping before use and rebuilt when the
+engine went away and came back.  Which engine: ``DOCKER_HOST`` (with
+``DOCKER_TLS_VERIFY`` and ``DOCKER_CERT_PATH``) when set, else the default
+socket, as docker-py's ``from_env`` chooses.
+"""
+from __future__ import annotations
+
+import functools
+import os
+
+import docker
+from docker.errors import DockerException
+
+from ..errors import EngineUnavailable
+
+
+def where() -> str:
+    """The engine's address in words, for messages."""
+    return os.environ.get("DOCKER_HOST") or "the default socket (/var/run/docker.sock)"
+
+
+def try_client(timeout: int = 10) -> docker.DockerClient | None:
+    """A connected client for the environment's engine, or None if nothing answers."""
+    try:
+        cli = docker.from_env(timeout=timeout)
+        cli.ping()
+        return cli
+    except DockerException:
+        return None
+    except Exception:  # requests/urllib3 errors on odd DOCKER_HOST values
+        return None
+
+
+@functools.lru_cache(maxsize=1)
+def _cached_client() -> docker.DockerClient:
+    cli = try_client(timeout=120)
+    if cli is None:
+        raise EngineUnavailable(
+            f"No Docker engine answers at {where()}: run ./course setup (or start Docker Desktop) "
+            "and run this cell again.")
+    return cli
+
+
+def reset() -> None:
+    """Forget the cached client (after starting an engine, or when the old connection broke)."""
+    _cached_client.cache_clear()
+
+
+def client() -> docker.DockerClient:
+    """The Docker client every helper uses.
+
+    Returns:
+        A connected ``docker.DockerClient``.
+
+    Raises:
+        EngineUnavailable: nothing answers; the message says what to do.
+    """
+    try:
+        cli = _cached_client()
+        cli.ping()
+        return cli
+    except EngineUnavailable:
+        raise
+    except Exception:
+        reset()
+        return _cached_client()
+
+
+def resolve(cli: docker.DockerClient | None) -> docker.DockerClient:
+    """The client passed in, or the course's."""
+    return cli if cli is not None else client()
+
+
+@functools.lru_cache(maxsize=4)
+def _engine_id(base_url: str) -> str:
+    try:
+        return str(client().info().get("ID") or base_url).replace(":", "")
+    except Exception:
+        return base_url
+
+
+def engine_id() -> str:
+    """A stable id of the engine in use (dockerd's own ID), so per-engine state never mixes engines."""
+    return _engine_id(client().api.base_url)

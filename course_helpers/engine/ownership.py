@@ -1,0 +1,81 @@
+"""What the course made on an engine, so that it removes that and nothing else.
+
+Labels alone cannot say it: Docker copies an image's labels into every image
+built FROM it and every container run from it.  So the course keeps its own
+record, per engine, in the state folder:
+
+* every image id its builds produced (``images.jsonl``); an image a learner
+  builds FROM a course image has another id, and is never the course's;
+* every build it ran, with its repository and time window (``builds.jsonl``),
+  which is how the build cache of one lesson's builds is told apart.
+
+Containers need no record: the course marks those it creates with a label
+that no image carries (:data:`~course_helpers.config.LABEL_CONTAINER`).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..config import LABEL_CONTAINER, SESSION_ID, state_dir
+from ..statefiles import append_record, read_records, rewrite_records
+from .client import engine_id
+
+
+def engine_dir() -> Path:
+    """The state folder of the engine in use."""
+    return state_dir() / "engines" / engine_id()
+
+
+def repository_of(tag: str | None) -> str | None:
+    """``flask-demo:first`` -> ``flask-demo``; ``localhost:5000/app`` -> ``localhost:5000/app``."""
+    if not tag:
+        return None
+    head, sep, tail = tag.rpartition(":")
+    return head if sep and "/" not in tail else tag
+
+
+def record_build(image_id: str, tag: str | None, builder: str, start: float, end: float) -> None:
+    """Note an image the course built, and when its build ran (a failed build has no image)."""
+    folder = engine_dir()
+    if image_id:
+        append_record(folder / "images.jsonl", {"id": image_id, "tag": tag, "session": SESSION_ID})
+    append_record(folder / "builds.jsonl", {"repository": repository_of(tag), "builder": builder,
+                                            "start": start, "end": end, "session": SESSION_ID})
+
+
+def course_image_ids(session: str | None = None) -> set[str]:
+    """Every image id a course build produced on this engine (in one session, when given)."""
+    return {item["id"] for item in read_records(engine_dir() / "images.jsonl")
+            if isinstance(item.get("id"), str) and session in (None, item.get("session"))}
+
+
+def build_windows(repository: str | None = None) -> list[tuple[float, float, str | None]]:
+    """``(start, end, repository)`` of the course's builds, of one repository when given."""
+    out = []
+    for item in read_records(engine_dir() / "builds.jsonl"):
+        try:
+            window = (float(item["start"]), float(item["end"]), item.get("repository"))
+        except (KeyError, TypeError, ValueError):
+            continue
+        if repository is None or window[2] == repository:
+            out.append(window)
+    return out
+
+
+def forget_images(gone: set[str]) -> None:
+    """Drop ids of images that no longer exist, so the record does not grow forever."""
+    if gone:
+        rewrite_records(engine_dir() / "images.jsonl", lambda item: item.get("id") not in gone)
+
+
+def forget_windows(repository: str, spans: list[tuple[float, float]]) -> None:
+    """Drop these build windows of a repository (no cache record is left in them)."""
+    gone = {(round(a, 3), round(b, 3)) for a, b in spans}
+    if gone:
+        rewrite_records(engine_dir() / "builds.jsonl", lambda item: item.get("repository") != repository or (
+            round(float(item.get("start") or 0), 3), round(float(item.get("end") or 0), 3)) not in gone)
+
+
+def is_course_container(attrs_labels: dict[str, str] | None) -> bool:
+    """True for a container the course created itself (not one a learner ran from a course image)."""
+    return bool(attrs_labels) and LABEL_CONTAINER in attrs_labels  # type: ignore[operator]

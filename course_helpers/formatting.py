@@ -1,0 +1,107 @@
+"""How the course prints things: sizes, seconds, ids, engine times and tables, in one place.
+
+Every text form a notebook compares goes through here, so the sanitize file
+(notebooks/sanitize.cfg) only has to know these shapes: ``sha256:`` + 12 hex,
+``1.8s``, ``11.7MB`` and ISO dates.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import html
+import re
+from typing import Any, Sequence
+
+
+def format_size(size: int) -> str:
+    """Bytes as ``docker history`` prints them: 3 significant digits, powers of 1000 (``11.7MB``, ``0B``)."""
+    if size < 1000:
+        return f"{int(size)}B"
+    value = float(size)
+    for unit in ("kB", "MB", "GB", "TB"):
+        value /= 1000
+        if float(f"{value:.3g}") < 1000 or unit == "TB":  # 999.9kB rounds to 1MB, not 1e+03kB
+            break
+    return f"{value:.3g}{unit}"
+
+
+def format_seconds(seconds: float) -> str:
+    """``1.8s``: one decimal, as BuildKit prints step times."""
+    return f"{seconds:.1f}s"
+
+
+def short_id(image_id: str) -> str:
+    """``sha256:`` + the first 12 hex digits: short enough to read, and what the sanitize file matches."""
+    digest = image_id.split(":", 1)[1] if ":" in image_id else image_id
+    return f"sha256:{digest[:12]}"
+
+
+def short_hex(digest: str) -> str:
+    """A digest cut to 12 hex characters, without its algorithm (as ``docker image ls`` prints ids)."""
+    return digest.split(":")[-1][:12]
+
+
+def parse_time(value: Any) -> float | None:
+    """An engine timestamp as POSIX seconds: unix seconds, or RFC 3339 with up to nanoseconds (Go's format).
+
+    Returns:
+        Seconds since the epoch, or None when the value is empty or not a time.
+    """
+    if value is None or value == "":
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    match = re.match(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:?\d\d)?$", str(value).strip())
+    if not match:
+        return None
+    zone = match.group(3) or "Z"
+    zone = "+00:00" if zone == "Z" else zone
+    stamp = _dt.datetime.fromisoformat(match.group(1) + zone).timestamp()
+    return stamp + float("0" + match.group(2)) if match.group(2) else stamp
+
+
+def iso_time(value: Any) -> str:
+    """An engine timestamp as ``YYYY-MM-DDTHH:MM:SSZ`` (UTC), or ``""`` when unknown."""
+    seconds = parse_time(value)
+    if seconds is None:
+        return "" if value in (None, "") else str(value)
+    return _dt.datetime.fromtimestamp(seconds, _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def table_text(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """Columns padded to their widest cell, three spaces apart, as the docker CLI prints tables."""
+    cells = [[str(c) for c in row] for row in rows]
+    widths = [len(h) for h in headers]
+    for row in cells:
+        widths = [max(w, len(c)) for w, c in zip(widths, row)]
+    lines = ["   ".join(c.ljust(w) for c, w in zip(headers, widths)).rstrip()]
+    lines += ["   ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
+    return "\n".join(lines)
+
+
+def table_html(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, title: str = "", note: str = "",
+               code: bool = False, drop_single_stage: bool = False) -> str:
+    """An HTML table for a notebook.
+
+    Args:
+        headers: column names.
+        rows: cells (shown with ``str()``, escaped).
+        title: a bold line above the table.
+        note: a small line below it.
+        code: show cells in a monospace font (ids, instructions).
+        drop_single_stage: leave out a first column named ``stage`` when every row has the same stage.
+    """
+    if drop_single_stage and headers and headers[0] == "stage" and len({str(r[0]) for r in rows}) <= 1:
+        headers, rows = headers[1:], [r[1:] for r in rows]
+    wrap = (lambda c: f"<code>{html.escape(str(c))}</code>") if code else (lambda c: html.escape(str(c)))
+    head = "".join(f"<th style='text-align:left'>{html.escape(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td style='text-align:left'>{wrap(c)}</td>" for c in row) + "</tr>"
+                   for row in rows)
+    top = f"<p><b>{html.escape(title)}</b></p>" if title else ""
+    foot = f"<p><small>{html.escape(note)}</small></p>" if note else ""
+    return f"{top}<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{foot}"
+
+
+def details_html(summary: str, text: str) -> str:
+    """A collapsed block (``<details>``) holding preformatted text, e.g. a build log under its table."""
+    return (f"<details><summary>{html.escape(summary)}</summary>"
+            f"<pre style='max-height:30em;overflow:auto'>{html.escape(text)}</pre></details>")

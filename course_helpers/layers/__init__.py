@@ -1,0 +1,1 @@
+"""Images and their layers: tags, ``docker image ls``, history, and layer and file diffs read from exports."""
