@@ -90,14 +90,19 @@ ENGINE_STOPPED_HINT = "start it again (./course setup, or Docker Desktop) and ru
 
 def is_connection_error(exc: BaseException) -> bool:
     """True when ``exc`` means the engine could not be reached (socket gone, connection refused or reset)."""
+    import http.client
+
     import requests
+    import urllib3
 
     from docker.errors import DockerException
 
     seen: set[int] = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
-        if isinstance(exc, (requests.exceptions.ConnectionError, ConnectionError, FileNotFoundError)):
+        if isinstance(exc, (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError,
+                            ConnectionError, FileNotFoundError, http.client.IncompleteRead,
+                            urllib3.exceptions.ProtocolError)):
             return True
         if isinstance(exc, DockerException) and "Error while fetching server API version" in str(exc):
             return True

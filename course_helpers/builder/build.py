@@ -30,9 +30,9 @@ from ..config import session_labels
 from ..dockerfile.parse import parse_dockerfile
 from ..engine.cli import BuildkitClient, buildkit_client, describe_probes
 from ..engine.client import client as engine_client, reset as reset_client, try_client
-from ..engine.ownership import record_build
+from ..engine.ownership import engine_dir, record_build
 from ..engine.session import course_call
-from ..errors import BuildError, DockerfileError, check_image_name, engine_stopped
+from ..errors import BuildError, DockerfileError, check_image_name, engine_stopped, is_connection_error
 from . import logs as buildlog
 from .report import BuildReport, Step
 
@@ -102,6 +102,7 @@ def build(context: str | Path, tag: str | None = None, *, dockerfile: str = "Doc
     start = time.time()
     image_id = ""
     kind = "buildkit" if cli else "classic"
+    records = engine_dir()  # before building: afterwards the engine may be gone
     try:
         if cli is not None:
             image_id, log, steps = _build_buildkit(cli, ctx, dockerfile, tag, no_cache, args, instructions, say)
@@ -112,9 +113,13 @@ def build(context: str | Path, tag: str | None = None, *, dockerfile: str = "Doc
         if client is None and try_client(timeout=5) is None:
             raise engine_stopped(f"building {tag or 'the image'}") from None
         raise
+    except Exception as exc:
+        if is_connection_error(exc):
+            raise engine_stopped(f"building {tag or 'the image'}") from None
+        raise
     finally:
         end = time.time()
-        record_build(image_id, tag, kind, start, end)
+        record_build(image_id, tag, kind, start, end, folder=records)
     report = BuildReport(image_id=image_id, tags=[tag] if tag else [], builder=kind,
                          seconds=end - start, log=log, steps=steps, context=str(ctx), dockerfile=dockerfile,
                          build_args=args, no_cache=no_cache)

@@ -23,6 +23,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..config import state_dir
+from ..errors import DockerfileError
+from ..statefiles import write_atomic
+from .parse import read_text
 from .ignore import read_dockerignore
 
 if TYPE_CHECKING:
@@ -85,9 +88,8 @@ class _HashCache:
     def save(self) -> None:
         if not self.dirty:
             return
-        tmp = self.file().with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.entries, separators=(",", ":")))
-        os.replace(tmp, self.file())
+        # Each process writes its own temporary file: two kernels saving at once never collide.
+        write_atomic(self.file(), json.dumps(self.entries, separators=(",", ":")))
         self.dirty = False
 
 
@@ -198,8 +200,8 @@ def record_context_snapshot(report: "BuildReport") -> BuildRecord | None:
     context = os.path.abspath(report.context)
     dockerfile_path = Path(context) / report.dockerfile
     try:
-        text = dockerfile_path.read_text(encoding="utf-8")
-    except OSError:
+        text = read_text(dockerfile_path)[0]  # as Docker reads it, even when it is not UTF-8
+    except DockerfileError:
         text = ""
     snap = take_snapshot(context)
     record = BuildRecord(context, report.dockerfile, text, report.tags[0] if report.tags else None,
@@ -213,9 +215,7 @@ def record_context_snapshot(report: "BuildReport") -> BuildRecord | None:
         if history and history[-1] == record:
             continue  # recorded already (the hook may run twice for one build)
         history = (history + [record])[-HISTORY:]
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps([asdict(r) for r in history]))
-        os.replace(tmp, path)
+        write_atomic(path, json.dumps([asdict(r) for r in history]))
     return record
 
 
@@ -240,7 +240,7 @@ def forget_context(context: str | Path) -> None:
         if len(kept) == len(items):
             continue
         if kept:
-            path.write_text(json.dumps(kept))
+            write_atomic(path, json.dumps(kept))
         else:
             path.unlink(missing_ok=True)
 

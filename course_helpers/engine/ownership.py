@@ -34,9 +34,14 @@ def repository_of(tag: str | None) -> str | None:
     return head if sep and "/" not in tail else tag
 
 
-def record_build(image_id: str, tag: str | None, builder: str, start: float, end: float) -> None:
-    """Note an image the course built, and when its build ran (a failed build has no image)."""
-    folder = engine_dir()
+def record_build(image_id: str, tag: str | None, builder: str, start: float, end: float,
+                 folder: Path | None = None) -> None:
+    """Note an image the course built, and when its build ran (a failed build has no image).
+
+    Args:
+        folder: the engine's state folder, found before the build (the engine may be gone after it).
+    """
+    folder = folder or engine_dir()
     if image_id:
         append_record(folder / "images.jsonl", {"id": image_id, "tag": tag, "session": SESSION_ID})
     append_record(folder / "builds.jsonl", {"repository": repository_of(tag), "builder": builder,

@@ -107,6 +107,11 @@ class Checklist(list):
     def ok(self) -> bool:
         return all(check.ok is not False for check in self)
 
+    @property
+    def failed(self) -> list[str]:
+        """The names of the checks that failed (details vary by machine; names do not)."""
+        return [check.name for check in self if check.ok is False]
+
 
 def check_setup(port: int | None = None) -> Checklist:
     """The preflight checks, for the first notebook.

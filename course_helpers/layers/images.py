@@ -21,7 +21,7 @@ from ..builder.report import BuildReport
 from ..config import BASE_IMAGE, LABEL_MANAGED
 from ..engine.client import resolve as _client
 from ..engine.session import course_call
-from ..errors import CourseError
+from ..errors import CourseError, check_image_name
 from ..formatting import format_size, iso_time, short_id, table_html, table_text
 
 ImageRef = "str | BuildReport | Image"
@@ -93,6 +93,7 @@ def tag(image: Any, new_tag: str, *, client: docker.DockerClient | None = None) 
         >>> tag("flask-demo:first", "flask-demo:latest").tags
         ['flask-demo:first', 'flask-demo:latest']
     """
+    check_image_name(new_tag)
     img = get_image(image, client)
     repository, tag_part = new_tag, "latest"
     head, sep, tail = new_tag.rpartition(":")
