@@ -1,0 +1,74 @@
+"""Grading an exercise on facts from a real build: one line per criterion, in plain words.
+
+A chapter's check function (in :mod:`course_helpers.exercises`) builds the
+learner's work, collects facts from the real build, and returns
+:func:`grade`'s result.  The result says which criterion failed and what the
+build showed, never only "wrong".
+
+Example:
+    >>> grade("Keep the cache", [("editing notes.md keeps every step cached", True, "all 4 steps cached")])
+    PASS  Keep the cache
+      ok    editing notes.md keeps every step cached (saw: all 4 steps cached)
+"""
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+from typing import Iterable
+
+
+@dataclass(frozen=True)
+class Criterion:
+    """One thing the exercise asks for, whether the build showed it, and what the build showed."""
+
+    name: str
+    ok: bool
+    saw: str
+
+
+@dataclass(frozen=True)
+class ExerciseResult:
+    """The graded exercise; shows as PASS/FAIL lines in a notebook (and as text for nbval)."""
+
+    title: str
+    criteria: tuple[Criterion, ...]
+
+    @property
+    def passed(self) -> bool:
+        return all(c.ok for c in self.criteria)
+
+    @property
+    def failed(self) -> list[str]:
+        """Names of the criteria the build did not meet."""
+        return [c.name for c in self.criteria if not c.ok]
+
+    def text(self) -> str:
+        lines = [f"{'PASS' if self.passed else 'FAIL'}  {self.title}"]
+        lines += [f"  {'ok   ' if c.ok else 'NOT  '} {c.name} (saw: {c.saw})" for c in self.criteria]
+        return "\n".join(lines)
+
+    __str__ = text
+
+    def __repr__(self) -> str:  # what nbval compares
+        return self.text()
+
+    def _repr_html_(self) -> str:
+        colour = "#2e7d32" if self.passed else "#c62828"
+        rows = "".join(
+            f"<tr><td>{'✅' if c.ok else '❌'}</td><td>{html.escape(c.name)}</td>"
+            f"<td><small>{html.escape(c.saw)}</small></td></tr>" for c in self.criteria)
+        return (f"<p><b style='color:{colour}'>{'PASS' if self.passed else 'NOT YET'}</b> "
+                f"{html.escape(self.title)}</p><table>{rows}</table>")
+
+
+def grade(title: str, criteria: Iterable[tuple[str, bool, str]]) -> ExerciseResult:
+    """Collect ``(what is asked, met?, what the build showed)`` triples into a result.
+
+    Args:
+        title: the exercise's name, as the chapter calls it.
+        criteria: one triple per requirement, in the order the chapter lists them.
+
+    Returns:
+        An :class:`ExerciseResult`; ``.passed`` is True when every criterion is met.
+    """
+    return ExerciseResult(title, tuple(Criterion(name, bool(ok), str(saw)) for name, ok, saw in criteria))
