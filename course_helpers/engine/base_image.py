@@ -18,11 +18,12 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import docker
 from docker.errors import APIError, ImageNotFound
 
 from ..config import BASE_IMAGE, LABEL_PREFIX, state_dir
 from ..errors import SetupError
-from .client import client
+from .client import resolve
 from .provision import Progress, run_streamed as _run_streamed, say as _say
 
 SUITE = "bookworm"
@@ -52,10 +53,10 @@ def rootfs_tar() -> Path:
     return state_dir() / "base" / f"debian-{SUITE}-python3.tar"
 
 
-def describe_base(name: str = BASE_IMAGE) -> BaseImageInfo | None:
+def describe_base(name: str = BASE_IMAGE, cli: "docker.DockerClient | None" = None) -> BaseImageInfo | None:
     """The base image as the engine has it now, or None if absent."""
     try:
-        img = client().images.get(name)
+        img = resolve(cli).images.get(name)
     except ImageNotFound:
         return None
     labels = img.labels or {}
@@ -68,17 +69,17 @@ def describe_base(name: str = BASE_IMAGE) -> BaseImageInfo | None:
     return BaseImageInfo(name, img.id, origin, img.attrs.get("Size", 0))
 
 
-def _outdated_local_build(name: str) -> bool:
-    labels = client().images.get(name).labels or {}
+def _outdated_local_build(name: str, cli: "docker.DockerClient") -> bool:
+    labels = cli.images.get(name).labels or {}
     return LABEL_ORIGIN in labels and labels.get(LABEL_RECIPE) != RECIPE
 
 
-def _try_pull(name: str, progress: Progress | None) -> bool:
+def _try_pull(name: str, progress: Progress | None, cli: "docker.DockerClient") -> bool:
     _say(progress, f"pulling {name} ...")
     repo, _, tag = name.rpartition(":")
     try:
         last = ""
-        for event in client().api.pull(repo, tag=tag, stream=True, decode=True):
+        for event in cli.api.pull(repo, tag=tag, stream=True, decode=True):
             status = event.get("status", "")
             if event.get("error"):
                 raise APIError(event["error"])
@@ -171,7 +172,7 @@ def _ca_fingerprint() -> str:
     return hashlib.sha256(HOST_CA_BUNDLE.read_bytes()).hexdigest()[:12]
 
 
-def _import(tar: Path, name: str, progress: Progress | None) -> None:
+def _import(tar: Path, name: str, progress: Progress | None, cli: "docker.DockerClient") -> None:
     origin = f"built locally from Debian {SUITE} packages (debootstrap), not the Docker Hub image"
     now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     labels = {
@@ -196,7 +197,7 @@ def _import(tar: Path, name: str, progress: Progress | None) -> None:
     ]
     staging = f"{name.split(':')[0]}-course-staging"
     _say(progress, f"importing {tar.stat().st_size / 1e6:.0f} MB into the engine as {name}")
-    api = client().api
+    api = cli.api
     try:
         with open(tar, "rb") as data:
             api.import_image_from_data(data, repository=staging, tag="import", changes=changes)
@@ -210,7 +211,7 @@ def _import(tar: Path, name: str, progress: Progress | None) -> None:
 
 
 def ensure_base_image(name: str = BASE_IMAGE, progress: Progress | None = print,
-                      pull: bool = True) -> BaseImageInfo:
+                      pull: bool = True, cli: "docker.DockerClient | None" = None) -> BaseImageInfo:
     """Make sure ``name`` exists on the engine, doing the least work that gets it there.
 
     In order: already present; pulled from a registry; imported from the
@@ -220,6 +221,7 @@ def ensure_base_image(name: str = BASE_IMAGE, progress: Progress | None = print,
         name: the image the course's Dockerfiles name in FROM.
         progress: called with one line per thing done (default print).
         pull: try a registry first (the set-up turns it off when asked to stay offline).
+        cli: the engine to put it on (default: the course's engine).
 
     Returns:
         What the engine now has under ``name`` and where it came from.
@@ -228,16 +230,17 @@ def ensure_base_image(name: str = BASE_IMAGE, progress: Progress | None = print,
         EngineUnavailable: no engine answers.
         SetupError: the image could not be pulled nor built; the message says why.
     """
-    info = describe_base(name)
-    if info is not None and _outdated_local_build(name):
+    cli = resolve(cli)
+    info = describe_base(name, cli)
+    if info is not None and _outdated_local_build(name, cli):
         _say(progress, f"{name} was built locally by an older version of the course; re-creating it")
-        client().api.remove_image(name, noprune=False)
+        cli.api.remove_image(name, noprune=False)
         info = None
     if info is not None:
         _say(progress, f"base image present: {info}")
         return info
-    if pull and _try_pull(name, progress):
-        info = describe_base(name)
+    if pull and _try_pull(name, progress, cli):
+        info = describe_base(name, cli)
         assert info is not None
         _say(progress, f"base image pulled: {info}")
         return info
@@ -247,11 +250,11 @@ def ensure_base_image(name: str = BASE_IMAGE, progress: Progress | None = print,
     else:
         tar = _build_rootfs(progress)
     try:
-        _import(tar, name, progress)
+        _import(tar, name, progress, cli)
     except APIError as exc:
         raise SetupError(f"The engine refused to import the base image ({exc.explanation}); "
                          "check free disk space with `docker system df` and run the set-up again.") from exc
-    info = describe_base(name)
+    info = describe_base(name, cli)
     if info is None:
         raise SetupError(f"Importing {name} reported success but the engine does not list it; "
                          "run the set-up again.")

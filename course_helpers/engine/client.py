@@ -21,10 +21,35 @@ def where() -> str:
     return os.environ.get("DOCKER_HOST") or "the default socket (/var/run/docker.sock)"
 
 
+class _EngineAPI(docker.APIClient):
+    """docker-py's low-level client, talking to the engine as the docker CLI does: DOCKER_* settings only.
+
+    requests (docker-py's transport) would otherwise let ``REQUESTS_CA_BUNDLE`` or
+    ``CURL_CA_BUNDLE``, which machines behind a TLS proxy set, replace the engine's
+    own CA (``DOCKER_CERT_PATH/ca.pem``), so every TLS engine failed its certificate
+    check (seen here); and ``HTTPS_PROXY`` would send the engine's API through the proxy.
+    It must hold from the first request, the version check in the constructor.
+    """
+
+    trust_env = property(lambda self: False, lambda self, value: None)
+
+
+def from_env(environment: dict[str, str] | None = None, timeout: int = 60) -> docker.DockerClient:
+    """``docker.from_env()`` for the engine the environment names, deaf to requests' own settings.
+
+    Args:
+        environment: the DOCKER_* variables to use (default: this process's environment).
+        timeout: seconds per API call.
+    """
+    cli = docker.DockerClient.__new__(docker.DockerClient)
+    cli.api = _EngineAPI(timeout=timeout, **docker.utils.kwargs_from_env(environment=environment))
+    return cli
+
+
 def try_client(timeout: int = 10) -> docker.DockerClient | None:
     """A connected client for the environment's engine, or None if nothing answers."""
     try:
-        cli = docker.from_env(timeout=timeout)
+        cli = from_env(timeout=timeout)
         cli.ping()
         return cli
     except DockerException:

@@ -77,9 +77,9 @@ def _main(argv: list[str]) -> int:
     pid, start = int(argv[0]), (argv[1] if len(argv) > 1 else "")
     while _alive(pid, start):
         time.sleep(1.0)
-    import docker
+    from .client import from_env
 
-    cli = docker.from_env(timeout=30)
+    cli = from_env(timeout=30)
     for attrs in cli.api.containers(all=True, filters={"label": [
             LABEL_CONTAINER, f"{LABEL_OWNER_HOST}={socket.gethostname()}", f"{LABEL_OWNER_PID}={pid}"]}):
         try:

@@ -1,0 +1,242 @@
+"""A private Docker engine beside the main one: its own data root, exec root, socket and bridge.
+
+Tests use it to run the course against an engine that is not the machine's
+main one (a multi-layer stand-in base, a TLS engine, a learner's engine in a
+classroom) without touching the main engine's images, cache, socket or
+bridge.  Rules learnt on this machine:
+
+* never the default bridge: a second daemon started with ``--bridge=none``
+  deleted ``docker0`` when it stopped.  Each private engine gets a bridge of
+  its own, made here, with a /24 of its own, and iptables left on so its
+  containers (pip in builds) reach the network through the host;
+* its own ``--exec-root`` (so its managed containerd is its own too), its own
+  ``--pidfile`` and an empty ``--config-file``, so nothing is shared with the
+  main daemon;
+* stopping removes the bridge and the iptables rules that name it, and
+  nothing else.
+
+Example:
+    >>> with start_private_engine("standin") as eng:          # doctest: +SKIP
+    ...     eng.client().images.list()
+"""
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import docker
+
+from ..config import state_dir
+from ..errors import SetupError
+from .client import from_env
+from .provision import Progress, say
+
+
+@dataclass
+class TLSFiles:
+    """Certificates for a TLS engine, in the layout ``DOCKER_CERT_PATH`` expects (ca, cert, key .pem)."""
+
+    folder: Path
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"DOCKER_TLS_VERIFY": "1", "DOCKER_CERT_PATH": str(self.folder)}
+
+
+@dataclass
+class PrivateEngine:
+    """A running private dockerd.
+
+    Attributes:
+        name: short name, used in paths and the bridge name.
+        host: its ``DOCKER_HOST`` (``unix://...`` or ``tcp://127.0.0.1:PORT`` with TLS).
+        root: its data root (images, build cache), kept under the course's state folder.
+        exec_root: its exec root (socket, pidfile, containerd state).
+        bridge: the bridge interface made for it.
+        tls: certificates when it listens on TCP with TLS.
+    """
+
+    name: str
+    host: str
+    root: Path
+    exec_root: Path
+    bridge: str
+    process: subprocess.Popen
+    tls: TLSFiles | None = None
+    log: Path | None = None
+    _clients: list[docker.DockerClient] = field(default_factory=list)
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The environment that points a docker CLI, docker-py or the course at this engine."""
+        out = {"DOCKER_HOST": self.host}
+        if self.tls:
+            out.update(self.tls.env)
+        return out
+
+    def client(self) -> docker.DockerClient:
+        """A docker-py client for this engine."""
+        cli = from_env(environment=self.env, timeout=120)
+        self._clients.append(cli)
+        return cli
+
+    def stop(self, wipe: bool = False) -> None:
+        """Stop the daemon, remove its bridge and its iptables rules; with ``wipe`` also its data root."""
+        for cli in self._clients:
+            try:
+                cli.close()
+            except Exception:
+                pass
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        _remove_bridge(self.bridge)
+        shutil.rmtree(self.exec_root, ignore_errors=True)
+        if wipe:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+    def __enter__(self) -> "PrivateEngine":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _run(cmd: list[str], check: bool = True) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise SetupError(f"`{' '.join(cmd)}` failed (exit {proc.returncode}): {proc.stderr.strip()}")
+    return proc
+
+
+def _free_subnet() -> ipaddress.IPv4Network:
+    """A /24 in 10.213.0.0/16 that no interface on this machine uses."""
+    used = _run(["ip", "-o", "-4", "addr"]).stdout
+    for n in range(1, 255):
+        net = ipaddress.IPv4Network(f"10.213.{n}.0/24")
+        if f" 10.213.{n}." not in used:
+            return net
+    raise SetupError("No free 10.213.x.0/24 subnet for a private engine's bridge: remove stale course-br-* bridges.")
+
+
+def _make_bridge(name: str) -> ipaddress.IPv4Network:
+    _remove_bridge(name)
+    net = _free_subnet()
+    gateway = next(net.hosts())
+    _run(["ip", "link", "add", "name", name, "type", "bridge"])
+    _run(["ip", "addr", "add", f"{gateway}/{net.prefixlen}", "dev", name])
+    _run(["ip", "link", "set", name, "up"])
+    return net
+
+
+def _remove_bridge(name: str) -> None:
+    """Delete the bridge and every iptables rule that names it (rules of the main engine stay)."""
+    for table in ("filter", "nat"):
+        rules = _run(["iptables", "-t", table, "-S"], check=False).stdout.splitlines()
+        for rule in rules:
+            if rule.startswith("-A ") and re.search(rf"(^|\s){re.escape(name)}(\s|$)", rule):
+                _run(["iptables", "-t", table, "-D", *rule[3:].split()], check=False)
+    _run(["ip", "link", "del", name], check=False)
+
+
+def _make_tls(folder: Path) -> TLSFiles:
+    """A throw-away CA, a server certificate for 127.0.0.1 and a client certificate (openssl)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if not all((folder / f).exists() for f in ("ca.pem", "cert.pem", "key.pem", "server-cert.pem", "server-key.pem")):
+        sh = f"""set -e
+cd {folder}
+openssl genrsa -out ca-key.pem 2048 2>/dev/null
+openssl req -new -x509 -days 30 -key ca-key.pem -subj /CN=course-test-ca -out ca.pem
+openssl genrsa -out server-key.pem 2048 2>/dev/null
+openssl req -new -key server-key.pem -subj /CN=127.0.0.1 -out server.csr
+printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\\nextendedKeyUsage=serverAuth\\n' > server.ext
+openssl x509 -req -days 30 -in server.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -out server-cert.pem -extfile server.ext 2>/dev/null
+openssl genrsa -out key.pem 2048 2>/dev/null
+openssl req -new -key key.pem -subj /CN=client -out client.csr
+printf 'extendedKeyUsage=clientAuth\\n' > client.ext
+openssl x509 -req -days 30 -in client.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -out cert.pem -extfile client.ext 2>/dev/null
+"""
+        _run(["sh", "-c", sh])
+    return TLSFiles(folder)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_private_engine(name: str, *, tls: bool = False, progress: Progress | None = print,
+                         timeout: float = 60) -> PrivateEngine:
+    """Start a dockerd of its own beside the main engine (root on Linux only).
+
+    Args:
+        name: letters and digits, at most 8 (it names the bridge ``course-br-<name>``).
+        tls: listen on 127.0.0.1 with TLS (client certificates required) instead of a unix socket.
+        progress: one line per thing done.
+        timeout: seconds to wait for it to answer.
+
+    Returns:
+        A :class:`PrivateEngine`; stop it with ``.stop()`` or use it as a context manager.
+
+    Raises:
+        SetupError: not root, no dockerd, or it did not come up (the message names its log).
+    """
+    if not re.fullmatch(r"[a-z0-9]{1,8}", name):
+        raise SetupError(f"A private engine's name is 1 to 8 lowercase letters or digits, not {name!r}.")
+    if os.geteuid() != 0 or not shutil.which("dockerd"):
+        raise SetupError("A private engine needs root and dockerd (Debian's docker.io): run ./course setup as root.")
+    root = state_dir() / "private-engines" / name
+    exec_root = Path(f"/run/dlc-{name}")
+    bridge = f"course-br-{name}"
+    root.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(exec_root, ignore_errors=True)
+    exec_root.mkdir(parents=True)
+    config = root / "daemon.json"
+    config.write_text(json.dumps({}))  # not /etc/docker/daemon.json: nothing shared with the main engine
+    net = _make_bridge(bridge)
+    files = _make_tls(root / "tls") if tls else None
+    if files:
+        host = f"tcp://127.0.0.1:{_free_port()}"
+        listen = [f"--host={host}", "--tlsverify", f"--tlscacert={files.folder / 'ca.pem'}",
+                  f"--tlscert={files.folder / 'server-cert.pem'}", f"--tlskey={files.folder / 'server-key.pem'}"]
+    else:
+        host = f"unix://{exec_root}/docker.sock"
+        listen = [f"--host={host}"]
+    log = root / "dockerd.log"
+    cmd = ["dockerd", f"--config-file={config}", f"--data-root={root / 'data'}", f"--exec-root={exec_root}",
+           f"--pidfile={exec_root / 'dockerd.pid'}", f"--bridge={bridge}", "--log-level=warn", *listen]
+    say(progress, f"starting a private engine '{name}' ({host}, bridge {bridge} {net}, data in {root})")
+    with open(log, "ab") as out:
+        process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                   start_new_session=True)
+    engine = PrivateEngine(name, host, root, exec_root, bridge, process, files, log)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            engine.stop()
+            raise SetupError(f"The private engine '{name}' exited at start (code {process.returncode}); "
+                             f"read {log}.")
+        try:
+            cli = engine.client()
+            cli.ping()
+            say(progress, f"private engine '{name}' answers: Docker {cli.version().get('Version', '?')}")
+            return engine
+        except Exception:
+            time.sleep(0.5)
+    engine.stop()
+    raise SetupError(f"The private engine '{name}' did not answer within {timeout:.0f} s; read {log}.")
