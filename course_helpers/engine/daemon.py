@@ -128,7 +128,7 @@ def _free_subnet() -> ipaddress.IPv4Network:
         net = ipaddress.IPv4Network(f"10.213.{n}.0/24")
         if f" 10.213.{n}." not in used:
             return net
-    raise SetupError("No free 10.213.x.0/24 subnet for a private engine's bridge: remove stale course-br-* bridges.")
+    raise SetupError("No free 10.213.x.0/24 subnet for a private engine's bridge: remove stale crs-br-* bridges.")
 
 
 def _make_bridge(name: str) -> ipaddress.IPv4Network:
@@ -185,7 +185,7 @@ def start_private_engine(name: str, *, tls: bool = False, progress: Progress | N
     """Start a dockerd of its own beside the main engine (root on Linux only).
 
     Args:
-        name: letters and digits, at most 8 (it names the bridge ``course-br-<name>``).
+        name: letters and digits, at most 8 (it names the bridge ``crs-br-<name>``).
         tls: listen on 127.0.0.1 with TLS (client certificates required) instead of a unix socket.
         progress: one line per thing done.
         timeout: seconds to wait for it to answer.
@@ -202,7 +202,7 @@ def start_private_engine(name: str, *, tls: bool = False, progress: Progress | N
         raise SetupError("A private engine needs root and dockerd (Debian's docker.io): run ./course setup as root.")
     root = state_dir() / "private-engines" / name
     exec_root = Path(f"/run/dlc-{name}")
-    bridge = f"course-br-{name}"
+    bridge = f"crs-br-{name}"  # interface names have at most 15 characters
     root.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(exec_root, ignore_errors=True)
     exec_root.mkdir(parents=True)

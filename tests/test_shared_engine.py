@@ -1,0 +1,109 @@
+"""The notebooks on an engine that is not only theirs: other kernels, a learner's own builds, another base.
+
+Each test runs real notebooks under nbval in subprocesses, as JupyterLab kernels
+or a second ``./course test`` would, against the real engine:
+
+* two cache notebooks at the same moment, three rounds (they take turns through
+  the lesson claim instead of corrupting each other's facts);
+* every notebook three times in a row;
+* after a learner built the sample app by hand, with both builders;
+* on a private engine whose base image has several layers and says it was pulled.
+"""
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from course_helpers.config import BASE_IMAGE
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = ROOT / "notebooks"
+SEED = [NOTEBOOKS / n for n in ("020-first-dockerfile.ipynb", "030-layers.ipynb", "040-the-cache.ipynb",
+                                "050-cache-busting.ipynb", "060-caching-dependencies.ipynb")]
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("engine", "base")]
+
+
+def _nbval(paths: list[Path], tmp: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """pytest --nbval over notebooks in a process of its own (its own session, workspace and state)."""
+    work = tmp / uuid.uuid4().hex[:8]
+    work.mkdir()
+    return subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval", "--nbval-current-env",
+         "--nbval-sanitize-with", str(NOTEBOOKS / "sanitize.cfg"), "--rootdir", str(ROOT), *map(str, paths)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "COURSE_WORKSPACE": str(work / "ws"), **(env or {})})
+
+
+def _passed(proc: subprocess.Popen, timeout: float = 1200) -> str:
+    out = proc.communicate(timeout=timeout)[0]
+    assert proc.returncode == 0, out[-4000:]
+    return out
+
+
+def test_two_cache_notebooks_at_once_take_turns(tmp_path):
+    for _ in range(3):
+        a = _nbval([NOTEBOOKS / "050-cache-busting.ipynb"], tmp_path)
+        b = _nbval([NOTEBOOKS / "060-caching-dependencies.ipynb"], tmp_path)
+        _passed(a)
+        _passed(b)
+
+
+def test_every_notebook_three_times_in_a_row(tmp_path):
+    notebooks = sorted(NOTEBOOKS.glob("*.ipynb"))
+    for _ in range(3):
+        _passed(_nbval(notebooks, tmp_path))
+
+
+def test_a_learners_own_build_of_the_sample_app_changes_no_lesson(engine, tmp_path):
+    """The learner builds sample_app as the article says, with both builders, before the lessons."""
+    tags = [f"flask-demo:mine-{uuid.uuid4().hex[:6]}", f"flask-demo:mine-classic-{uuid.uuid4().hex[:6]}"]
+    app = ROOT / "sample_app"
+    try:
+        subprocess.run(["/usr/bin/docker", "build", "-q", "-t", tags[0], str(app)], check=True, capture_output=True,
+                       env={"DOCKER_BUILDKIT": "1", "PATH": "/usr/bin:/bin"})
+        subprocess.run(["/usr/bin/docker", "build", "-q", "-t", tags[1], str(app)], check=True, capture_output=True,
+                       env={"DOCKER_BUILDKIT": "0", "PATH": "/usr/bin:/bin"})
+        mine = {t: engine.images.get(t).id for t in tags}
+        _passed(_nbval(SEED, tmp_path))
+        # And the lessons left the learner's images alone (same names, same ids).
+        assert {t: engine.images.get(t).id for t in tags} == mine
+    finally:
+        for t in tags:
+            subprocess.run(["docker", "rmi", "-f", t], capture_output=True)
+
+
+def test_every_notebook_on_an_engine_whose_base_has_several_layers(tmp_path):
+    """A private engine with a stand-in for Docker Hub's base: more layers, an ENV, reported as pulled."""
+    from course_helpers.engine.base_image import LABEL_ORIGIN, ensure_base_image
+    from course_helpers.engine.daemon import start_private_engine
+
+    import shutil
+
+    if os.geteuid() != 0 or not shutil.which("dockerd"):
+        pytest.skip("a private engine needs root and dockerd (Debian's docker.io), and this machine lacks them")
+    engine = start_private_engine("standin")
+    with engine:
+        cli = engine.client()
+        ensure_base_image(cli=cli, pull=False, progress=None)
+        standin = (f"FROM {BASE_IMAGE}\n"
+                   "RUN echo one > /etc/standin-one\n"
+                   "RUN echo two > /etc/standin-two\n"
+                   "ENV PYTHON_STANDIN=1\n"
+                   f'LABEL "{LABEL_ORIGIN}"="pulled from a registry (docker.io/library/python), test stand-in"\n')
+        image, _ = cli.images.build(fileobj=io.BytesIO(standin.encode()), tag=BASE_IMAGE, rm=True, forcerm=True)
+        assert len(image.attrs["RootFS"]["Layers"]) >= 3
+        _passed(_nbval(sorted(NOTEBOOKS.glob("*.ipynb")), tmp_path, engine.env))
+        # The lessons' images are on the private engine; the main engine never saw them.
+        built = {img.id for img in cli.images.list(name="flask-demo")}
+        assert built
+        import docker
+
+        main = docker.from_env()
+        assert not built & {img.id for img in main.images.list(name="flask-demo")}
+    engine.stop(wipe=True)
