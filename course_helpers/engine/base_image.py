@@ -23,6 +23,7 @@ from docker.errors import APIError, ImageNotFound
 
 from ..config import BASE_IMAGE, LABEL_PREFIX, state_dir
 from ..errors import SetupError
+from ..statefiles import locked
 from .client import resolve
 from .provision import Progress, run_streamed as _run_streamed, say as _say
 
@@ -141,6 +142,15 @@ def _customise(root: Path) -> None:
 def _build_rootfs(progress: Progress | None) -> Path:
     target = rootfs_tar()
     target.parent.mkdir(parents=True, exist_ok=True)
+    # Two set-ups at once (a classroom, a second clone) must not debootstrap into one folder.
+    with locked(target):
+        if target.is_file():
+            _say(progress, f"another set-up made {target} meanwhile; re-using it")
+            return target
+        return _debootstrap(target, progress)
+
+
+def _debootstrap(target: Path, progress: Progress | None) -> Path:
     free = shutil.disk_usage(target.parent).free
     if free < MIN_FREE_BYTES:
         raise SetupError(f"Only {free / 1e9:.1f} GB free under {target.parent}; building the base image "
