@@ -27,12 +27,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from ..config import session_labels
-from ..dockerfile.parse import parse_dockerfile
+from ..dockerfile.parse import LAYER_INSTRUCTIONS, parse_dockerfile
 from ..engine.cli import BuildkitClient, buildkit_client, describe_probes
 from ..engine.client import client as engine_client, reset as reset_client, try_client
 from ..engine.ownership import engine_dir, record_build
 from ..engine.session import course_call
 from ..errors import BuildError, DockerfileError, check_image_name, engine_stopped, is_connection_error
+from ..layers.history import layer_history
 from . import logs as buildlog
 from .report import BuildReport, Step
 
@@ -41,7 +42,6 @@ if TYPE_CHECKING:  # the SDK is imported lazily: it costs ~0.2 s and BuildKit bu
 
 BUILDERS = ("auto", "buildkit", "classic")
 _TAIL = 15
-_LAYER_KEYWORDS = {"RUN", "COPY", "ADD", "WORKDIR"}  # the instructions that add a layer, in both builders
 _DIGEST_LINE = re.compile(r"^#\d+ sha256:[0-9a-f]{64}$")  # 20.10 prints each vertex's digest: noise
 
 
@@ -123,7 +123,7 @@ def build(context: str | Path, tag: str | None = None, *, dockerfile: str = "Doc
     report = BuildReport(image_id=image_id, tags=[tag] if tag else [], builder=kind,
                          seconds=end - start, log=log, steps=steps, context=str(ctx), dockerfile=dockerfile,
                          build_args=args, no_cache=no_cache)
-    _attach_layers(report, _sdk(client), instructions)
+    _attach_layers(report, _sdk(client), instructions[-1].stage if instructions else None)
     # predict()/explain() compare later builds with what this one saw (context.py's contract).
     from ..dockerfile.context import record_context_snapshot
     record_context_snapshot(report)
@@ -329,33 +329,22 @@ def _build_error(failure: buildlog.Failure | None, lines: list[str], command: st
 
 # --- layers ------------------------------------------------------------------------------------
 
-def _history_adds_layer(created_by: str) -> bool:
-    """Whether a history row has a layer: classic marks metadata with ``#(nop)``, BuildKit starts with the keyword."""
-    if "#(nop)" in created_by:
-        return re.search(r"#\(nop\)\s+(COPY|ADD|WORKDIR)\b", created_by) is not None
-    word = created_by.split(None, 1)[0].upper() if created_by.strip() else ""
-    if word in {"CMD", "ENV", "LABEL", "EXPOSE", "ENTRYPOINT", "USER", "VOLUME", "STOPSIGNAL", "HEALTHCHECK",
-                "SHELL", "ONBUILD", "ARG", "MAINTAINER"}:
-        return False
-    return True  # BuildKit RUN/COPY/ADD/WORKDIR, classic RUN ("/bin/sh -c ...", "|1 A=b /bin/sh -c ...")
+def _attach_layers(report: BuildReport, client: "docker.DockerClient", final: str | None) -> None:
+    """Fill Step.layer and Step.size of the final stage from the image.
 
-
-def _attach_layers(report: BuildReport, client: "docker.DockerClient",
-                   instructions: list[buildlog.Instruction]) -> None:
-    """Fill Step.layer and Step.size of the final stage from the image: two cheap API calls.
+    Two API calls for a BuildKit image; a classic one adds one per intermediate image.
 
     The final stage's layer-making steps (RUN, COPY, ADD, WORKDIR) made the top layers of
-    RootFS, in order; the history rows that carry a layer, newest first, give their sizes.
+    RootFS, in order; :func:`~course_helpers.layers.history.layer_history` says which
+    history rows made them, and their sizes.
     """
-    final = instructions[-1].stage if instructions else None
     layered = [s for s in report.steps if s.stage == final and not s.is_from
-               and s.instruction.split(None, 1)[0].upper() in _LAYER_KEYWORDS]
+               and s.instruction.split(None, 1)[0].upper() in LAYER_INSTRUCTIONS]
     if not layered:
         return
-    diff_ids = client.api.inspect_image(report.image_id).get("RootFS", {}).get("Layers") or []
-    rows = [r for r in client.api.history(report.image_id) if _history_adds_layer(r.get("CreatedBy", ""))]
-    if len(layered) > len(diff_ids):
+    made = [row for row in layer_history(client.api.inspect_image(report.image_id), client) if row.diff_id]
+    if len(layered) > len(made):
         return  # the image does not look like this Dockerfile's (e.g. ONBUILD): leave layers unknown
-    for step, diff_id, row in zip(reversed(layered), reversed(diff_ids), rows):
-        step.layer = diff_id
-        step.size = int(row.get("Size") or 0)
+    for step, row in zip(reversed(layered), reversed(made)):
+        step.layer = row.diff_id
+        step.size = row.size

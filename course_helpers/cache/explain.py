@@ -16,7 +16,8 @@ from ..dockerfile.context import BuildRecord, find_record, take_snapshot
 from ..dockerfile.parse import parse_dockerfile
 from ..engine.session import course_call
 from ..errors import CourseError
-from .predict import SimStep, _table_html, model_steps, simulate, step_position, verdicts
+from ..formatting import table_html
+from .predict import SimStep, model_steps, simulate, step_position, verdicts
 
 if TYPE_CHECKING:
     from ..builder.report import BuildReport
@@ -58,8 +59,9 @@ class Explanation:
     def _repr_html_(self) -> str:
         rows = [[s.stage, s.index, s.instruction, "cached" if s.cached else "ran", s.reason or ""]
                 for s in self.steps]
-        return _table_html(["stage", "step", "instruction", "", "why"], rows,
-                           f"Why steps ran ({self.builder}), compared with {self.compared_with}")
+        return table_html(["stage", "step", "instruction", "", "why"], rows,
+                          title=f"Why steps ran ({self.builder}), compared with {self.compared_with}",
+                          drop_single_stage=True)
 
 
 def _model(report: "BuildReport", record: BuildRecord | None, builder: str,

@@ -22,7 +22,6 @@ build can tell; the prediction says "rebuilt" and explains that.
 from __future__ import annotations
 
 import hashlib
-import html
 import os
 import posixpath
 import re
@@ -32,16 +31,14 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, NamedTuple
 
 from ..dockerfile.context import BuildRecord, ContextSnapshot, build_records, find_record, take_snapshot
 from ..dockerfile.parse import Dockerfile, Instruction, copy_source_stage, parse_dockerfile, parse_dockerfile_text
-from ..errors import CourseError, DockerfileError
-from ..formatting import short_hex as short
 from ..engine.session import course_call
-from ..formatting import table_html
+from ..errors import CourseError, DockerfileError
+from ..formatting import short_hex as short, table_html
 
 if TYPE_CHECKING:
     from ..builder.report import BuildReport
 
 BUILDERS = ("buildkit", "classic")
-FS_STEPS = {"FROM", "RUN", "COPY", "ADD", "WORKDIR"}  # what BuildKit shows as steps
 
 
 def norm(text: str) -> str:
@@ -334,10 +331,6 @@ def step_position(steps) -> Callable[[Any], str]:
     return lambda s: f"[{s.stage} {s.index}]" if multi else f"[{s.index}]"
 
 
-def _table_html(headers: list[str], rows: list[list[Any]], title: str) -> str:
-    return table_html(headers, rows, title=title, drop_single_stage=True)
-
-
 @dataclass
 class Prediction:
     """What a build will do, step by step, according to the cache rules of one builder.
@@ -368,8 +361,9 @@ class Prediction:
 
     def _repr_html_(self) -> str:
         rows = [[s.stage, s.index, s.instruction, s.verdict, s.reason] for s in self.steps]
-        return _table_html(["stage", "step", "instruction", "prediction", "why"], rows,
-                           f"Prediction ({self.builder}), compared with {self.compared_with}")
+        return table_html(["stage", "step", "instruction", "prediction", "why"], rows,
+                          title=f"Prediction ({self.builder}), compared with {self.compared_with}",
+                          drop_single_stage=True)
 
 
 def _record_for(against: Any, context: str, dockerfile: str, builder: str,
@@ -512,8 +506,8 @@ class PredictionCheck:
 
     def _repr_html_(self) -> str:
         rows = [[inst, e, a, "agree" if ok else "DISAGREE"] for inst, e, a, ok in self.rows]
-        return _table_html(["instruction", "you expected", "the build", ""], rows,
-                           f"{self.agreed} of {len(self.rows)} steps as you expected")
+        return table_html(["instruction", "you expected", "the build", ""], rows,
+                          title=f"{self.agreed} of {len(self.rows)} steps as you expected")
 
 
 def _knowable(report: "BuildReport") -> dict[tuple[str, int], bool]:

@@ -23,7 +23,7 @@ from docker.errors import APIError, ImageNotFound
 from ..config import BASE_IMAGE, LABEL_PREFIX, state_dir
 from ..errors import SetupError
 from .client import client
-from .provision import Progress, run_streamed as _run_streamed, say as _say
+from .provision import Progress, run_streamed, say
 
 SUITE = "bookworm"
 PACKAGES = "python3,python3-pip,python3-venv,ca-certificates"
@@ -74,7 +74,7 @@ def _outdated_local_build(name: str) -> bool:
 
 
 def _try_pull(name: str, progress: Progress | None) -> bool:
-    _say(progress, f"pulling {name} ...")
+    say(progress, f"pulling {name} ...")
     repo, _, tag = name.rpartition(":")
     try:
         last = ""
@@ -83,13 +83,13 @@ def _try_pull(name: str, progress: Progress | None) -> bool:
             if event.get("error"):
                 raise APIError(event["error"])
             if status and status != last and "Downloading" not in status and "Extracting" not in status:
-                _say(progress, f"  {status} {event.get('id', '')}".rstrip())
+                say(progress, f"  {status} {event.get('id', '')}".rstrip())
                 last = status
         return True
     except Exception as exc:  # no route, no registry, auth: all mean "build it here"
         reason = (getattr(exc, "explanation", None) or str(exc)).splitlines()[0]
         reason = reason.split(": ")[-1][:120]  # the innermost cause, e.g. "no route to host"
-        _say(progress, f"  no registry answered ({reason}); the base image will be built locally")
+        say(progress, f"  no registry answered ({reason}); the base image will be built locally")
         return False
 
 
@@ -114,8 +114,8 @@ def _ensure_debootstrap(progress: Progress | None) -> None:
             f"{BASE_IMAGE} cannot be pulled and this machine cannot build it (needs root and apt-get "
             f"for debootstrap): connect to Docker Hub once and run `docker pull {BASE_IMAGE}`.")
     # A new machine's package lists may be empty or stale.
-    _run_streamed(["apt-get", "update", "-q"], progress, "apt-get update")
-    _run_streamed(["apt-get", "install", "-y", "-q", "debootstrap"], progress, "Installing debootstrap")
+    run_streamed(["apt-get", "update", "-q"], progress, "apt-get update")
+    run_streamed(["apt-get", "install", "-y", "-q", "debootstrap"], progress, "Installing debootstrap")
 
 
 def _customise(root: Path) -> None:
@@ -149,12 +149,12 @@ def _build_rootfs(progress: Progress | None) -> Path:
     if tree.exists():
         shutil.rmtree(tree)
     mirror = _debian_mirror()
-    _say(progress, f"building a Debian {SUITE} root filesystem with python3 from {mirror} (about a minute)")
+    say(progress, f"building a Debian {SUITE} root filesystem with python3 from {mirror} (about a minute)")
     try:
-        _run_streamed(["debootstrap", "--variant=minbase", f"--include={PACKAGES}", SUITE, str(tree), mirror],
+        run_streamed(["debootstrap", "--variant=minbase", f"--include={PACKAGES}", SUITE, str(tree), mirror],
                       progress, "debootstrap")
         _customise(tree)
-        _say(progress, f"packing the tree into {target}")
+        say(progress, f"packing the tree into {target}")
         partial = target.with_suffix(".tar.partial")
         with tarfile.open(partial, "w") as tar:
             for item in sorted(tree.iterdir()):
@@ -195,7 +195,7 @@ def _import(tar: Path, name: str, progress: Progress | None) -> None:
         "LABEL " + " ".join(f'"{k}"="{v}"' for k, v in labels.items()),
     ]
     staging = f"{name.split(':')[0]}-course-staging"
-    _say(progress, f"importing {tar.stat().st_size / 1e6:.0f} MB into the engine as {name}")
+    say(progress, f"importing {tar.stat().st_size / 1e6:.0f} MB into the engine as {name}")
     api = client().api
     try:
         with open(tar, "rb") as data:
@@ -230,20 +230,20 @@ def ensure_base_image(name: str = BASE_IMAGE, progress: Progress | None = print,
     """
     info = describe_base(name)
     if info is not None and _outdated_local_build(name):
-        _say(progress, f"{name} was built locally by an older version of the course; re-creating it")
+        say(progress, f"{name} was built locally by an older version of the course; re-creating it")
         client().api.remove_image(name, noprune=False)
         info = None
     if info is not None:
-        _say(progress, f"base image present: {info}")
+        say(progress, f"base image present: {info}")
         return info
     if pull and _try_pull(name, progress):
         info = describe_base(name)
         assert info is not None
-        _say(progress, f"base image pulled: {info}")
+        say(progress, f"base image pulled: {info}")
         return info
     tar = rootfs_tar()
     if tar.is_file():
-        _say(progress, f"re-using the root filesystem kept at {tar}")
+        say(progress, f"re-using the root filesystem kept at {tar}")
     else:
         tar = _build_rootfs(progress)
     try:
@@ -255,5 +255,5 @@ def ensure_base_image(name: str = BASE_IMAGE, progress: Progress | None = print,
     if info is None:
         raise SetupError(f"Importing {name} reported success but the engine does not list it; "
                          "run the set-up again.")
-    _say(progress, f"base image ready: {info}")
+    say(progress, f"base image ready: {info}")
     return info
