@@ -65,6 +65,9 @@ class BuildReport:
             reports only FROM, RUN, COPY, ADD and WORKDIR; classic reports every instruction).
         context: the build context directory (for explain/predict).
         dockerfile: path of the Dockerfile used, relative to the context.
+        build_args: the ``--build-arg`` values it had.
+        no_cache: whether it ran with ``no_cache=True``.
+        target: the stage it built (``--target``), None for the last.
     """
 
     image_id: str
@@ -77,6 +80,7 @@ class BuildReport:
     dockerfile: str = "Dockerfile"
     build_args: dict[str, str] = field(default_factory=dict)
     no_cache: bool = False
+    target: str | None = None
 
     @property
     def short_id(self) -> str:

@@ -12,12 +12,17 @@ cache key made of what that builder really compares:
 - BuildKit: only filesystem steps (FROM, RUN, COPY, ADD, WORKDIR) are steps;
   ENV, ARG, LABEL, CMD ... change no filesystem, so a COPY after a changed ENV
   or LABEL is still cached; a RUN's key holds its environment (ENV and the
-  build arguments in scope); stages the target does not need are not built.
+  build arguments in scope); identical steps on an identical parent are one
+  step, run once for every stage that has them.
+
+Which stages run: BuildKit builds only those the target (``--target``, default
+the last stage) needs; the classic builder builds every stage up to the target.
 
 A step is predicted cached when its key is among the keys the earlier
-build(s) produced.  Known limit: ``COPY --from`` of a rebuilt stage is cached
-by both builders when the copied files come out byte-identical, which only a
-build can tell; the prediction says "rebuilt" and explains that.
+build(s) produced.  A ``COPY --from`` of a stage that re-runs is cached by both
+builders exactly when the copied files come out byte-identical, which only the
+build can tell: such a step, and those after it, are predicted "depends", and
+explain() says afterwards which way it went.
 """
 from __future__ import annotations
 
@@ -105,8 +110,21 @@ def select_files(snapshot: ContextSnapshot, source: str, inst: Instruction, path
     return out
 
 
+def built_stages(df: Dockerfile, builder: str, target: str | None = None) -> list[int]:
+    """The stages a build of ``target`` (default: the last stage) runs, in file order.
+
+    BuildKit runs only the stages the target needs (its base and what it copies from, and
+    theirs); the classic builder runs every stage from the first up to the target, needed or not.
+
+    Raises:
+        DockerfileError: there is no stage of that name.
+    """
+    needed = df.needed_stages(target)
+    return needed if builder == "buildkit" else list(range(needed[-1] + 1))
+
+
 def simulate(df: Dockerfile, snapshot: ContextSnapshot | None, builder: str,
-             same_sources: bool = False) -> list[SimStep]:
+             same_sources: bool = False, target: str | None = None) -> list[SimStep]:
     """Compute each reported step's cache key for one builder, from the parsed model alone.
 
     Args:
@@ -115,14 +133,21 @@ def simulate(df: Dockerfile, snapshot: ContextSnapshot | None, builder: str,
         builder: ``"buildkit"`` or ``"classic"``.
         same_sources: key ``COPY --from=<stage>`` as if the stage wrote the same bytes as before
             (BuildKit and classic both key such a copy by the copied content, not by the stage).
+        target: the stage to build (``--target``), default the last.
 
     Returns:
-        The steps in the order the builder reports them (per stage, in Dockerfile order).
+        The steps of the stages the build runs (:func:`built_stages`), in the order the builder
+        reports them (per stage, in Dockerfile order).
+
+    Raises:
+        DockerfileError: ``target`` names no stage, or a COPY source is missing.
     """
     steps: list[SimStep] = []
     stage_end: dict[int, tuple[str, int | None]] = {}  # stage index -> (key, position) of its last step
-    needed = set(df.needed_stages()) if builder == "buildkit" else set(range(len(df.stages)))
+    built = set(built_stages(df, builder, target))
     for stage in df.stages:
+        if stage.index not in built:
+            continue  # a stage the build skips is never keyed: nothing the build runs refers to it
         if stage.base_stage is not None:
             key, pos = stage_end[stage.base_stage]
         else:
@@ -178,25 +203,9 @@ def simulate(df: Dockerfile, snapshot: ContextSnapshot | None, builder: str,
         first: dict[str, int] = {}
         for i, s in enumerate(steps):
             if s.keyword != "FROM":
-                s.shared_with = first.setdefault(s.key, i) if s.key in first else None
+                s.shared_with = first.get(s.key)
                 first.setdefault(s.key, i)
-        kept = [s for s in steps if _stage_index(df, s.stage) in needed]
-        if len(kept) != len(steps):  # keep parent links valid in the shorter list
-            remap = {id(s): i for i, s in enumerate(kept)}
-            old = steps
-            for s in kept:
-                s.parent = remap.get(id(old[s.parent])) if s.parent is not None else None
-                s.source_step = remap.get(id(old[s.source_step])) if s.source_step is not None else None
-                s.shared_with = remap.get(id(old[s.shared_with])) if s.shared_with is not None else None
-            steps = kept
     return steps
-
-
-def _stage_index(df: Dockerfile, label: str) -> int:
-    for stage in df.stages:
-        if stage.label == label:
-            return stage.index
-    return -1
 
 
 # --- reasons -----------------------------------------------------------------------------------
@@ -384,7 +393,7 @@ def model_steps(record: BuildRecord, builder: str, same_sources: bool = False) -
     """The model's steps for a recorded build (none when its Dockerfile no longer parses)."""
     try:
         df = parse_dockerfile_text(record.dockerfile_text, record.dockerfile, record.build_args)
-        return simulate(df, record.snapshot(), builder, same_sources)
+        return simulate(df, record.snapshot(), builder, same_sources, record.target)
     except DockerfileError:
         return []  # an earlier Dockerfile that no longer parses left nothing reusable to model
 
@@ -430,7 +439,7 @@ def verdicts(new: list[SimStep], alt_new: list[SimStep], olds: list[SimStep], al
 @course_call("predicting a build")
 def predict(context: str | Path, dockerfile: str = "Dockerfile", against: "BuildReport | BuildRecord | None" = None,
             builder: str | None = None, build_args: dict[str, str] | None = None, no_cache: bool = False,
-            tag: str | None = None) -> Prediction:
+            tag: str | None = None, target: str | None = None) -> Prediction:
     """Say, without building, which steps the next build will take from the cache, and why.
 
     Needs no engine: it compares the context and Dockerfile on disk with what
@@ -446,12 +455,15 @@ def predict(context: str | Path, dockerfile: str = "Dockerfile", against: "Build
         build_args: the ``--build-arg`` values the build will get.
         no_cache: the build will run with ``no_cache=True`` (nothing is reused).
         tag: narrow the default comparison to builds of this tag.
+        target: the stage the build will stop at (``--target``), default the last: BuildKit builds
+            only the stages it needs, the classic builder every stage up to it.
 
     Returns:
         A :class:`Prediction`.
 
     Raises:
-        DockerfileError: the Dockerfile does not parse, or a COPY source is missing.
+        DockerfileError: the Dockerfile does not parse, a COPY source is missing, or ``target``
+            names no stage.
         CourseError: unknown builder, or ``against`` was never recorded.
 
     Example:
@@ -464,8 +476,8 @@ def predict(context: str | Path, dockerfile: str = "Dockerfile", against: "Build
     context = os.path.abspath(context)
     df = parse_dockerfile(Path(context) / dockerfile, build_args)
     snapshot = take_snapshot(context)
-    new = simulate(df, snapshot, builder)
-    alt_new = simulate(df, snapshot, builder, same_sources=True)
+    new = simulate(df, snapshot, builder, target=target)
+    alt_new = simulate(df, snapshot, builder, same_sources=True, target=target)
     records, compared = _record_for(against, context, dockerfile, builder, tag)
     olds = [s for rec in records for s in model_steps(rec, builder)]
     alt_olds = [s for rec in records for s in model_steps(rec, builder, same_sources=True)]

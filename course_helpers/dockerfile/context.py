@@ -150,6 +150,7 @@ class BuildRecord:
     no_cache: bool
     steps: list[tuple[int, str, str, bool]]  # (index, stage, instruction, cached) as reported
     files: dict[str, tuple[str, int]] = field(default_factory=dict)
+    target: str | None = None  # the stage built (--target), None for the last
 
     def snapshot(self) -> ContextSnapshot:
         return ContextSnapshot(self.context, {k: FileEntry(*v) for k, v in self.files.items()})
@@ -207,7 +208,7 @@ def record_context_snapshot(report: "BuildReport") -> BuildRecord | None:
     record = BuildRecord(context, report.dockerfile, text, report.tags[0] if report.tags else None,
                          report.builder, report.image_id, dict(report.build_args or {}), report.no_cache,
                          [(s.index, s.stage, s.instruction, s.cached) for s in report.steps],
-                         {k: (v.digest, v.mode) for k, v in snap.files.items()})
+                         {k: (v.digest, v.mode) for k, v in snap.files.items()}, report.target)
     tags = {record.tag, None}
     for tag in tags:
         path = _records_file(context, report.dockerfile, tag)
