@@ -17,7 +17,7 @@ from ..dockerfile.parse import parse_dockerfile
 from ..engine.session import course_call
 from ..errors import CourseError
 from ..formatting import table_html
-from .predict import SimStep, model_steps, simulate, step_position, verdicts
+from .predict import SimStep, judge, model_steps, simulate, step_position
 
 if TYPE_CHECKING:
     from ..builder.report import BuildReport
@@ -99,10 +99,9 @@ def explain(report: "BuildReport", against: "BuildReport | BuildRecord | None" =
             raise CourseError("explain(): the report given as against= was never recorded; build it with "
                               "course_helpers.build() and try again.")
     builder = report.builder
-    new, alt_new = _model(report, current, builder), _model(report, current, builder, True)
-    old = model_steps(previous, builder) if previous is not None else []
-    alt_old = model_steps(previous, builder, True) if previous is not None else []
-    found = verdicts(new, alt_new, old, alt_old, False, previous is not None)
+    new, found = judge(lambda same: _model(report, current, builder, same),
+                       lambda same: model_steps(previous, builder, same) if previous is not None else [],
+                       False, previous is not None)
     at = {(s.stage, s.index): j for j, s in enumerate(new)}
     out = []
     for rs in report.steps:

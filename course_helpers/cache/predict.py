@@ -55,6 +55,11 @@ def _h(*parts: Any) -> str:
     return hashlib.sha256(repr(parts).encode()).hexdigest()
 
 
+def _input_keys(inputs: dict[str, Any]) -> list[tuple[str, str]]:
+    # Each input hashed on its own: a COPY's file list (10,000 entries, say) is turned into text once.
+    return sorted((k, _h(v)) for k, v in inputs.items() if k != "instruction")
+
+
 # --- the model ---------------------------------------------------------------------------------
 
 @dataclass
@@ -83,7 +88,7 @@ def _glob_to_re(pattern: str) -> re.Pattern:
 
 
 def select_files(snapshot: ContextSnapshot, source: str, inst: Instruction, path: str) -> dict[str, tuple]:
-    """The context entries a COPY/ADD source selects: ``{relpath: (digest, mode)}``.
+    """The context entries a COPY/ADD source selects: ``{relpath: FileEntry(digest, mode)}``.
 
     Raises:
         DockerfileError: the source selects nothing (names the Dockerfile line).
@@ -91,7 +96,7 @@ def select_files(snapshot: ContextSnapshot, source: str, inst: Instruction, path
     src = posixpath.normpath("/" + source).lstrip("/")
     files = snapshot.files
     if src in ("", "."):
-        return {k: (v.digest, v.mode) for k, v in files.items()}
+        return dict(files)
     if any(c in src for c in "*?["):
         rx = _glob_to_re(src)
         roots = [k for k in files if rx.match(k)]
@@ -106,7 +111,7 @@ def select_files(snapshot: ContextSnapshot, source: str, inst: Instruction, path
         prefix = root + "/"
         for k, v in files.items():
             if k == root or k.startswith(prefix):
-                out[k] = (v.digest, v.mode)
+                out[k] = v
     return out
 
 
@@ -168,7 +173,7 @@ def simulate(df: Dockerfile, snapshot: ContextSnapshot | None, builder: str,
                 inputs.update(command=inst.command, args=args, workdir=st.workdir, user=st.user)
                 if builder == "buildkit":
                     inputs.update(env=dict(st.env), shell=st.shell, flags=dict(inst.flags))
-                key = _h(parent_key, "RUN", sorted((k, repr(v)) for k, v in inputs.items() if k != "instruction"))
+                key = _h(parent_key, "RUN", _input_keys(inputs))
             elif kw in ("COPY", "ADD"):
                 inputs.update(sources=list(inst.sources), dest=inst.dest, chown=inst.flags.get("chown"),
                               chmod=inst.flags.get("chmod"))
@@ -186,7 +191,7 @@ def simulate(df: Dockerfile, snapshot: ContextSnapshot | None, builder: str,
                         else:
                             files.update(select_files(snapshot, source, inst, df.path))
                     inputs["files"] = files
-                key = _h(parent_key, kw, sorted((k, repr(v)) for k, v in inputs.items() if k != "instruction"))
+                key = _h(parent_key, kw, _input_keys(inputs))
             elif kw == "WORKDIR":
                 workdir = posixpath.normpath(posixpath.join(st.workdir, " ".join(inst.words)))
                 inputs["workdir"] = workdir
@@ -410,6 +415,27 @@ def _depends_reason(new: list[SimStep], i: int, multi: bool) -> str:
     return f"cached if {_step_name(copy, multi)} is: that is, if stage {copy.source_stage} writes the same bytes"
 
 
+def judge(model_new: Callable[[bool], list[SimStep]], model_old: Callable[[bool], list[SimStep]],
+          no_cache: bool, have_old: bool | None = None) -> tuple[list[SimStep], list[tuple[bool | None, str]]]:
+    """Model a build and an earlier one, and give each of the build's steps its verdict.
+
+    Args:
+        model_new, model_old: ``model(same_sources)`` gives the steps of a build (see :func:`simulate`).
+        no_cache: the build runs with ``no_cache=True``.
+        have_old: there is an earlier build to compare with (default: when it has steps).
+
+    Returns:
+        The build's steps, and (cached, reason) for each (:func:`verdicts`).  The "same bytes"
+        models, which only a ``COPY --from`` of a stage needs, are made only when there is one.
+    """
+    new, old = model_new(False), model_old(False)
+    if any(s.source_step is not None for s in new):
+        alt_new, alt_old = model_new(True), model_old(True)
+    else:
+        alt_new, alt_old = new, old
+    return new, verdicts(new, alt_new, old, alt_old, no_cache, bool(old) if have_old is None else have_old)
+
+
 def verdicts(new: list[SimStep], alt_new: list[SimStep], olds: list[SimStep], alt_olds: list[SimStep],
              no_cache: bool, have_old: bool) -> list[tuple[bool | None, str]]:
     """Per model step: (cached, reason), with None for "depends".  Shared by predict() and explain()."""
@@ -476,12 +502,9 @@ def predict(context: str | Path, dockerfile: str = "Dockerfile", against: "Build
     context = os.path.abspath(context)
     df = parse_dockerfile(Path(context) / dockerfile, build_args)
     snapshot = take_snapshot(context)
-    new = simulate(df, snapshot, builder, target=target)
-    alt_new = simulate(df, snapshot, builder, same_sources=True, target=target)
     records, compared = _record_for(against, context, dockerfile, builder, tag)
-    olds = [s for rec in records for s in model_steps(rec, builder)]
-    alt_olds = [s for rec in records for s in model_steps(rec, builder, same_sources=True)]
-    found = verdicts(new, alt_new, olds, alt_olds, no_cache, bool(olds))
+    new, found = judge(lambda same: simulate(df, snapshot, builder, same, target),
+                       lambda same: [s for rec in records for s in model_steps(rec, builder, same)], no_cache)
     out = [PredictedStep(s.index, s.stage, s.instruction, cached, reason)
            for s, (cached, reason) in zip(new, found)]
     return Prediction(builder, out, compared)
@@ -527,9 +550,8 @@ def _knowable(report: "BuildReport") -> dict[tuple[str, int], bool]:
     current, previous = find_record(report)
     if current is None or previous is None or report.no_cache:
         return {}
-    new, alt_new = model_steps(current, report.builder), model_steps(current, report.builder, True)
-    old, alt_old = model_steps(previous, report.builder), model_steps(previous, report.builder, True)
-    found = verdicts(new, alt_new, old, alt_old, False, True)
+    new, found = judge(lambda same: model_steps(current, report.builder, same),
+                       lambda same: model_steps(previous, report.builder, same), False, True)
     return {(s.stage, s.index): True for s, (cached, _) in zip(new, found) if cached is None}
 
 
