@@ -71,6 +71,20 @@ def test_first_vs_third_files(repo, first_third):
     assert "files added: 0" in str(d) and "/usr/src/app" in str(d)
 
 
+def test_a_kept_layer_scan_gives_the_same_answer(repo, first_third, tmp_path, monkeypatch):
+    from course_helpers.layers.diff import diff_images
+
+    monkeypatch.setenv("COURSE_STATE_DIR", str(tmp_path))
+    read = diff_images(f"{repo}:first", f"{repo}:third", files=True)  # reads every layer
+    kept = list((tmp_path / "layer-scans").glob("*.json"))
+    assert len(kept) == 1  # the base layer: the only one big enough to keep
+    again = diff_images(f"{repo}:first", f"{repo}:third", files=True)  # the base layer's scan is kept
+    assert list(again.files) == list(read.files) and again.files.same_content == read.files.same_content
+    kept[0].write_text("{not json")  # a damaged scan is read again, never trusted
+    damaged = diff_images(f"{repo}:first", f"{repo}:third", files=True)
+    assert list(damaged.files) == list(read.files)
+
+
 def test_same_image_has_no_differences(repo, first_third):
     from course_helpers.layers.diff import diff_images
 

@@ -4,15 +4,17 @@ Layers are compared by diff id (the digest of the layer's uncompressed tar):
 the same diff id is the same content.  File changes are read from the
 engine's own export (``GET /images/get``, what ``docker save`` uses), read
 as it streams with the standard library's ``tarfile`` (the export is a tar of
-layer tars): no outside tool, nothing written to disk.  Both images are
+layer tars): no outside tool, no export written to disk.  Both images are
 exported in one request so that the layers they share travel once.  The one
 thing the course adds is Docker's whiteout rule: a ``.wh.name`` file deletes
 ``name`` from the layers below, and ``.wh..wh..opq`` hides a directory's
 lower contents, as overlay2 stacks them.
 
-Cost, measured on the course machine (Docker 20.10): the engine spends about
-1.7 s preparing the export of a 191 MB base before the first byte arrives;
-parsing the stream adds a few tenths of a second.  See bench/bench_diff.py.
+Cost, measured on the course machine (Docker 20.10, bench/bench_diff.py): the
+engine spends about two seconds preparing the export before the first byte
+arrives.  Reading the base layer's 11,000 files with ``tarfile`` takes over a
+second more, so the file list of every big layer is kept (``state_dir()/layer-scans``,
+by the layer's content address) and read once per machine.
 """
 from __future__ import annotations
 
@@ -20,18 +22,22 @@ import hashlib
 import html
 import io
 import json
+import os
 import posixpath
 import tarfile
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import IO, Any
 
 import docker
 
+from ..config import state_dir
+from ..engine.client import resolve
 from ..engine.session import course_call
 from ..errors import CourseError
-from ..engine.client import resolve
 from ..formatting import format_size, short_id, table_html, table_text
+from ..statefiles import write_atomic
 from .history import layer_history
 from .images import get_image
 
@@ -110,6 +116,62 @@ def _scan_layer(layer: IO[bytes]) -> _LayerScan:
     return scan
 
 
+class _KeptScans:
+    """Scans of big layers, kept in ``state_dir()/layer-scans`` by the layer's name and size in the export.
+
+    Those names are content addresses: Docker up to 24 names a layer by a v1 id derived from
+    its chain of layers (and, for an image's top layer, its config), Docker 25+ by the blob's
+    digest.  So a name and size seen before are the same bytes, and a big layer is read once
+    per machine.  The one that counts is the base layer under every course image: 11,000
+    files, which take ``tarfile`` over a second to read (bench/bench_diff.py).
+    """
+
+    KEEP = 8
+    MIN_BYTES = 10_000_000  # a smaller layer is read faster than a kept scan is loaded
+
+    def _file(self, name: str, size: int) -> Path:
+        key = hashlib.sha256(f"{name}\0{size}".encode()).hexdigest()[:32]
+        return state_dir() / "layer-scans" / f"{key}.json"
+
+    def get(self, name: str, size: int) -> _LayerScan | None:
+        if size < self.MIN_BYTES:
+            return None
+        path = self._file(name, size)
+        try:
+            data = json.loads(path.read_text())
+            items = [(item, _Entry(*entry, -1) if entry else None, opaque) for item, entry, opaque in data["items"]]
+            os.utime(path)  # recently used: kept longest
+            return _LayerScan(items, data["bytes"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None  # none kept, or unreadable: read the layer
+
+    def put(self, name: str, size: int, scan: _LayerScan) -> None:
+        if size < self.MIN_BYTES:
+            return
+        items = [(path, [e.kind, e.size, e.mode, e.link, e.digest] if e else None, opaque)
+                 for path, e, opaque in scan.items]
+        path = self._file(name, size)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(path, json.dumps({"layer": name, "items": items, "bytes": scan.bytes}))
+            for old in sorted(path.parent.glob("*.json"), key=lambda p: p.stat().st_mtime)[:-self.KEEP]:
+                old.unlink(missing_ok=True)
+        except OSError:
+            pass  # a read-only state folder: the next diff reads the layer again
+
+
+_KEPT = _KeptScans()
+
+
+def _layer_scan(export: tarfile.TarFile, member: tarfile.TarInfo, name: str) -> _LayerScan:
+    """The scan of one layer in the export: kept from an earlier export, or read now (and kept if big)."""
+    scan = _KEPT.get(name, member.size)
+    if scan is None:
+        scan = _scan_layer(export.extractfile(member))  # type: ignore[arg-type]
+        _KEPT.put(name, member.size, scan)
+    return scan
+
+
 def _export_scans(cli: docker.DockerClient, names: list[str]) -> tuple[dict[str, _LayerScan], dict[str, list[str]]]:
     """Stream one export of the named images; return scans keyed by layer path and each image's layer paths.
 
@@ -132,10 +194,10 @@ def _export_scans(cli: docker.DockerClient, names: list[str]) -> tuple[dict[str,
                 if m.issym() and name.endswith("layer.tar"):  # a repeated layer is saved as a symlink
                     links[name] = posixpath.normpath(posixpath.join(posixpath.dirname(name), m.linkname))
                 elif m.isreg() and name.endswith("/layer.tar"):
-                    scans[name] = _scan_layer(export.extractfile(m))  # type: ignore[arg-type]
+                    scans[name] = _layer_scan(export, m, name)
                 elif m.isreg() and name.startswith("blobs/"):
                     try:
-                        scans[name] = _scan_layer(export.extractfile(m))  # type: ignore[arg-type]
+                        scans[name] = _layer_scan(export, m, name)
                     except tarfile.ReadError:
                         pass  # an OCI config or manifest blob, not a layer
                 elif name == "manifest.json":
