@@ -6,6 +6,8 @@ functions and under ``if TYPE_CHECKING:`` run later or never) makes a graph of
 package to show it can fail:
 
 * the graph has no cycle;
+* each subpackage imports only the subpackages before it in the pipeline (``ORDER``), and the
+  shared top-level modules (config, errors, formatting, statefiles) import none;
 * no module imports a ``_private`` name from another course_helpers module (what two
   modules share is public, in one place);
 * no package ``__init__`` binds a name that hides one of its own modules
@@ -21,6 +23,8 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "course_helpers"
+# From the engine to the lesson: a subpackage may use those before it, never one after it.
+ORDER = ["engine", "dockerfile", "layers", "builder", "cache", "lesson"]
 
 
 @dataclass
@@ -149,11 +153,32 @@ def _shadowed(modules: dict[str, Module]) -> list[str]:
     return out
 
 
+def _against_the_order(modules: dict[str, Module]) -> list[str]:
+    """``a -> b`` for each import that goes against ``ORDER`` (the package's __init__ and __main__ sit above it)."""
+    def rank(name: str) -> int | None:
+        parts = name.split(".")
+        if len(parts) == 1 or parts[1] == "__main__":
+            return None  # the package itself: it gathers everything
+        return ORDER.index(parts[1]) if parts[1] in ORDER else -1  # -1: a shared top-level module
+    out = []
+    for mod in modules.values():
+        mine = rank(mod.name)
+        if mine is None:
+            continue
+        for target in sorted(mod.imports):
+            theirs = rank(target)
+            if theirs is None or theirs == -1:
+                continue  # the package itself, or a shared module: anyone may use those
+            if mine == -1 or theirs > mine:
+                out.append(f"{mod.name} -> {target}")
+    return out
+
+
 def _check(root: Path) -> dict:
     modules = _modules(root)
     _read(modules)
     return {"modules": modules, "cycle": _cycle(modules), "private": [p for m in modules.values() for p in m.private],
-            "shadowed": _shadowed(modules)}
+            "shadowed": _shadowed(modules), "order": _against_the_order(modules)}
 
 
 def test_the_reader_sees_the_package():
@@ -173,6 +198,11 @@ def test_no_import_cycle():
 
 def test_no_private_names_across_modules():
     assert _check(PACKAGE)["private"] == []
+
+
+def test_subpackages_follow_the_pipeline():
+    assert sorted(p.name for p in PACKAGE.iterdir() if (p / "__init__.py").exists()) == sorted(ORDER)
+    assert _check(PACKAGE)["order"] == []
 
 
 def test_no_package_hides_its_modules():
@@ -196,6 +226,9 @@ def broken(tmp_path: Path) -> Path:
     # A package whose __init__ hides a module behind a function of the same name.
     init = copy / "builder" / "__init__.py"
     init.write_text(init.read_text() + "\nfrom .build import build\n")
+    # An import against the pipeline: the Dockerfile reader using the builder's report.
+    ignore = copy / "dockerfile" / "ignore.py"
+    ignore.write_text(ignore.read_text() + "\nfrom ..builder import report  # noqa\n")
     return copy
 
 
@@ -205,3 +238,5 @@ def test_the_checks_fail_on_a_broken_copy(broken: Path):
     assert {"course_helpers.builder.report", "course_helpers.cache.explain"} <= set(found["cycle"])
     assert found["private"] == ["_guess from course_helpers.layers.history in course_helpers.layers.images"]
     assert found["shadowed"] == ["course_helpers.builder.build"]
+    assert "course_helpers.dockerfile.ignore -> course_helpers.builder.report" in found["order"]
+    assert "course_helpers.builder.report -> course_helpers.cache.explain" in found["order"]

@@ -14,7 +14,6 @@ import docker
 from docker.errors import APIError, ImageNotFound
 from docker.models.images import Image
 
-from ..builder.report import BuildReport
 from ..config import BASE_IMAGE, LABEL_MANAGED
 from ..engine.client import resolve
 from ..engine.session import course_call
@@ -22,7 +21,6 @@ from ..errors import CourseError, check_image_name
 from ..formatting import format_size, iso_time, short_hex, short_id, table_html, table_text
 from .history import MISSING, HistoryRow, layer_history
 
-ImageRef = "str | BuildReport | Image"
 
 MISSING_NOTE = (
     "<missing>: that row's layer has no image of its own. BuildKit exports only the final "
@@ -34,7 +32,7 @@ MISSING_NOTE = (
 
 def image_ref(image: Any) -> str:
     """The name or id to ask the engine for, from a tag, an id, a BuildReport or an Image."""
-    if isinstance(image, BuildReport):
+    if isinstance(getattr(image, "image_id", None), str):  # a BuildReport (builder/ comes after layers/)
         return image.image_id
     if isinstance(image, Image):
         return image.id
