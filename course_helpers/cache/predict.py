@@ -121,6 +121,14 @@ def built_stages(df: Dockerfile, builder: str, target: str | None = None) -> lis
     BuildKit runs only the stages the target needs (its base and what it copies from, and
     theirs); the classic builder runs every stage from the first up to the target, needed or not.
 
+    Args:
+        df: the parsed Dockerfile.
+        builder: ``"buildkit"`` or ``"classic"``.
+        target: the stage named by ``--target``; None for the last stage.
+
+    Returns:
+        Stage indexes, in file order.
+
     Raises:
         DockerfileError: there is no stage of that name.
     """
