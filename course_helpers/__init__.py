@@ -1,13 +1,14 @@
 """Helpers for the Docker layers course: build, inspect, diff, run and explain images.
 
 The notebooks import from here only, so every name a learner types is listed below.
-The subpackages follow a build's path through the course:
+The subpackages go from the engine to the lesson; each uses only those above it
+(tests/test_layout.py checks it):
 
 * ``engine``     the Docker engine: client, set-up, base image, ownership, claims, reaper, housekeeping;
 * ``dockerfile`` the one Dockerfile reader, ``.dockerignore`` rules, and the build context;
+* ``layers``     images, their history rows mapped to layers, and diffs between images;
 * ``builder``    running a build (BuildKit or classic) and reading its output into a report;
 * ``cache``      the cache model: predict before a build, explain after it, the quiz;
-* ``layers``     images, their history and layers, and diffs between images;
 * ``lesson``     what notebooks need around that: workspaces, running apps, display.
 """
 from .builder.build import build

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as _dt
 import html
 import re
-from typing import Any, Sequence
+from typing import Any, Collection, Mapping, Sequence
 
 
 def format_size(size: int) -> str:
@@ -78,30 +78,41 @@ def table_text(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
+class Html(str):
+    """A table cell that is HTML already (a coloured badge, say): :func:`table_html` puts it in unescaped."""
+
+
 def table_html(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, title: str = "", note: str = "",
-               code: bool = False, drop_single_stage: bool = False) -> str:
-    """An HTML table for a notebook.
+               code: bool | Collection[str] = False, align: Mapping[str, str] | None = None,
+               drop_single_stage: bool = False) -> str:
+    """An HTML table for a notebook: the course's one table renderer.
 
     Args:
         headers: column names.
-        rows: cells (shown with ``str()``, escaped).
+        rows: cells, shown with ``str()`` and escaped (an :class:`Html` cell goes in as it is).
         title: a bold line above the table.
         note: a small line below it.
-        code: show cells in a monospace font (ids, instructions).
+        code: show cells in a monospace font (ids, instructions): True for every column, or the
+            names of the columns that hold code.
+        align: ``{"seconds": "right"}``: alignment per column name (default left).
         drop_single_stage: leave out a first column named ``stage`` when every row has the same stage.
+
+    Returns:
+        The HTML, title and note included.
     """
     if drop_single_stage and headers and headers[0] == "stage" and len({str(r[0]) for r in rows}) <= 1:
         headers, rows = headers[1:], [r[1:] for r in rows]
-    wrap = (lambda c: f"<code>{html.escape(str(c))}</code>") if code else (lambda c: html.escape(str(c)))
-    head = "".join(f"<th style='text-align:left'>{html.escape(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td style='text-align:left'>{wrap(c)}</td>" for c in row) + "</tr>"
+    align = align or {}
+    styles = [f" style='text-align:{align.get(h, 'left')}'" for h in headers]
+    in_code = [code is True or (not isinstance(code, bool) and h in code) for h in headers]
+
+    def cell(value: Any, column: int) -> str:
+        text = value if isinstance(value, Html) else html.escape(str(value))
+        return f"<code>{text}</code>" if in_code[column] and not isinstance(value, Html) else text
+
+    head = "".join(f"<th{style}>{html.escape(h)}</th>" for h, style in zip(headers, styles))
+    body = "".join("<tr>" + "".join(f"<td{styles[i]}>{cell(c, i)}</td>" for i, c in enumerate(row)) + "</tr>"
                    for row in rows)
     top = f"<p><b>{html.escape(title)}</b></p>" if title else ""
     foot = f"<p><small>{html.escape(note)}</small></p>" if note else ""
     return f"{top}<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{foot}"
-
-
-def details_html(summary: str, text: str) -> str:
-    """A collapsed block (``<details>``) holding preformatted text, e.g. a build log under its table."""
-    return (f"<details><summary>{html.escape(summary)}</summary>"
-            f"<pre style='max-height:30em;overflow:auto'>{html.escape(text)}</pre></details>")

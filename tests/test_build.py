@@ -23,6 +23,7 @@ import pytest
 from course_helpers.builder.build import build
 from course_helpers.engine.cli import buildkit_client, candidate_paths, describe_probes, probe_all
 from course_helpers.config import BASE_IMAGE, LABEL_SESSION, REPO_ROOT, SESSION_ID, session_labels
+from course_helpers.dockerfile.parse import LAYER_INSTRUCTIONS
 from course_helpers.errors import BuildError, DockerfileError
 
 REQUIREMENTS_FIRST = """FROM python:3.11-slim-bookworm
@@ -37,7 +38,6 @@ COPY . .
 
 CMD ["python3", "-m", "flask", "run", "--host=0.0.0.0"]
 """
-LAYER_KEYWORDS = {"RUN", "COPY", "ADD", "WORKDIR"}
 
 
 @pytest.fixture(scope="session")
@@ -117,7 +117,7 @@ def edit_app(ctx: Path) -> None:
 
 
 def layer_steps(instructions: list[str]) -> list[str]:
-    return [i for i in instructions if i.split()[0] in LAYER_KEYWORDS]
+    return [i for i in instructions if i.split()[0] in LAYER_INSTRUCTIONS]
 
 
 # --- detection --------------------------------------------------------------------------------
@@ -144,6 +144,10 @@ def test_refuses_bad_arguments(tmp_path, monkeypatch):
     (tmp_path / "Dockerfile").write_text("FROM scratch\n")
     with pytest.raises(ValueError, match="'auto', 'buildkit' or 'classic'"):
         build(tmp_path, builder="buildx")
+    (tmp_path / "Dockerfile").write_text("FROM scratch AS Base\nFROM base AS app\n")
+    with pytest.raises(DockerfileError, match=r"target='tests': .* no stage of that name \(named stages: base, app\)"):
+        build(tmp_path, target="tests")
+    (tmp_path / "Dockerfile").write_text("FROM scratch\n")
     monkeypatch.setattr(sys.modules["course_helpers.builder.build"], "buildkit_client", lambda: None)
     with pytest.raises(BuildError, match=r"No docker client .* can run BuildKit builds \(tried: "):
         build(tmp_path, builder="buildkit")
@@ -164,6 +168,25 @@ def test_second_build_is_all_cached(app, builder, tags, docker_client, quiet):
     image = docker_client.images.get(second.image_id)
     assert run.layer in image.attrs["RootFS"]["Layers"]
     assert image.labels.get(LABEL_SESSION) == SESSION_ID
+
+
+def test_each_step_gets_its_own_layer(tmp_path, builder, tags, docker_client, quiet):
+    # A RUN that changes no file makes no layer with the classic builder (BuildKit keeps an empty
+    # one): the steps after it must still get their own layers and sizes, not a neighbour's.
+    marker = uuid.uuid4().hex[:12]
+    (tmp_path / "Dockerfile").write_text(
+        f"FROM {BASE_IMAGE}\nLABEL marker={marker}\nRUN echo {marker} > /marker\nENV G=1\nWORKDIR /app\n"
+        "COPY a.txt .\nRUN cat a.txt\nCMD [\"x\"]\n")
+    (tmp_path / "a.txt").write_text("hello\n")
+    report = build(tmp_path, tags("layers"), builder=builder, progress=quiet)
+    layers = docker_client.images.get(report.image_id).attrs["RootFS"]["Layers"]
+    step = {s.instruction.split(None, 1)[0] + " " + s.instruction.split()[1]: s for s in report.steps}
+    assert (step["RUN echo"].size, step["COPY a.txt"].size, step["RUN cat"].size) == (len(marker) + 1, 6, 0)
+    made = [s.layer for s in report.steps if s.layer]
+    assert made == layers[len(layers) - len(made):], report.text()  # the top layers, in order
+    if builder == "classic":
+        assert step["RUN cat"].layer is None and len(made) == 3
+    assert all(s.layer is None for s in report.steps if s.instruction.split()[0] in ("LABEL", "ENV", "CMD"))
 
 
 def test_edit_reruns_copy_and_everything_after(app, builder, tags, quiet):

@@ -1,9 +1,5 @@
-"""diff.py on the real engine: shared layers, file changes, whiteouts, and the tar reader itself."""
+"""diff.py on the real engine: shared layers, file changes, whiteouts, long names and links in the export."""
 from __future__ import annotations
-
-import io
-import tarfile
-import uuid
 
 import pytest
 
@@ -75,6 +71,20 @@ def test_first_vs_third_files(repo, first_third):
     assert "files added: 0" in str(d) and "/usr/src/app" in str(d)
 
 
+def test_a_kept_layer_scan_gives_the_same_answer(repo, first_third, tmp_path, monkeypatch):
+    from course_helpers.layers.diff import diff_images
+
+    monkeypatch.setenv("COURSE_STATE_DIR", str(tmp_path))
+    read = diff_images(f"{repo}:first", f"{repo}:third", files=True)  # reads every layer
+    kept = list((tmp_path / "layer-scans").glob("*.json"))
+    assert len(kept) == 1  # the base layer: the only one big enough to keep
+    again = diff_images(f"{repo}:first", f"{repo}:third", files=True)  # the base layer's scan is kept
+    assert list(again.files) == list(read.files) and again.files.same_content == read.files.same_content
+    kept[0].write_text("{not json")  # a damaged scan is read again, never trusted
+    damaged = diff_images(f"{repo}:first", f"{repo}:third", files=True)
+    assert list(damaged.files) == list(read.files)
+
+
 def test_same_image_has_no_differences(repo, first_third):
     from course_helpers.layers.diff import diff_images
 
@@ -101,34 +111,20 @@ def test_whiteouts_and_opaque_dirs(engine, repo, tmp_path):
     assert "/usr/share/doc" not in changes or changes["/usr/share/doc"].change != "deleted"
 
 
-def _tar(entries) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for name, data in entries:
-            info = tarfile.TarInfo(name)
-            if data is None:
-                info.type = tarfile.DIRTYPE
-                tar.addfile(info)
-            else:
-                info.size = len(data)
-                tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
+def test_long_names_and_links(repo, tmp_path):
+    from course_helpers.layers.diff import diff_images
 
-
-def test_tar_reader_long_names_and_apply():
-    from course_helpers.layers.diff import _apply, _scan_layer, _Source, _Sub
-
-    long = "a/" + "x" * 150 + "/file.txt"
-    lower = _tar([("a", None), ("a/old", b"1"), ("keep", b"k"), ("gone", b"g"), (long, b"L" * 700)])
-    upper = _tar([("a", None), ("a/.wh..wh..opq", b""), ("a/new", b"22"), (".wh.gone", b"")])
-
-    def scan(data):
-        src = _Source(iter([data[i:i + 1000] for i in range(0, len(data), 1000)]))
-        return _scan_layer(_Sub(src, len(data)))
-
-    fs, touched = {}, {}
-    _apply(fs, scan(lower), 0, {})
-    assert fs["/" + long].size == 700
-    _apply(fs, scan(upper), 1, touched)
-    assert "/a/old" not in fs and "/gone" not in fs and "/" + long not in fs
-    assert fs["/a/new"].size == 2 and "/keep" in fs
+    # A path over tar's 100-byte name field (a PAX or GNU long name in the export), a hard link
+    # (compared by the content it shares) and a symlink.
+    long_dir = "/a/" + "x" * 150
+    (tmp_path / "Dockerfile").write_text(
+        "FROM python:3.11-slim-bookworm\n"
+        f"RUN mkdir -p {long_dir} && head -c 700 /dev/zero > {long_dir}/file.txt "
+        f"&& ln {long_dir}/file.txt /hard && ln -s /etc/hostname /soft\n")
+    _build(tmp_path, f"{repo}:links")
+    d = diff_images(BASE_IMAGE, f"{repo}:links", files=True)
+    changes = {c.path: c for c in d.files}
+    assert (changes[f"{long_dir}/file.txt"].change, changes[f"{long_dir}/file.txt"].size_b) == ("added", 700)
+    assert (changes["/hard"].kind, changes["/hard"].size_b) == ("file", 700)
+    assert changes["/soft"].kind == "symlink"
+    assert (d.files.count("added"), d.files.count("modified"), d.files.count("deleted")) == (5, 0, 0)

@@ -33,3 +33,21 @@ def test_read_dockerignore(tmp_path):
     assert read_dockerignore(tmp_path).patterns == []
     (tmp_path / ".dockerignore").write_text("# c\n./x/\n!x/keep\n")
     assert read_dockerignore(tmp_path).patterns == ["x", "!x/keep"]
+
+
+@pytest.mark.parametrize("patterns", [
+    ["*.log", "build", "**/__pycache__"],            # no '!': the walk skips excluded folders whole
+    ["docs/**", "!docs/keep.md", "*.log", "a/b"],    # with '!': excluded folders are walked for exceptions
+])
+def test_snapshot_walk_agrees_with_matching_each_path(tmp_path, patterns):
+    from course_helpers.dockerfile.context import take_snapshot
+
+    files = ["app.py", "x.log", "sub/y.log", "build/out/x.o", "pkg/__pycache__/m.pyc", "pkg/m.py",
+             "docs/keep.md", "docs/skip.md", "docs/deep/keep.md", "a/b/c.txt", "a/c.txt"]
+    for name in files:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(name)
+    (tmp_path / ".dockerignore").write_text("\n".join(patterns) + "\n")
+    ignore = DockerIgnore(patterns)
+    kept = {k for k, v in take_snapshot(tmp_path).files.items() if v.digest != "dir"}
+    assert kept == {name for name in files + [".dockerignore"] if not ignore.excluded(name)}

@@ -109,10 +109,10 @@ def test_history_of_base_is_all_base(engine):
     assert rows and all(r.origin == "base" for r in rows)
 
 
-def test_human_size_matches_docker():
-    from course_helpers.layers.images import human_size
+def test_sizes_print_as_docker_prints_them():
+    from course_helpers.formatting import format_size
 
-    assert [human_size(n) for n in (0, 315, 999, 1000, 4_948_513, 11_700_000, 190_812_345)] == \
+    assert [format_size(n) for n in (0, 315, 999, 1000, 4_948_513, 11_700_000, 190_812_345)] == \
         ["0B", "315B", "999B", "1kB", "4.95MB", "11.7MB", "191MB"]
 
 

@@ -55,6 +55,8 @@ class Scenario:
     args_before: dict | None = None
     args_after: dict | None = None
     dockerfile: str = SIMPLE
+    target: str | None = None  # --target, for both builds
+    expect_after: str | None = None  # what explain() must say of every missed step after the first
 
 
 def _edit_dockerfile(old: str, new: str) -> Callable[[Path, str], None]:
@@ -93,6 +95,24 @@ COPY --from=build /artifact /artifact
 RUN cat /artifact
 """
 
+# --target a middle stage: BuildKit builds only what `middle` needs (not `unrelated`, not `final`);
+# the classic builder builds every stage up to `middle`, `unrelated` included.
+TARGET = f"""{BASE} AS base
+LABEL marker=@M@
+RUN echo @M@ > /marker
+COPY lib.txt /lib.txt
+{BASE} AS unrelated
+LABEL marker=@M@
+RUN echo @M@ unrelated > /marker
+COPY app.py /app.py
+FROM base AS middle
+COPY app.py /app.py
+RUN cat /lib.txt /app.py > /both
+{BASE} AS final
+COPY --from=middle /both /both
+RUN cat /both
+"""
+
 # Two stages with the very same step on the same base: BuildKit runs it once (finding 19).
 SHARED = f"""{BASE} AS one
 RUN echo @M@ > /marker
@@ -123,6 +143,23 @@ SCENARIOS = [
              "lib.txt", dockerfile=SAME_BYTES),
     Scenario("multi-stage, a step shared by two stages", lambda c, m: _write(c, "app.py", "print('v2')\n"),
              "app.py", dockerfile=SHARED),
+    Scenario("--target a middle stage", lambda c, m: _write(c, "app.py", "print('v2')\n"), "app.py",
+             dockerfile=TARGET, target="middle"),
+    Scenario("an inserted instruction",
+             _edit_dockerfile("WORKDIR /app\n", "WORKDIR /app\nRUN echo inserted > /inserted\n"),
+             "a new instruction", expect_after="a new instruction before this step: `RUN echo inserted"),
+    Scenario("an inserted LABEL",
+             _edit_dockerfile("WORKDIR /app\n", "WORKDIR /app\nLABEL course.stage=070\n"),
+             # BuildKit: LABEL is no step and changes no filesystem, so nothing misses.
+             {"classic": "a new instruction", "buildkit": None},
+             expect_after="a new instruction before this step: `LABEL course.stage=070`"),
+    Scenario("a removed instruction", _edit_dockerfile("RUN cat requirements.txt > /reqs\n", ""),
+             "an instruction removed before this step: `RUN cat requirements.txt > /reqs`",
+             expect_after="an instruction removed before this step: `RUN cat requirements.txt > /reqs`"),
+    Scenario("a moved instruction",
+             _edit_dockerfile("RUN cat requirements.txt > /reqs\nARG VERSION=1\nCOPY . .\n",
+                              "ARG VERSION=1\nCOPY . .\nRUN cat requirements.txt > /reqs\n"),
+             "moved", expect_after="moved"),
 ]
 
 
@@ -162,9 +199,9 @@ def built_tags(engine):
             engine.images.remove(img.id, force=True)
 
 
-def _build(ctx: Path, tag: str, builder: str, args: dict | None):
+def _build(ctx: Path, tag: str, builder: str, args: dict | None, target: str | None = None):
     from course_helpers.builder.build import build
-    report = build(ctx, tag, builder=builder, build_args=args, progress=False)
+    report = build(ctx, tag, builder=builder, build_args=args, target=target, progress=False)
     record_context_snapshot(report)  # idempotent if build() already records it
     return report
 
@@ -183,10 +220,11 @@ def test_prediction_matches_real_build(engine, make_context, built_tags, builder
     ctx, marker = make_context(scenario.dockerfile)
     tag = f"course-test-predict:{marker}"
     built_tags.append(tag)
-    first = _build(ctx, tag, builder, scenario.args_before)
+    first = _build(ctx, tag, builder, scenario.args_before, scenario.target)
     scenario.edit(ctx, marker)
-    prediction = predict(ctx, against=first, builder=builder, build_args=scenario.args_after)
-    second = _build(ctx, tag, builder, scenario.args_after)
+    prediction = predict(ctx, against=first, builder=builder, build_args=scenario.args_after,
+                         target=scenario.target)
+    second = _build(ctx, tag, builder, scenario.args_after, scenario.target)
     built_tags += [first.image_id, second.image_id]  # the first image is untagged once the second takes the tag
 
     actual = _rows(second.steps)
@@ -219,3 +257,5 @@ def test_prediction_matches_real_build(engine, make_context, built_tags, builder
     else:
         assert expect in missed[0].reason, explanation.text()
         assert all(s.reason for s in missed)
+        if scenario.expect_after:
+            assert all(scenario.expect_after in s.reason for s in missed[1:]), explanation.text()

@@ -27,12 +27,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from ..config import session_labels
-from ..dockerfile.parse import parse_dockerfile
+from ..dockerfile.parse import LAYER_INSTRUCTIONS, parse_dockerfile
 from ..engine.cli import BuildkitClient, buildkit_client, describe_probes
 from ..engine.client import client as engine_client, reset as reset_client, try_client
 from ..engine.ownership import engine_dir, record_build
 from ..engine.session import course_call
 from ..errors import BuildError, DockerfileError, check_image_name, engine_stopped, is_connection_error
+from ..layers.history import layer_history
 from . import logs as buildlog
 from .report import BuildReport, Step
 
@@ -41,14 +42,13 @@ if TYPE_CHECKING:  # the SDK is imported lazily: it costs ~0.2 s and BuildKit bu
 
 BUILDERS = ("auto", "buildkit", "classic")
 _TAIL = 15
-_LAYER_KEYWORDS = {"RUN", "COPY", "ADD", "WORKDIR"}  # the instructions that add a layer, in both builders
 _DIGEST_LINE = re.compile(r"^#\d+ sha256:[0-9a-f]{64}$")  # 20.10 prints each vertex's digest: noise
 
 
 @course_call("building an image")
 def build(context: str | Path, tag: str | None = None, *, dockerfile: str = "Dockerfile",
           builder: str = "auto", no_cache: bool = False, build_args: dict[str, str] | None = None,
-          progress: bool | Callable[[str], None] = True,
+          target: str | None = None, progress: bool | Callable[[str], None] = True,
           client: "docker.DockerClient | None" = None) -> BuildReport:
     """Build an image from a context directory and report what each step did.
 
@@ -60,6 +60,8 @@ def build(context: str | Path, tag: str | None = None, *, dockerfile: str = "Doc
             builder through the Docker SDK) or ``"auto"`` (BuildKit when a capable CLI exists).
         no_cache: build every step afresh (``--no-cache`` / ``nocache``).
         build_args: ``ARG`` values, e.g. ``{"PIP_INDEX_URL": "..."}``.
+        target: build up to this stage (``--target``) instead of the last: BuildKit builds only
+            the stages it needs, the classic builder every stage up to it.
         progress: True prints the builder's output as it arrives (live in a notebook cell or a
             terminal), False keeps quiet, a callable receives each line instead.
         client: the Docker SDK client to use; default :func:`course_helpers.engine.client`.
@@ -72,7 +74,7 @@ def build(context: str | Path, tag: str | None = None, *, dockerfile: str = "Doc
         BuildError: the context is missing, ``builder="buildkit"`` but no docker CLI here can run
             BuildKit, or the build failed (the message names the step, instruction and exit code,
             and what to do; ``log_tail`` and ``command`` hold the details).
-        DockerfileError: the Dockerfile is missing.
+        DockerfileError: the Dockerfile is missing, or ``target`` names no stage of it.
         ValueError: ``builder`` is not one of ``auto``, ``buildkit``, ``classic``.
     """
     ctx = Path(context)
@@ -90,9 +92,17 @@ def build(context: str | Path, tag: str | None = None, *, dockerfile: str = "Doc
                               "dockerfile= with its path relative to the context.")
     # The one reader; a file that is not UTF-8 is read as Docker reads it (bad bytes as U+FFFD).
     try:
-        instructions = buildlog.instructions_of(parse_dockerfile(dockerfile_path, build_args))
+        parsed = parse_dockerfile(dockerfile_path, build_args)
     except DockerfileError:
-        instructions = []  # the engine is the judge: its own parse error names the line, or it builds
+        parsed = None  # the engine is the judge: its own parse error names the line, or it builds
+    instructions = buildlog.instructions_of(parsed) if parsed else []
+    if parsed is not None and target is not None:
+        if parsed.stage(target) is None:
+            names = ", ".join(s.name for s in parsed.stages if s.name) or "none"
+            raise DockerfileError(f"target={target!r}: {dockerfile_path} has no stage of that name (named "
+                                  f"stages: {names}); pass the name written after AS.")
+        last = parsed.stage(target).index
+        instructions = [i for i in instructions if i.stage_number <= last]  # what the build prints
     cli = buildkit_client() if builder in ("auto", "buildkit") else None
     if builder == "buildkit" and cli is None:
         raise BuildError("No docker client on this machine can run BuildKit builds (tried: "
@@ -105,9 +115,11 @@ def build(context: str | Path, tag: str | None = None, *, dockerfile: str = "Doc
     records = engine_dir()  # before building: afterwards the engine may be gone
     try:
         if cli is not None:
-            image_id, log, steps = _build_buildkit(cli, ctx, dockerfile, tag, no_cache, args, instructions, say)
+            image_id, log, steps = _build_buildkit(cli, ctx, dockerfile, tag, no_cache, args, target,
+                                                   instructions, say)
         else:
-            image_id, log, steps = _build_classic(client, ctx, dockerfile, tag, no_cache, args, instructions, say)
+            image_id, log, steps = _build_classic(client, ctx, dockerfile, tag, no_cache, args, target,
+                                                  instructions, say)
     except BuildError:
         # A build that failed because the engine went away is not the Dockerfile's fault.
         if client is None and try_client(timeout=5) is None:
@@ -122,8 +134,8 @@ def build(context: str | Path, tag: str | None = None, *, dockerfile: str = "Doc
         record_build(image_id, tag, kind, start, end, folder=records)
     report = BuildReport(image_id=image_id, tags=[tag] if tag else [], builder=kind,
                          seconds=end - start, log=log, steps=steps, context=str(ctx), dockerfile=dockerfile,
-                         build_args=args, no_cache=no_cache)
-    _attach_layers(report, _sdk(client), instructions)
+                         build_args=args, no_cache=no_cache, target=target)
+    _attach_layers(report, _sdk(client), instructions[-1].stage if instructions else None)
     # predict()/explain() compare later builds with what this one saw (context.py's contract).
     from ..dockerfile.context import record_context_snapshot
     record_context_snapshot(report)
@@ -168,7 +180,7 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 def _build_buildkit(cli: BuildkitClient, ctx: Path, dockerfile: str, tag: str | None, no_cache: bool,
-                    build_args: dict[str, str], instructions: list[buildlog.Instruction],
+                    build_args: dict[str, str], target: str | None, instructions: list[buildlog.Instruction],
                     say: Callable[[str], None]) -> tuple[str, str, list[Step]]:
     parser: buildlog.PlainParser | buildlog.RawjsonParser
     parser = (buildlog.RawjsonParser if cli.progress == "rawjson" else buildlog.PlainParser)(instructions)
@@ -180,6 +192,7 @@ def _build_buildkit(cli: BuildkitClient, ctx: Path, dockerfile: str, tag: str | 
         cmd += [f"--build-arg={key}={value}" for key, value in build_args.items()]
         cmd += ["-t", tag] if tag else []
         cmd += ["--no-cache"] if no_cache else []
+        cmd += ["--target", target] if target else []
         cmd.append(str(ctx))
         lines: list[str] = []
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -232,7 +245,8 @@ def _say_rawjson(line: str, say: Callable[[str], None]) -> None:
 
 
 def _build_classic(client: "docker.DockerClient | None", ctx: Path, dockerfile: str, tag: str | None,
-                   no_cache: bool, build_args: dict[str, str], instructions: list[buildlog.Instruction],
+                   no_cache: bool, build_args: dict[str, str], target: str | None,
+                   instructions: list[buildlog.Instruction],
                    say: Callable[[str], None]) -> tuple[str, str, list[Step]]:
     from docker.errors import APIError
 
@@ -240,7 +254,7 @@ def _build_classic(client: "docker.DockerClient | None", ctx: Path, dockerfile: 
     parser = buildlog.ClassicParser(instructions, clock=time.monotonic)
     kwargs: dict[str, Any] = dict(path=str(ctx), tag=tag, rm=True, forcerm=True, decode=True,
                                   labels=session_labels(), nocache=no_cache, buildargs=build_args or None,
-                                  dockerfile=dockerfile)
+                                  dockerfile=dockerfile, target=target)
     # forcerm: a failed step's container is removed too, so a failed build leaves none behind.
     command = "docker.APIClient.build(" + ", ".join(f"{k}={v!r}" for k, v in kwargs.items()) + ")"
     lines: list[str] = []
@@ -329,33 +343,24 @@ def _build_error(failure: buildlog.Failure | None, lines: list[str], command: st
 
 # --- layers ------------------------------------------------------------------------------------
 
-def _history_adds_layer(created_by: str) -> bool:
-    """Whether a history row has a layer: classic marks metadata with ``#(nop)``, BuildKit starts with the keyword."""
-    if "#(nop)" in created_by:
-        return re.search(r"#\(nop\)\s+(COPY|ADD|WORKDIR)\b", created_by) is not None
-    word = created_by.split(None, 1)[0].upper() if created_by.strip() else ""
-    if word in {"CMD", "ENV", "LABEL", "EXPOSE", "ENTRYPOINT", "USER", "VOLUME", "STOPSIGNAL", "HEALTHCHECK",
-                "SHELL", "ONBUILD", "ARG", "MAINTAINER"}:
-        return False
-    return True  # BuildKit RUN/COPY/ADD/WORKDIR, classic RUN ("/bin/sh -c ...", "|1 A=b /bin/sh -c ...")
+def _attach_layers(report: BuildReport, client: "docker.DockerClient", final: str | None) -> None:
+    """Fill Step.layer and Step.size of the final stage's steps from the image's history.
 
-
-def _attach_layers(report: BuildReport, client: "docker.DockerClient",
-                   instructions: list[buildlog.Instruction]) -> None:
-    """Fill Step.layer and Step.size of the final stage from the image: two cheap API calls.
-
-    The final stage's layer-making steps (RUN, COPY, ADD, WORKDIR) made the top layers of
-    RootFS, in order; the history rows that carry a layer, newest first, give their sizes.
+    The image's newest history rows are the final stage's instructions, in order, with the
+    rows the builder adds (classic appends a LABEL per course label) on top; metadata rows
+    carry no layer.  So the final stage's RUN/COPY/ADD/WORKDIR steps, from the last, pair
+    with the history rows of those instructions, from the newest.  A step whose row made no
+    layer (a RUN that changed no file) keeps ``layer=None``.  Two API calls for a BuildKit
+    image; a classic one adds one per intermediate image.
     """
-    final = instructions[-1].stage if instructions else None
     layered = [s for s in report.steps if s.stage == final and not s.is_from
-               and s.instruction.split(None, 1)[0].upper() in _LAYER_KEYWORDS]
+               and s.instruction.split(None, 1)[0].upper() in LAYER_INSTRUCTIONS]
     if not layered:
         return
-    diff_ids = client.api.inspect_image(report.image_id).get("RootFS", {}).get("Layers") or []
-    rows = [r for r in client.api.history(report.image_id) if _history_adds_layer(r.get("CreatedBy", ""))]
-    if len(layered) > len(diff_ids):
-        return  # the image does not look like this Dockerfile's (e.g. ONBUILD): leave layers unknown
-    for step, diff_id, row in zip(reversed(layered), reversed(diff_ids), rows):
-        step.layer = diff_id
-        step.size = int(row.get("Size") or 0)
+    rows = [row for row in layer_history(client.api.inspect_image(report.image_id), client)
+            if row.keyword in LAYER_INSTRUCTIONS]
+    for step, row in zip(reversed(layered), reversed(rows)):
+        if row.keyword != step.instruction.split(None, 1)[0].upper():
+            return  # the history does not follow this Dockerfile (e.g. ONBUILD): leave the rest unknown
+        step.layer = row.diff_id
+        step.size = row.size

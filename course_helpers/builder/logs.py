@@ -17,7 +17,6 @@ written, or leave them out and FROM is restored as well as it can be.
 from __future__ import annotations
 
 import base64
-import datetime as _dt
 import json
 import re
 from dataclasses import dataclass, field
@@ -25,10 +24,9 @@ from typing import Any, Iterable
 
 from ..config import LABEL_PREFIX
 from ..dockerfile.parse import Dockerfile, parse_dockerfile_text
+from ..formatting import parse_time
 from .report import Step
 
-# Instructions BuildKit gives a vertex (and an [i/n] number) besides FROM.
-_BUILDKIT_NUMBERED = {"RUN", "COPY", "ADD", "WORKDIR"}
 
 
 # --- the Dockerfile ---------------------------------------------------------------------------
@@ -321,17 +319,6 @@ def parse_buildkit_plain(text_or_lines: str | Iterable[str],
 
 # --- BuildKit rawjson ----------------------------------------------------------------------------
 
-def _timestamp(value: str | None) -> float | None:
-    """RFC 3339 with nanoseconds (Go) -> POSIX seconds; Python takes at most microseconds."""
-    if not value:
-        return None
-    value = re.sub(r"(\.\d{6})\d+", r"\1", value).replace("Z", "+00:00")
-    try:
-        return _dt.datetime.fromisoformat(value).timestamp()
-    except ValueError:
-        return None
-
-
 class RawjsonParser:
     """Incremental parser of ``--progress=rawjson`` output (BuildKit SolveStatus, one JSON per line).
 
@@ -364,8 +351,8 @@ class RawjsonParser:
                 continue
             vertex.cached = vertex.cached or bool(vx.get("cached"))
             started, completed = self._times.get(key, (None, None))
-            started = _timestamp(vx.get("started")) or started
-            completed = _timestamp(vx.get("completed")) or completed
+            started = parse_time(vx.get("started")) or started
+            completed = parse_time(vx.get("completed")) or completed
             self._times[key] = (started, completed)
             if started is not None and completed is not None:
                 vertex.seconds = round(completed - started, 1)

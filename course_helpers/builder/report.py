@@ -3,8 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-
-from ..formatting import format_seconds, format_size, short_id as short_image_id
+from ..formatting import Html, format_seconds, format_size, short_id as short_image_id, table_html
 
 
 _BADGE_COLOURS = {"CACHED": "#2e7d32", "RAN": "#ef6c00", "BASE": "#757575"}
@@ -66,6 +65,9 @@ class BuildReport:
             reports only FROM, RUN, COPY, ADD and WORKDIR; classic reports every instruction).
         context: the build context directory (for explain/predict).
         dockerfile: path of the Dockerfile used, relative to the context.
+        build_args: the ``--build-arg`` values it had.
+        no_cache: whether it ran with ``no_cache=True``.
+        target: the stage it built (``--target``), None for the last.
     """
 
     image_id: str
@@ -78,6 +80,7 @@ class BuildReport:
     dockerfile: str = "Dockerfile"
     build_args: dict[str, str] = field(default_factory=dict)
     no_cache: bool = False
+    target: str | None = None
 
     @property
     def short_id(self) -> str:
@@ -120,30 +123,16 @@ class BuildReport:
     # The notebook's text/plain form (what nbval compares) is the same stable text.
     __repr__ = __str__
 
-    def explain(self, against: "BuildReport | None" = None):
-        """Why each step missed the cache; see :func:`course_helpers.explain.explain`."""
-        from ..cache.explain import explain
-
-        return explain(self, against)
-
     def _repr_html_(self) -> str:
-        from html import escape
-
-        rows = []
         multi = len({s.stage for s in self.steps}) > 1
-        for step in self.steps:
-            colour = _BADGE_COLOURS[step.badge]
-            rows.append(
-                "<tr>"
-                f"<td style='text-align:right'>{step.index}</td>" + (f"<td>{escape(step.stage)}</td>" if multi else "") +
-                f"<td style='text-align:left'><code>{escape(step.instruction)}</code></td>"
-                f"<td><span style='background:{colour};color:white;padding:1px 6px;border-radius:3px;"
-                f"font-size:85%'>{step.badge}</span></td>"
-                f"<td style='text-align:right'>{format_seconds(step.seconds)}</td>"
-                f"<td style='text-align:right'>{format_size(step.size)}</td>"
-                "</tr>")
-        return (f"<div><p><b>{escape(self.header())}</b></p>"
-                "<table><thead><tr><th>step</th>" + ("<th>stage</th>" if multi else "") +
-                "<th style='text-align:left'>instruction</th>"
-                "<th>cache</th><th>seconds</th><th>size</th></tr></thead><tbody>"
-                + "".join(rows) + "</tbody></table></div>")
+        headers = ["step"] + (["stage"] if multi else []) + ["instruction", "cache", "seconds", "size"]
+        rows = [[step.index] + ([step.stage] if multi else []) +
+                [step.instruction, _badge(step.badge), format_seconds(step.seconds), format_size(step.size)]
+                for step in self.steps]
+        return table_html(headers, rows, title=self.header(), code=["instruction"],
+                          align={"step": "right", "seconds": "right", "size": "right"})
+
+
+def _badge(text: str) -> Html:
+    return Html(f"<span style='background:{_BADGE_COLOURS[text]};color:white;padding:1px 6px;"
+                f"border-radius:3px;font-size:85%'>{text}</span>")

@@ -16,7 +16,8 @@ from ..dockerfile.context import BuildRecord, find_record, take_snapshot
 from ..dockerfile.parse import parse_dockerfile
 from ..engine.session import course_call
 from ..errors import CourseError
-from .predict import SimStep, _table_html, model_steps, simulate, step_position, verdicts
+from ..formatting import table_html
+from .predict import SimStep, judge, model_steps, simulate, step_position
 
 if TYPE_CHECKING:
     from ..builder.report import BuildReport
@@ -58,8 +59,9 @@ class Explanation:
     def _repr_html_(self) -> str:
         rows = [[s.stage, s.index, s.instruction, "cached" if s.cached else "ran", s.reason or ""]
                 for s in self.steps]
-        return _table_html(["stage", "step", "instruction", "", "why"], rows,
-                           f"Why steps ran ({self.builder}), compared with {self.compared_with}")
+        return table_html(["stage", "step", "instruction", "", "why"], rows,
+                          title=f"Why steps ran ({self.builder}), compared with {self.compared_with}",
+                          drop_single_stage=True)
 
 
 def _model(report: "BuildReport", record: BuildRecord | None, builder: str,
@@ -69,7 +71,7 @@ def _model(report: "BuildReport", record: BuildRecord | None, builder: str,
     # Not recorded: the context as it is now is the best evidence left.
     context = os.path.abspath(report.context or ".")
     df = parse_dockerfile(Path(context) / report.dockerfile, report.build_args)
-    return simulate(df, take_snapshot(context), builder, same_sources)
+    return simulate(df, take_snapshot(context), builder, same_sources, report.target)
 
 
 @course_call("explaining a build")
@@ -97,10 +99,9 @@ def explain(report: "BuildReport", against: "BuildReport | BuildRecord | None" =
             raise CourseError("explain(): the report given as against= was never recorded; build it with "
                               "course_helpers.build() and try again.")
     builder = report.builder
-    new, alt_new = _model(report, current, builder), _model(report, current, builder, True)
-    old = model_steps(previous, builder) if previous is not None else []
-    alt_old = model_steps(previous, builder, True) if previous is not None else []
-    found = verdicts(new, alt_new, old, alt_old, False, previous is not None)
+    new, found = judge(lambda same: _model(report, current, builder, same),
+                       lambda same: model_steps(previous, builder, same) if previous is not None else [],
+                       False, previous is not None)
     at = {(s.stage, s.index): j for j, s in enumerate(new)}
     out = []
     for rs in report.steps:

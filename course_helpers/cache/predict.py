@@ -12,17 +12,21 @@ cache key made of what that builder really compares:
 - BuildKit: only filesystem steps (FROM, RUN, COPY, ADD, WORKDIR) are steps;
   ENV, ARG, LABEL, CMD ... change no filesystem, so a COPY after a changed ENV
   or LABEL is still cached; a RUN's key holds its environment (ENV and the
-  build arguments in scope); stages the target does not need are not built.
+  build arguments in scope); identical steps on an identical parent are one
+  step, run once for every stage that has them.
+
+Which stages run: BuildKit builds only those the target (``--target``, default
+the last stage) needs; the classic builder builds every stage up to the target.
 
 A step is predicted cached when its key is among the keys the earlier
-build(s) produced.  Known limit: ``COPY --from`` of a rebuilt stage is cached
-by both builders when the copied files come out byte-identical, which only a
-build can tell; the prediction says "rebuilt" and explains that.
+build(s) produced.  A ``COPY --from`` of a stage that re-runs is cached by both
+builders exactly when the copied files come out byte-identical, which only the
+build can tell: such a step, and those after it, are predicted "depends", and
+explain() says afterwards which way it went.
 """
 from __future__ import annotations
 
 import hashlib
-import html
 import os
 import posixpath
 import re
@@ -32,16 +36,14 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, NamedTuple
 
 from ..dockerfile.context import BuildRecord, ContextSnapshot, build_records, find_record, take_snapshot
 from ..dockerfile.parse import Dockerfile, Instruction, copy_source_stage, parse_dockerfile, parse_dockerfile_text
-from ..errors import CourseError, DockerfileError
-from ..formatting import short_hex as short
 from ..engine.session import course_call
-from ..formatting import table_html
+from ..errors import CourseError, DockerfileError
+from ..formatting import short_hex as short, table_html
 
 if TYPE_CHECKING:
     from ..builder.report import BuildReport
 
 BUILDERS = ("buildkit", "classic")
-FS_STEPS = {"FROM", "RUN", "COPY", "ADD", "WORKDIR"}  # what BuildKit shows as steps
 
 
 def norm(text: str) -> str:
@@ -51,6 +53,11 @@ def norm(text: str) -> str:
 
 def _h(*parts: Any) -> str:
     return hashlib.sha256(repr(parts).encode()).hexdigest()
+
+
+def _input_keys(inputs: dict[str, Any]) -> list[tuple[str, str]]:
+    # Each input hashed on its own: a COPY's file list (10,000 entries, say) is turned into text once.
+    return sorted((k, _h(v)) for k, v in inputs.items() if k != "instruction")
 
 
 # --- the model ---------------------------------------------------------------------------------
@@ -81,7 +88,7 @@ def _glob_to_re(pattern: str) -> re.Pattern:
 
 
 def select_files(snapshot: ContextSnapshot, source: str, inst: Instruction, path: str) -> dict[str, tuple]:
-    """The context entries a COPY/ADD source selects: ``{relpath: (digest, mode)}``.
+    """The context entries a COPY/ADD source selects: ``{relpath: FileEntry(digest, mode)}``.
 
     Raises:
         DockerfileError: the source selects nothing (names the Dockerfile line).
@@ -89,7 +96,7 @@ def select_files(snapshot: ContextSnapshot, source: str, inst: Instruction, path
     src = posixpath.normpath("/" + source).lstrip("/")
     files = snapshot.files
     if src in ("", "."):
-        return {k: (v.digest, v.mode) for k, v in files.items()}
+        return dict(files)
     if any(c in src for c in "*?["):
         rx = _glob_to_re(src)
         roots = [k for k in files if rx.match(k)]
@@ -104,12 +111,33 @@ def select_files(snapshot: ContextSnapshot, source: str, inst: Instruction, path
         prefix = root + "/"
         for k, v in files.items():
             if k == root or k.startswith(prefix):
-                out[k] = (v.digest, v.mode)
+                out[k] = v
     return out
 
 
+def built_stages(df: Dockerfile, builder: str, target: str | None = None) -> list[int]:
+    """The stages a build of ``target`` (default: the last stage) runs, in file order.
+
+    BuildKit runs only the stages the target needs (its base and what it copies from, and
+    theirs); the classic builder runs every stage from the first up to the target, needed or not.
+
+    Args:
+        df: the parsed Dockerfile.
+        builder: ``"buildkit"`` or ``"classic"``.
+        target: the stage named by ``--target``; None for the last stage.
+
+    Returns:
+        Stage indexes, in file order.
+
+    Raises:
+        DockerfileError: there is no stage of that name.
+    """
+    needed = df.needed_stages(target)
+    return needed if builder == "buildkit" else list(range(needed[-1] + 1))
+
+
 def simulate(df: Dockerfile, snapshot: ContextSnapshot | None, builder: str,
-             same_sources: bool = False) -> list[SimStep]:
+             same_sources: bool = False, target: str | None = None) -> list[SimStep]:
     """Compute each reported step's cache key for one builder, from the parsed model alone.
 
     Args:
@@ -118,14 +146,21 @@ def simulate(df: Dockerfile, snapshot: ContextSnapshot | None, builder: str,
         builder: ``"buildkit"`` or ``"classic"``.
         same_sources: key ``COPY --from=<stage>`` as if the stage wrote the same bytes as before
             (BuildKit and classic both key such a copy by the copied content, not by the stage).
+        target: the stage to build (``--target``), default the last.
 
     Returns:
-        The steps in the order the builder reports them (per stage, in Dockerfile order).
+        The steps of the stages the build runs (:func:`built_stages`), in the order the builder
+        reports them (per stage, in Dockerfile order).
+
+    Raises:
+        DockerfileError: ``target`` names no stage, or a COPY source is missing.
     """
     steps: list[SimStep] = []
     stage_end: dict[int, tuple[str, int | None]] = {}  # stage index -> (key, position) of its last step
-    needed = set(df.needed_stages()) if builder == "buildkit" else set(range(len(df.stages)))
+    built = set(built_stages(df, builder, target))
     for stage in df.stages:
+        if stage.index not in built:
+            continue  # a stage the build skips is never keyed: nothing the build runs refers to it
         if stage.base_stage is not None:
             key, pos = stage_end[stage.base_stage]
         else:
@@ -146,7 +181,7 @@ def simulate(df: Dockerfile, snapshot: ContextSnapshot | None, builder: str,
                 inputs.update(command=inst.command, args=args, workdir=st.workdir, user=st.user)
                 if builder == "buildkit":
                     inputs.update(env=dict(st.env), shell=st.shell, flags=dict(inst.flags))
-                key = _h(parent_key, "RUN", sorted((k, repr(v)) for k, v in inputs.items() if k != "instruction"))
+                key = _h(parent_key, "RUN", _input_keys(inputs))
             elif kw in ("COPY", "ADD"):
                 inputs.update(sources=list(inst.sources), dest=inst.dest, chown=inst.flags.get("chown"),
                               chmod=inst.flags.get("chmod"))
@@ -164,7 +199,7 @@ def simulate(df: Dockerfile, snapshot: ContextSnapshot | None, builder: str,
                         else:
                             files.update(select_files(snapshot, source, inst, df.path))
                     inputs["files"] = files
-                key = _h(parent_key, kw, sorted((k, repr(v)) for k, v in inputs.items() if k != "instruction"))
+                key = _h(parent_key, kw, _input_keys(inputs))
             elif kw == "WORKDIR":
                 workdir = posixpath.normpath(posixpath.join(st.workdir, " ".join(inst.words)))
                 inputs["workdir"] = workdir
@@ -181,25 +216,9 @@ def simulate(df: Dockerfile, snapshot: ContextSnapshot | None, builder: str,
         first: dict[str, int] = {}
         for i, s in enumerate(steps):
             if s.keyword != "FROM":
-                s.shared_with = first.setdefault(s.key, i) if s.key in first else None
+                s.shared_with = first.get(s.key)
                 first.setdefault(s.key, i)
-        kept = [s for s in steps if _stage_index(df, s.stage) in needed]
-        if len(kept) != len(steps):  # keep parent links valid in the shorter list
-            remap = {id(s): i for i, s in enumerate(kept)}
-            old = steps
-            for s in kept:
-                s.parent = remap.get(id(old[s.parent])) if s.parent is not None else None
-                s.source_step = remap.get(id(old[s.source_step])) if s.source_step is not None else None
-                s.shared_with = remap.get(id(old[s.shared_with])) if s.shared_with is not None else None
-            steps = kept
     return steps
-
-
-def _stage_index(df: Dockerfile, label: str) -> int:
-    for stage in df.stages:
-        if stage.label == label:
-            return stage.index
-    return -1
 
 
 # --- reasons -----------------------------------------------------------------------------------
@@ -334,10 +353,6 @@ def step_position(steps) -> Callable[[Any], str]:
     return lambda s: f"[{s.stage} {s.index}]" if multi else f"[{s.index}]"
 
 
-def _table_html(headers: list[str], rows: list[list[Any]], title: str) -> str:
-    return table_html(headers, rows, title=title, drop_single_stage=True)
-
-
 @dataclass
 class Prediction:
     """What a build will do, step by step, according to the cache rules of one builder.
@@ -368,8 +383,9 @@ class Prediction:
 
     def _repr_html_(self) -> str:
         rows = [[s.stage, s.index, s.instruction, s.verdict, s.reason] for s in self.steps]
-        return _table_html(["stage", "step", "instruction", "prediction", "why"], rows,
-                           f"Prediction ({self.builder}), compared with {self.compared_with}")
+        return table_html(["stage", "step", "instruction", "prediction", "why"], rows,
+                          title=f"Prediction ({self.builder}), compared with {self.compared_with}",
+                          drop_single_stage=True)
 
 
 def _record_for(against: Any, context: str, dockerfile: str, builder: str,
@@ -390,7 +406,7 @@ def model_steps(record: BuildRecord, builder: str, same_sources: bool = False) -
     """The model's steps for a recorded build (none when its Dockerfile no longer parses)."""
     try:
         df = parse_dockerfile_text(record.dockerfile_text, record.dockerfile, record.build_args)
-        return simulate(df, record.snapshot(), builder, same_sources)
+        return simulate(df, record.snapshot(), builder, same_sources, record.target)
     except DockerfileError:
         return []  # an earlier Dockerfile that no longer parses left nothing reusable to model
 
@@ -405,6 +421,27 @@ def _depends_reason(new: list[SimStep], i: int, multi: bool) -> str:
     if j == i:
         return f"cached if stage {copy.source_stage} writes the same bytes to {files} as before"
     return f"cached if {_step_name(copy, multi)} is: that is, if stage {copy.source_stage} writes the same bytes"
+
+
+def judge(model_new: Callable[[bool], list[SimStep]], model_old: Callable[[bool], list[SimStep]],
+          no_cache: bool, have_old: bool | None = None) -> tuple[list[SimStep], list[tuple[bool | None, str]]]:
+    """Model a build and an earlier one, and give each of the build's steps its verdict.
+
+    Args:
+        model_new, model_old: ``model(same_sources)`` gives the steps of a build (see :func:`simulate`).
+        no_cache: the build runs with ``no_cache=True``.
+        have_old: there is an earlier build to compare with (default: when it has steps).
+
+    Returns:
+        The build's steps, and (cached, reason) for each (:func:`verdicts`).  The "same bytes"
+        models, which only a ``COPY --from`` of a stage needs, are made only when there is one.
+    """
+    new, old = model_new(False), model_old(False)
+    if any(s.source_step is not None for s in new):
+        alt_new, alt_old = model_new(True), model_old(True)
+    else:
+        alt_new, alt_old = new, old
+    return new, verdicts(new, alt_new, old, alt_old, no_cache, bool(old) if have_old is None else have_old)
 
 
 def verdicts(new: list[SimStep], alt_new: list[SimStep], olds: list[SimStep], alt_olds: list[SimStep],
@@ -436,7 +473,7 @@ def verdicts(new: list[SimStep], alt_new: list[SimStep], olds: list[SimStep], al
 @course_call("predicting a build")
 def predict(context: str | Path, dockerfile: str = "Dockerfile", against: "BuildReport | BuildRecord | None" = None,
             builder: str | None = None, build_args: dict[str, str] | None = None, no_cache: bool = False,
-            tag: str | None = None) -> Prediction:
+            tag: str | None = None, target: str | None = None) -> Prediction:
     """Say, without building, which steps the next build will take from the cache, and why.
 
     Needs no engine: it compares the context and Dockerfile on disk with what
@@ -452,12 +489,15 @@ def predict(context: str | Path, dockerfile: str = "Dockerfile", against: "Build
         build_args: the ``--build-arg`` values the build will get.
         no_cache: the build will run with ``no_cache=True`` (nothing is reused).
         tag: narrow the default comparison to builds of this tag.
+        target: the stage the build will stop at (``--target``), default the last: BuildKit builds
+            only the stages it needs, the classic builder every stage up to it.
 
     Returns:
         A :class:`Prediction`.
 
     Raises:
-        DockerfileError: the Dockerfile does not parse, or a COPY source is missing.
+        DockerfileError: the Dockerfile does not parse, a COPY source is missing, or ``target``
+            names no stage.
         CourseError: unknown builder, or ``against`` was never recorded.
 
     Example:
@@ -470,12 +510,9 @@ def predict(context: str | Path, dockerfile: str = "Dockerfile", against: "Build
     context = os.path.abspath(context)
     df = parse_dockerfile(Path(context) / dockerfile, build_args)
     snapshot = take_snapshot(context)
-    new = simulate(df, snapshot, builder)
-    alt_new = simulate(df, snapshot, builder, same_sources=True)
     records, compared = _record_for(against, context, dockerfile, builder, tag)
-    olds = [s for rec in records for s in model_steps(rec, builder)]
-    alt_olds = [s for rec in records for s in model_steps(rec, builder, same_sources=True)]
-    found = verdicts(new, alt_new, olds, alt_olds, no_cache, bool(olds))
+    new, found = judge(lambda same: simulate(df, snapshot, builder, same, target),
+                       lambda same: [s for rec in records for s in model_steps(rec, builder, same)], no_cache)
     out = [PredictedStep(s.index, s.stage, s.instruction, cached, reason)
            for s, (cached, reason) in zip(new, found)]
     return Prediction(builder, out, compared)
@@ -512,8 +549,8 @@ class PredictionCheck:
 
     def _repr_html_(self) -> str:
         rows = [[inst, e, a, "agree" if ok else "DISAGREE"] for inst, e, a, ok in self.rows]
-        return _table_html(["instruction", "you expected", "the build", ""], rows,
-                           f"{self.agreed} of {len(self.rows)} steps as you expected")
+        return table_html(["instruction", "you expected", "the build", ""], rows,
+                          title=f"{self.agreed} of {len(self.rows)} steps as you expected")
 
 
 def _knowable(report: "BuildReport") -> dict[tuple[str, int], bool]:
@@ -521,9 +558,8 @@ def _knowable(report: "BuildReport") -> dict[tuple[str, int], bool]:
     current, previous = find_record(report)
     if current is None or previous is None or report.no_cache:
         return {}
-    new, alt_new = model_steps(current, report.builder), model_steps(current, report.builder, True)
-    old, alt_old = model_steps(previous, report.builder), model_steps(previous, report.builder, True)
-    found = verdicts(new, alt_new, old, alt_old, False, True)
+    new, found = judge(lambda same: model_steps(current, report.builder, same),
+                       lambda same: model_steps(previous, report.builder, same), False, True)
     return {(s.stage, s.index): True for s, (cached, _) in zip(new, found) if cached is None}
 
 

@@ -13,10 +13,6 @@ from pathlib import Path
 
 from ..dockerfile.parse import parse_dockerfile
 
-# Instructions that become steps a builder reports as cached or run (BuildKit's set;
-# the classic builder also reports ENV, LABEL, CMD ..., which a learner may tick by name).
-_STEP_KEYWORDS = {"RUN", "COPY", "ADD", "WORKDIR"}
-
 
 class PredictionQuiz:
     """One row per build step: choose cached, runs or depends for each.
@@ -81,7 +77,9 @@ def prediction_quiz(context: str | Path, dockerfile: str = "Dockerfile") -> Pred
         DockerfileError: the Dockerfile cannot be read; the message names the line.
     """
     parsed = parse_dockerfile(Path(context) / dockerfile)
-    return PredictionQuiz([i.text for i in parsed.instructions if i.keyword in _STEP_KEYWORDS])
+    # The steps both builders report as cached or run: those that make a layer (the classic builder
+    # also reports ENV, LABEL, CMD ..., which a learner may still name in check_prediction()).
+    return PredictionQuiz([i.text for i in parsed.instructions if i.makes_layer])
 
 
 Mapping.register(PredictionQuiz)  # check_prediction() reads its three-way answers

@@ -20,7 +20,7 @@ import os
 import stat
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from ..config import state_dir
 from ..errors import DockerfileError
@@ -35,12 +35,17 @@ _CHUNK = 1 << 20
 HISTORY = 5  # records kept per (context, dockerfile, tag)
 
 
-@dataclass(frozen=True)
-class FileEntry:
-    """One context entry: ``digest`` (blake2b hex of the content; ``"dir"`` or ``"link:<target>"``) and ``mode``."""
+class FileEntry(NamedTuple):
+    """One context entry: ``digest`` (blake2b hex of the content; ``"dir"`` or ``"link:<target>"``) and ``mode``.
+
+    A tuple, equal to ``(digest, mode)`` and printed as one, so that cache keys made from a fresh
+    snapshot and from a recorded one (plain pairs, read back from JSON) are the same text.
+    """
 
     digest: str
     mode: int
+
+    __repr__ = tuple.__repr__
 
 
 @dataclass
@@ -72,14 +77,17 @@ class _HashCache:
             self.entries = {}
 
     def digest(self, path: str, st: os.stat_result) -> str:
-        key = (st.st_size, st.st_mtime_ns, st.st_ino)
         hit = self.entries.get(path)
-        if hit is not None and tuple(hit[:3]) == key:
+        if hit is not None and hit[0] == st.st_size and hit[1] == st.st_mtime_ns and hit[2] == st.st_ino:
             return hit[3]
+        key = (st.st_size, st.st_mtime_ns, st.st_ino)
         h = hashlib.blake2b(digest_size=16)
-        with open(path, "rb") as f:
-            while chunk := f.read(_CHUNK):
+        fd = os.open(path, os.O_RDONLY)  # no buffered file object: most context files are small
+        try:
+            while chunk := os.read(fd, _CHUNK):
                 h.update(chunk)
+        finally:
+            os.close(fd)
         digest = h.hexdigest()
         self.entries[path] = [*key, digest]
         self.dirty = True
@@ -109,27 +117,29 @@ def take_snapshot(context: str | Path) -> ContextSnapshot:
     ignore = read_dockerignore(root)
     _CACHE.load()
     files: dict[str, FileEntry] = {}
+    excluded = ignore.excluded if ignore.rules else None
+    digest, mode_of = _CACHE.digest, stat.S_IMODE
     stack = [("", root)]
     while stack:
         rel_dir, abs_dir = stack.pop()
         with os.scandir(abs_dir) as it:
             for entry in it:
-                rel = f"{rel_dir}{entry.name}"
-                st = entry.stat(follow_symlinks=False)
-                is_excluded = ignore.rules and ignore.excluded(rel)
-                if stat.S_ISDIR(st.st_mode):
+                rel = rel_dir + entry.name
+                is_excluded = excluded is not None and excluded(rel, walking=True)
+                if entry.is_dir(follow_symlinks=False):
                     # An excluded directory is still walked when a '!' rule may bring back something inside.
                     if is_excluded and not ignore.may_reinclude_under(rel):
                         continue
                     if not is_excluded:
-                        files[rel] = FileEntry("dir", stat.S_IMODE(st.st_mode))
+                        files[rel] = FileEntry("dir", mode_of(entry.stat(follow_symlinks=False).st_mode))
                     stack.append((rel + "/", entry.path))
                 elif is_excluded:
-                    continue
-                elif stat.S_ISLNK(st.st_mode):
+                    continue  # never read, never even stat'ed
+                elif entry.is_symlink():
                     files[rel] = FileEntry("link:" + os.readlink(entry.path), 0o777)
-                elif stat.S_ISREG(st.st_mode):
-                    files[rel] = FileEntry(_CACHE.digest(entry.path, st), stat.S_IMODE(st.st_mode))
+                elif entry.is_file(follow_symlinks=False):
+                    st = entry.stat(follow_symlinks=False)
+                    files[rel] = FileEntry(digest(entry.path, st), mode_of(st.st_mode))
     _CACHE.save()
     return ContextSnapshot(root, files)
 
@@ -150,9 +160,10 @@ class BuildRecord:
     no_cache: bool
     steps: list[tuple[int, str, str, bool]]  # (index, stage, instruction, cached) as reported
     files: dict[str, tuple[str, int]] = field(default_factory=dict)
+    target: str | None = None  # the stage built (--target), None for the last
 
     def snapshot(self) -> ContextSnapshot:
-        return ContextSnapshot(self.context, {k: FileEntry(*v) for k, v in self.files.items()})
+        return ContextSnapshot(self.context, {k: FileEntry._make(v) for k, v in self.files.items()})
 
 
 def _key(context: str | Path, dockerfile: str, tag: str | None) -> str:
@@ -207,7 +218,7 @@ def record_context_snapshot(report: "BuildReport") -> BuildRecord | None:
     record = BuildRecord(context, report.dockerfile, text, report.tags[0] if report.tags else None,
                          report.builder, report.image_id, dict(report.build_args or {}), report.no_cache,
                          [(s.index, s.stage, s.instruction, s.cached) for s in report.steps],
-                         {k: (v.digest, v.mode) for k, v in snap.files.items()})
+                         {k: tuple(v) for k, v in snap.files.items()}, report.target)
     tags = {record.tag, None}
     for tag in tags:
         path = _records_file(context, report.dockerfile, tag)

@@ -25,7 +25,7 @@ from ..config import BASE_IMAGE, LABEL_PREFIX, state_dir
 from ..errors import SetupError
 from ..statefiles import locked
 from .client import resolve
-from .provision import Progress, run_streamed as _run_streamed, say as _say
+from .provision import Progress, run_streamed, say
 
 SUITE = "bookworm"
 PACKAGES = "python3,python3-pip,python3-venv,ca-certificates"
@@ -76,7 +76,7 @@ def _outdated_local_build(name: str, cli: "docker.DockerClient") -> bool:
 
 
 def _try_pull(name: str, progress: Progress | None, cli: "docker.DockerClient") -> bool:
-    _say(progress, f"pulling {name} ...")
+    say(progress, f"pulling {name} ...")
     repo, _, tag = name.rpartition(":")
     try:
         last = ""
@@ -85,13 +85,13 @@ def _try_pull(name: str, progress: Progress | None, cli: "docker.DockerClient") 
             if event.get("error"):
                 raise APIError(event["error"])
             if status and status != last and "Downloading" not in status and "Extracting" not in status:
-                _say(progress, f"  {status} {event.get('id', '')}".rstrip())
+                say(progress, f"  {status} {event.get('id', '')}".rstrip())
                 last = status
         return True
     except Exception as exc:  # no route, no registry, auth: all mean "build it here"
         reason = (getattr(exc, "explanation", None) or str(exc)).splitlines()[0]
         reason = reason.split(": ")[-1][:120]  # the innermost cause, e.g. "no route to host"
-        _say(progress, f"  no registry answered ({reason}); the base image will be built locally")
+        say(progress, f"  no registry answered ({reason}); the base image will be built locally")
         return False
 
 
@@ -116,8 +116,8 @@ def _ensure_debootstrap(progress: Progress | None) -> None:
             f"{BASE_IMAGE} cannot be pulled and this machine cannot build it (needs root and apt-get "
             f"for debootstrap): connect to Docker Hub once and run `docker pull {BASE_IMAGE}`.")
     # A new machine's package lists may be empty or stale.
-    _run_streamed(["apt-get", "update", "-q"], progress, "apt-get update")
-    _run_streamed(["apt-get", "install", "-y", "-q", "debootstrap"], progress, "Installing debootstrap")
+    run_streamed(["apt-get", "update", "-q"], progress, "apt-get update")
+    run_streamed(["apt-get", "install", "-y", "-q", "debootstrap"], progress, "Installing debootstrap")
 
 
 def _customise(root: Path) -> None:
@@ -145,7 +145,7 @@ def _build_rootfs(progress: Progress | None) -> Path:
     # Two set-ups at once (a classroom, a second clone) must not debootstrap into one folder.
     with locked(target):
         if target.is_file():
-            _say(progress, f"another set-up made {target} meanwhile; re-using it")
+            say(progress, f"another set-up made {target} meanwhile; re-using it")
             return target
         return _debootstrap(target, progress)
 
@@ -160,12 +160,12 @@ def _debootstrap(target: Path, progress: Progress | None) -> Path:
     if tree.exists():
         shutil.rmtree(tree)
     mirror = _debian_mirror()
-    _say(progress, f"building a Debian {SUITE} root filesystem with python3 from {mirror} (about a minute)")
+    say(progress, f"building a Debian {SUITE} root filesystem with python3 from {mirror} (about a minute)")
     try:
-        _run_streamed(["debootstrap", "--variant=minbase", f"--include={PACKAGES}", SUITE, str(tree), mirror],
+        run_streamed(["debootstrap", "--variant=minbase", f"--include={PACKAGES}", SUITE, str(tree), mirror],
                       progress, "debootstrap")
         _customise(tree)
-        _say(progress, f"packing the tree into {target}")
+        say(progress, f"packing the tree into {target}")
         partial = target.with_suffix(".tar.partial")
         with tarfile.open(partial, "w") as tar:
             for item in sorted(tree.iterdir()):
@@ -206,7 +206,7 @@ def _import(tar: Path, name: str, progress: Progress | None, cli: "docker.Docker
         "LABEL " + " ".join(f'"{k}"="{v}"' for k, v in labels.items()),
     ]
     staging = f"{name.split(':')[0]}-course-staging"
-    _say(progress, f"importing {tar.stat().st_size / 1e6:.0f} MB into the engine as {name}")
+    say(progress, f"importing {tar.stat().st_size / 1e6:.0f} MB into the engine as {name}")
     api = cli.api
     try:
         with open(tar, "rb") as data:
@@ -243,20 +243,20 @@ def ensure_base_image(name: str = BASE_IMAGE, progress: Progress | None = print,
     cli = resolve(cli)
     info = describe_base(name, cli)
     if info is not None and _outdated_local_build(name, cli):
-        _say(progress, f"{name} was built locally by an older version of the course; re-creating it")
+        say(progress, f"{name} was built locally by an older version of the course; re-creating it")
         cli.api.remove_image(name, noprune=False)
         info = None
     if info is not None:
-        _say(progress, f"base image present: {info}")
+        say(progress, f"base image present: {info}")
         return info
     if pull and _try_pull(name, progress, cli):
         info = describe_base(name, cli)
         assert info is not None
-        _say(progress, f"base image pulled: {info}")
+        say(progress, f"base image pulled: {info}")
         return info
     tar = rootfs_tar()
     if tar.is_file():
-        _say(progress, f"re-using the root filesystem kept at {tar}")
+        say(progress, f"re-using the root filesystem kept at {tar}")
     else:
         tar = _build_rootfs(progress)
     try:
@@ -268,5 +268,5 @@ def ensure_base_image(name: str = BASE_IMAGE, progress: Progress | None = print,
     if info is None:
         raise SetupError(f"Importing {name} reported success but the engine does not list it; "
                          "run the set-up again.")
-    _say(progress, f"base image ready: {info}")
+    say(progress, f"base image ready: {info}")
     return info

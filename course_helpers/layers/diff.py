@@ -2,189 +2,57 @@
 
 Layers are compared by diff id (the digest of the layer's uncompressed tar):
 the same diff id is the same content.  File changes are read from the
-engine's own export (``GET /images/get``, what ``docker save`` uses), parsed
-as it streams: no outside tool, nothing written to disk.  Both images are
-exported in one request so that the layers they share travel once.
+engine's own export (``GET /images/get``, what ``docker save`` uses), read
+as it streams with the standard library's ``tarfile`` (the export is a tar of
+layer tars): no outside tool, no export written to disk.  Both images are
+exported in one request so that the layers they share travel once.  The one
+thing the course adds is Docker's whiteout rule: a ``.wh.name`` file deletes
+``name`` from the layers below, and ``.wh..wh..opq`` hides a directory's
+lower contents, as overlay2 stacks them.
 
-Cost, measured on the course machine (Docker 20.10): the engine spends about
-1.7 s preparing the export of a 191 MB base before the first byte arrives;
-parsing the stream adds a few tenths of a second.  See bench/bench_diff.py.
+Cost, measured on the course machine (Docker 20.10, bench/bench_diff.py): the
+engine spends about two seconds preparing the export before the first byte
+arrives.  Reading the base layer's 11,000 files with ``tarfile`` takes over a
+second more, so the file list of every big layer is kept (``state_dir()/layer-scans``,
+by the layer's content address) and read once per machine.
 """
 from __future__ import annotations
 
 import hashlib
 import html
+import io
 import json
+import os
 import posixpath
+import tarfile
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from pathlib import Path
+from typing import IO, Any
 
 import docker
 
+from ..config import state_dir
+from ..engine.client import resolve
 from ..engine.session import course_call
 from ..errors import CourseError
-from .images import (_client, _history_rows, _table_html, _table_text, clean_created_by, get_image,
-                     human_size, image_ref, short_id)
+from ..formatting import format_size, short_id, table_html, table_text
+from ..statefiles import write_atomic
+from .history import layer_history
+from .images import get_image
 
-BLOCK = 512
 CHUNK = 1 << 20
+# tarfile's stream mode copies what is left of its buffer on every read, and reads a header at a time:
+# a small record buffer over a large io.BufferedReader is fastest (bench/bench_diff.py).
+_RECORD = 1024
 
-# ------------------------------------------------------------------ streaming tar reader
+# Docker's whiteouts (the OCI image spec's too): how a layer deletes what the layers below it hold.
+WHITEOUT_PREFIX = ".wh."  # ".wh.name" deletes "name" in the same directory
+WHITEOUT_OPAQUE = ".wh..wh..opq"  # in a directory: hide everything the lower layers put there
 
-
-class _Source:
-    """Exact reads and skips over an iterator of byte chunks (the HTTP body), no copies of big data."""
-
-    def __init__(self, chunks: Iterator[bytes]):
-        self._chunks = chunks
-        self._buf = b""
-        self._pos = 0
-        self.consumed = 0
-
-    def _fill(self) -> bool:
-        for chunk in self._chunks:
-            if chunk:
-                self._buf, self._pos = chunk, 0
-                return True
-        return False
-
-    def read(self, n: int) -> bytes:
-        """Exactly n bytes (fewer only at the end of the stream)."""
-        avail = len(self._buf) - self._pos
-        if avail >= n:
-            out = self._buf[self._pos:self._pos + n]
-            self._pos += n
-            self.consumed += n
-            return out
-        parts = [self._buf[self._pos:]]
-        need = n - avail
-        self._buf, self._pos = b"", 0
-        while need > 0 and self._fill():
-            take = min(need, len(self._buf))
-            parts.append(self._buf[:take])
-            self._pos = take
-            need -= take
-        out = b"".join(parts)
-        self.consumed += len(out)
-        return out
-
-    def pass_through(self, n: int, sink: Callable[[memoryview], Any] | None = None) -> None:
-        """Consume n bytes, handing them to sink (e.g. a hash's update) without copying."""
-        while n > 0:
-            avail = len(self._buf) - self._pos
-            if avail == 0:
-                if not self._fill():
-                    raise CourseError("The engine's image export ended early: run the cell again.")
-                continue
-            take = min(n, avail)
-            if sink is not None:
-                sink(memoryview(self._buf)[self._pos:self._pos + take])
-            self._pos += take
-            self.consumed += take
-            n -= take
-
-
-class _Sub:
-    """The bytes of one member of an outer tar, read as a stream of its own (a layer.tar)."""
-
-    def __init__(self, src: _Source, size: int):
-        self.src = src
-        self.left = size
-
-    def read(self, n: int) -> bytes:
-        n = min(n, self.left)
-        out = self.src.read(n)
-        self.left -= len(out)
-        return out
-
-    def pass_through(self, n: int, sink: Callable[[memoryview], Any] | None = None) -> None:
-        n = min(n, self.left)
-        self.src.pass_through(n, sink)
-        self.left -= n
-
-    def drain(self) -> None:
-        self.src.pass_through(self.left)
-        self.left = 0
-
-
-@dataclass
-class _Member:
-    name: str
-    size: int
-    type: bytes
-    mode: int
-    linkname: str
-    mtime: int
-
-
-def _octal(field_: bytes) -> int:
-    if field_ and field_[0] & 0x80:  # GNU base-256 for big numbers
-        value = field_[0] & 0x7F
-        for byte in field_[1:]:
-            value = (value << 8) | byte
-        return value
-    text = field_.split(b"\0", 1)[0].strip()
-    return int(text, 8) if text else 0
-
-
-def _pax(data: bytes) -> dict[str, str]:
-    out: dict[str, str] = {}
-    pos = 0
-    while pos < len(data):
-        space = data.index(b" ", pos)
-        length = int(data[pos:space])
-        record = data[space + 1:pos + length - 1]  # drop the trailing newline
-        key, _, value = record.partition(b"=")
-        out[key.decode()] = value.decode("utf-8", "surrogateescape")
-        pos += length
-    return out
-
-
-def _members(stream: _Source | _Sub) -> Iterator[_Member]:
-    """Walk a tar stream's members; the caller must consume each member's data (padded) before the next."""
-    pending: dict[str, str] = {}
-    while True:
-        header = stream.read(BLOCK)
-        if len(header) < BLOCK or header == b"\0" * BLOCK:
-            return
-        name = header[0:100].split(b"\0", 1)[0]
-        if header[257:262] == b"ustar":
-            prefix = header[345:500].split(b"\0", 1)[0]
-            if prefix:
-                name = prefix + b"/" + name
-        size = _octal(header[124:136])
-        kind = header[156:157]
-        padded = (size + BLOCK - 1) // BLOCK * BLOCK
-        if kind in (b"x", b"g", b"L", b"K"):
-            data = stream.read(padded)[:size]
-            if kind == b"x":
-                pending.update(_pax(data))
-            elif kind == b"L":
-                pending["path"] = data.rstrip(b"\0").decode("utf-8", "surrogateescape")
-            elif kind == b"K":
-                pending["linkpath"] = data.rstrip(b"\0").decode("utf-8", "surrogateescape")
-            continue  # global headers ('g') carry nothing the course needs
-        member = _Member(
-            name=pending.get("path") or name.decode("utf-8", "surrogateescape"),
-            size=int(pending.get("size", size)),
-            type=kind,
-            mode=_octal(header[100:108]) & 0o7777,
-            linkname=pending.get("linkpath") or header[157:257].split(b"\0", 1)[0].decode("utf-8", "surrogateescape"),
-            mtime=int(float(pending.get("mtime", _octal(header[136:148])))),
-        )
-        pending = {}
-        yield member
-
-
-def _padding(size: int) -> int:
-    return (BLOCK - size % BLOCK) % BLOCK
-
-
-# ------------------------------------------------------------------ layer contents
-
-KIND_NAMES = {b"0": "file", b"\0": "file", b"7": "file", b"1": "hardlink", b"2": "symlink", b"5": "dir",
-              b"3": "char", b"4": "block", b"6": "fifo"}
+KIND_NAMES = {tarfile.REGTYPE: "file", tarfile.AREGTYPE: "file", tarfile.CONTTYPE: "file",
+              tarfile.LNKTYPE: "hardlink", tarfile.SYMTYPE: "symlink", tarfile.DIRTYPE: "dir",
+              tarfile.CHRTYPE: "char", tarfile.BLKTYPE: "block", tarfile.FIFOTYPE: "fifo"}
 
 
 @dataclass(slots=True)
@@ -213,33 +81,94 @@ def _norm(name: str) -> str:
     return "/" + name.strip("/")
 
 
-def _scan_layer(stream: _Sub, layer_index: int = -1) -> _LayerScan:
-    """Read one layer tar: every member's header, and a sha256 of each regular file's bytes."""
+def _sha256(data: IO[bytes]) -> str:
+    return hashlib.file_digest(data, "sha256").hexdigest()  # type: ignore[arg-type]
+
+
+def _scan_layer(layer: IO[bytes]) -> _LayerScan:
+    """Read one layer tar as a stream: every member's header, a sha256 of each regular file, the whiteouts.
+
+    Args:
+        layer: the layer's tar (gzip-compressed too, as some engines export it), read front to back once.
+
+    Returns:
+        What the layer writes and deletes, in its order.
+
+    Raises:
+        tarfile.ReadError: the bytes are not a tar archive.
+    """
     scan = _LayerScan()
-    for m in _members(stream):
-        path = _norm(m.name)
-        base = posixpath.basename(path)
-        if base == ".wh..wh..opq":
-            scan.items.append((posixpath.dirname(path), None, True))
-            stream.pass_through(m.size + _padding(m.size))
-            continue
-        if base.startswith(".wh."):
-            scan.items.append((posixpath.join(posixpath.dirname(path), base[4:]), None, False))
-            stream.pass_through(m.size + _padding(m.size))
-            continue
-        kind = KIND_NAMES.get(m.type, "other")
-        digest = ""
-        if kind == "file":
-            h = hashlib.sha256()
-            stream.pass_through(m.size, h.update)
-            stream.pass_through(_padding(m.size))
-            digest = h.hexdigest()
-        else:
-            stream.pass_through(m.size + _padding(m.size))
-        link = _norm(m.linkname) if kind == "hardlink" else m.linkname
-        scan.items.append((path, _Entry(kind, m.size, m.mode, link, digest, layer_index), False))
-        scan.bytes += m.size
-    stream.drain()
+    with tarfile.open(fileobj=io.BufferedReader(layer, CHUNK), mode="r|*", bufsize=_RECORD) as tar:
+        for m in tar:
+            path = _norm(m.name)
+            base = posixpath.basename(path)
+            if base == WHITEOUT_OPAQUE:
+                scan.items.append((posixpath.dirname(path), None, True))
+                continue
+            if base.startswith(WHITEOUT_PREFIX):
+                scan.items.append((posixpath.join(posixpath.dirname(path), base[len(WHITEOUT_PREFIX):]), None, False))
+                continue
+            kind = KIND_NAMES.get(m.type, "other")
+            digest = _sha256(tar.extractfile(m)) if kind == "file" else ""  # type: ignore[arg-type]
+            link = _norm(m.linkname) if kind == "hardlink" else m.linkname
+            scan.items.append((path, _Entry(kind, m.size, m.mode & 0o7777, link, digest, -1), False))
+            scan.bytes += m.size
+    return scan
+
+
+class _KeptScans:
+    """Scans of big layers, kept in ``state_dir()/layer-scans`` by the layer's name and size in the export.
+
+    Those names are content addresses: Docker up to 24 names a layer by a v1 id derived from
+    its chain of layers (and, for an image's top layer, its config), Docker 25+ by the blob's
+    digest.  So a name and size seen before are the same bytes, and a big layer is read once
+    per machine.  The one that counts is the base layer under every course image: 11,000
+    files, which take ``tarfile`` over a second to read (bench/bench_diff.py).
+    """
+
+    KEEP = 8
+    MIN_BYTES = 10_000_000  # a smaller layer is read faster than a kept scan is loaded
+
+    def _file(self, name: str, size: int) -> Path:
+        key = hashlib.sha256(f"{name}\0{size}".encode()).hexdigest()[:32]
+        return state_dir() / "layer-scans" / f"{key}.json"
+
+    def get(self, name: str, size: int) -> _LayerScan | None:
+        if size < self.MIN_BYTES:
+            return None
+        path = self._file(name, size)
+        try:
+            data = json.loads(path.read_text())
+            items = [(item, _Entry(*entry, -1) if entry else None, opaque) for item, entry, opaque in data["items"]]
+            os.utime(path)  # recently used: kept longest
+            return _LayerScan(items, data["bytes"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None  # none kept, or unreadable: read the layer
+
+    def put(self, name: str, size: int, scan: _LayerScan) -> None:
+        if size < self.MIN_BYTES:
+            return
+        items = [(path, [e.kind, e.size, e.mode, e.link, e.digest] if e else None, opaque)
+                 for path, e, opaque in scan.items]
+        path = self._file(name, size)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(path, json.dumps({"layer": name, "items": items, "bytes": scan.bytes}))
+            for old in sorted(path.parent.glob("*.json"), key=lambda p: p.stat().st_mtime)[:-self.KEEP]:
+                old.unlink(missing_ok=True)
+        except OSError:
+            pass  # a read-only state folder: the next diff reads the layer again
+
+
+_KEPT = _KeptScans()
+
+
+def _layer_scan(export: tarfile.TarFile, member: tarfile.TarInfo, name: str) -> _LayerScan:
+    """The scan of one layer in the export: kept from an earlier export, or read now (and kept if big)."""
+    scan = _KEPT.get(name, member.size)
+    if scan is None:
+        scan = _scan_layer(export.extractfile(member))  # type: ignore[arg-type]
+        _KEPT.put(name, member.size, scan)
     return scan
 
 
@@ -251,31 +180,30 @@ def _export_scans(cli: docker.DockerClient, names: list[str]) -> tuple[dict[str,
     and Docker 25+ (OCI ``blobs/sha256/<diff id>``: the name is the diff id).
     """
     api = cli.api
+    # docker-py's public get_image() exports one image; several in one request need the raw endpoint,
+    # and one request is what lets the layers both images share travel once.
     res = api._get(api._url("/images/get"), params={"names": names}, stream=True)
     api._raise_for_status(res)
-    src = _Source(res.raw.stream(CHUNK, decode_content=False))
     scans: dict[str, _LayerScan] = {}
     links: dict[str, str] = {}
     manifest: list[dict] = []
     try:
-        for m in _members(src):
-            name = m.name[2:] if m.name.startswith("./") else m.name
-            if m.type == b"2" and name.endswith("layer.tar"):  # a repeated layer is saved as a symlink
-                links[name] = posixpath.normpath(posixpath.join(posixpath.dirname(name), m.linkname))
-                src.pass_through(m.size + _padding(m.size))
-            elif m.type in (b"0", b"\0") and (name.endswith("/layer.tar") or name.startswith("blobs/")):
-                sub = _Sub(src, m.size)
-                head = sub.read(BLOCK)
-                if name.startswith("blobs/") and (len(head) < 262 or head[257:262] != b"ustar"):
-                    sub.drain()  # an OCI config or manifest blob, not a layer
-                else:
-                    scans[name] = _scan_layer(_Chain(head, sub))
-                src.pass_through(_padding(m.size))
-            elif name == "manifest.json":
-                manifest = json.loads(src.read(m.size))
-                src.pass_through(_padding(m.size))
-            else:
-                src.pass_through(m.size + _padding(m.size))
+        with tarfile.open(fileobj=io.BufferedReader(res.raw, CHUNK), mode="r|", bufsize=64 * _RECORD) as export:
+            for m in export:
+                name = m.name[2:] if m.name.startswith("./") else m.name
+                if m.issym() and name.endswith("layer.tar"):  # a repeated layer is saved as a symlink
+                    links[name] = posixpath.normpath(posixpath.join(posixpath.dirname(name), m.linkname))
+                elif m.isreg() and name.endswith("/layer.tar"):
+                    scans[name] = _layer_scan(export, m, name)
+                elif m.isreg() and name.startswith("blobs/"):
+                    try:
+                        scans[name] = _layer_scan(export, m, name)
+                    except tarfile.ReadError:
+                        pass  # an OCI config or manifest blob, not a layer
+                elif name == "manifest.json":
+                    manifest = json.load(export.extractfile(m))  # type: ignore[arg-type]
+    except (tarfile.TarError, OSError, ValueError) as exc:
+        raise CourseError(f"The engine's image export could not be read ({exc}): run the cell again.") from None
     finally:
         res.close()
     for alias, target in links.items():
@@ -287,35 +215,6 @@ def _export_scans(cli: docker.DockerClient, names: list[str]) -> tuple[dict[str,
         hexid = posixpath.basename(item["Config"]).split(".")[0]
         layer_paths["sha256:" + hexid] = item["Layers"]
     return scans, layer_paths
-
-
-class _Chain:
-    """A _Sub whose first block was already read (to sniff the format)."""
-
-    def __init__(self, head: bytes, sub: _Sub):
-        self.head = head
-        self.sub = sub
-
-    def read(self, n: int) -> bytes:
-        if self.head:
-            out, self.head = self.head[:n], self.head[n:]
-            if len(out) < n:
-                out += self.sub.read(n - len(out))
-            return out
-        return self.sub.read(n)
-
-    def pass_through(self, n: int, sink: Callable[[memoryview], Any] | None = None) -> None:
-        if self.head:
-            take = self.head[:n]
-            self.head = self.head[n:]
-            if sink is not None:
-                sink(memoryview(take))
-            n -= len(take)
-        self.sub.pass_through(n, sink)
-
-    def drain(self) -> None:
-        self.head = b""
-        self.sub.drain()
 
 
 def _apply(fs: dict[str, _Entry], scan: _LayerScan, layer_index: int, touched: dict[str, int]) -> None:
@@ -371,7 +270,7 @@ class LayerInfo:
 
     def cells(self) -> list[str]:
         pos = lambda p: "-" if p is None else str(p)  # noqa: E731
-        return [short_id(self.diff_id), pos(self.position_a), pos(self.position_b), human_size(self.size),
+        return [short_id(self.diff_id), pos(self.position_a), pos(self.position_b), format_size(self.size),
                 self.created_by or "(imported root filesystem)"]
 
 
@@ -396,7 +295,7 @@ class FileChange:
     layer: str
 
     def cells(self) -> list[str]:
-        size = lambda s: "-" if s is None else human_size(s)  # noqa: E731
+        size = lambda s: "-" if s is None else format_size(s)  # noqa: E731
         return [self.change, self.kind, self.path, size(self.size_a), size(self.size_b), self.layer]
 
 
@@ -432,9 +331,9 @@ class FileChanges(list):
         out = [self.summary()]
         rollup = self.by_directory()
         if rollup:
-            out.append(_table_text(["DIRECTORY", "CHANGE", "FILES"], [[d, ch, str(n)] for d, ch, n in rollup]))
+            out.append(table_text(["DIRECTORY", "CHANGE", "FILES"], [[d, ch, str(n)] for d, ch, n in rollup]))
         if shown:
-            out.append(_table_text(self.headers, shown))
+            out.append(table_text(self.headers, shown))
         if len(self) > limit:
             out.append(f"... and {len(self) - limit} more (see .files)")
         return "\n".join(out)
@@ -497,7 +396,7 @@ class ImageDiff:
     headers = ["WHERE", "DIFF ID", "POS A", "POS B", "SIZE", "CREATED BY"]
 
     def __str__(self) -> str:
-        parts = ["\n".join(self._head()), _table_text(self.headers, self._rows())]
+        parts = ["\n".join(self._head()), table_text(self.headers, self._rows())]
         if self.files is not None:
             parts.append(self.files.text())
         return "\n".join(parts)
@@ -506,13 +405,13 @@ class ImageDiff:
 
     def _repr_html_(self) -> str:
         head = "<br>".join(html.escape(line) for line in self._head())
-        out = f"<p>{head}</p>" + _table_html(self.headers, self._rows())
+        out = f"<p>{head}</p>" + table_html(self.headers, self._rows(), code=True)
         if self.files is not None:
             out += f"<p>{html.escape(self.files.summary())}</p>"
-            out += _table_html(["DIRECTORY", "CHANGE", "FILES"],
-                               [[d, ch, str(n)] for d, ch, n in self.files.by_directory()])
-            out += _table_html(FileChanges.headers, [c.cells() for c in self.files[:200]],
-                               note=f"{len(self.files) - 200} more rows in .files" if len(self.files) > 200 else "")
+            out += table_html(["DIRECTORY", "CHANGE", "FILES"],
+                              [[d, ch, str(n)] for d, ch, n in self.files.by_directory()], code=True)
+            out += table_html(FileChanges.headers, [c.cells() for c in self.files[:200]], code=True,
+                              note=f"{len(self.files) - 200} more rows in .files" if len(self.files) > 200 else "")
         return out
 
 
@@ -521,13 +420,7 @@ class ImageDiff:
 
 def _layer_table(img: Any, cli: docker.DockerClient) -> list[tuple[str, str, int]]:
     """(diff id, created_by, size) per layer of the image, bottom first."""
-    rows, cleaned, flags, diff_ids = _history_rows(img, cli)
-    made = [(text, int(row.get("Size") or 0)) for row, text, flag in zip(rows, cleaned, flags) if flag]
-    out = []
-    for i, diff_id in enumerate(diff_ids):
-        text, size = made[i] if i < len(made) else ("", 0)
-        out.append((diff_id, text, size))
-    return out
+    return [(row.diff_id, row.text, row.size) for row in layer_history(img.attrs, cli) if row.diff_id]
 
 
 def _compare_files(cli: docker.DockerClient, a_img: Any, b_img: Any, a_layers: list, b_layers: list,
@@ -540,6 +433,8 @@ def _compare_files(cli: docker.DockerClient, a_img: Any, b_img: Any, a_layers: l
     except KeyError:
         raise CourseError("The engine's export has no manifest for these images: "
                           "check that both still exist and run the cell again.") from None
+    if any(path not in scans for path in paths_a + paths_b):
+        raise CourseError("The engine's image export lacks a layer its manifest names: run the cell again.")
     base: dict[str, _Entry] = {}
     for i in range(prefix):
         _apply(base, scans[paths_a[i]], i, {})
@@ -595,7 +490,7 @@ def diff_images(a: Any, b: Any, files: bool = False, *, client: docker.DockerCli
         >>> len(d.shared), [c.path for c in d.files if c.change == "modified"][:1]
     """
     started = time.perf_counter()
-    cli = _client(client)
+    cli = resolve(client)
     a_img, b_img = get_image(a, cli), get_image(b, cli)
     a_layers, b_layers = _layer_table(a_img, cli), _layer_table(b_img, cli)
     a_ids, b_ids = [d for d, _, _ in a_layers], [d for d, _, _ in b_layers]

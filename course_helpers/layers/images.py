@@ -7,9 +7,6 @@ stable once ids and dates are sanitised: ids print as ``sha256:`` + 12 hex (or
 """
 from __future__ import annotations
 
-import datetime as _dt
-import html
-import re
 from dataclasses import dataclass
 from typing import Any, Iterable
 
@@ -17,16 +14,13 @@ import docker
 from docker.errors import APIError, ImageNotFound
 from docker.models.images import Image
 
-from ..builder.report import BuildReport
 from ..config import BASE_IMAGE, LABEL_MANAGED
-from ..engine.client import resolve as _client
+from ..engine.client import resolve
 from ..engine.session import course_call
 from ..errors import CourseError, check_image_name
-from ..formatting import format_size, iso_time, short_id, table_html, table_text
+from ..formatting import format_size, iso_time, short_hex, short_id, table_html, table_text
+from .history import MISSING, HistoryRow, layer_history
 
-ImageRef = "str | BuildReport | Image"
-
-MISSING = "<missing>"
 
 MISSING_NOTE = (
     "<missing>: that row's layer has no image of its own. BuildKit exports only the final "
@@ -34,22 +28,11 @@ MISSING_NOTE = (
     "per step, so its rows have ids. The layers themselves are all there.")
 
 
-# ---------------------------------------------------------------- formatting
-
-# One way to print sizes, ids, times and tables across the package (formatting.py).
-human_size = format_size
-_table_text = table_text
-
-
-def _table_html(headers: list[str], rows: list[list[str]], caption: str = "", note: str = "") -> str:
-    return table_html(headers, rows, title=caption, note=note, code=True)
-
-
 # ---------------------------------------------------------------- resolving
 
 def image_ref(image: Any) -> str:
     """The name or id to ask the engine for, from a tag, an id, a BuildReport or an Image."""
-    if isinstance(image, BuildReport):
+    if isinstance(getattr(image, "image_id", None), str):  # a BuildReport (builder/ comes after layers/)
         return image.image_id
     if isinstance(image, Image):
         return image.id
@@ -66,7 +49,7 @@ def get_image(image: Any, client: docker.DockerClient | None = None) -> Image:
     """
     ref = image_ref(image)
     try:
-        return _client(client).images.get(ref)
+        return resolve(client).images.get(ref)
     except ImageNotFound:
         raise CourseError(f"The engine has no image {ref!r}: build it first (or check the name with images()).") \
             from None
@@ -127,10 +110,10 @@ class ImageRow:
 
     @property
     def short_id(self) -> str:
-        return self.id.split(":", 1)[-1][:12]
+        return short_hex(self.id)
 
     def cells(self) -> list[str]:
-        return [self.repository, self.tag, self.short_id, self.created, human_size(self.size)]
+        return [self.repository, self.tag, self.short_id, self.created, format_size(self.size)]
 
 
 class ImageList(list):
@@ -141,7 +124,7 @@ class ImageList(list):
     def __str__(self) -> str:
         if not self:
             return "(no course images)"
-        return _table_text(self.headers, [r.cells() for r in self])
+        return table_text(self.headers, [r.cells() for r in self])
 
     __repr__ = __str__
 
@@ -150,7 +133,7 @@ class ImageList(list):
         ids = [r.id for r in self]
         if len(set(ids)) < len(ids):
             note = "Rows with the same IMAGE ID are one image with several tags: a tag is only a name."
-        return _table_html(self.headers, [r.cells() for r in self], note=note)
+        return table_html(self.headers, [r.cells() for r in self], note=note, code=True)
 
 
 @course_call("listing images")
@@ -168,7 +151,7 @@ def images(repository: str | None = None, *, client: docker.DockerClient | None 
         An :class:`ImageList`, sorted by repository then tag; two tags of one
         image show the same IMAGE ID on two rows.
     """
-    cli = _client(client)
+    cli = resolve(client)
     found = cli.images.list(name=repository, filters={"label": LABEL_MANAGED}) if repository else \
         cli.images.list(filters={"label": LABEL_MANAGED})
     rows: list[ImageRow] = []
@@ -214,8 +197,8 @@ class Layer:
     diff_id: str | None = None
 
     def cells(self) -> list[str]:
-        ident = self.id if self.id == MISSING else self.id.split(":", 1)[-1][:12]
-        return [ident, self.created, self.created_by, human_size(self.size), self.comment, self.origin]
+        ident = self.id if self.id == MISSING else short_hex(self.id)
+        return [ident, self.created, self.created_by, format_size(self.size), self.comment, self.origin]
 
 
 class History(list):
@@ -245,7 +228,7 @@ class History(list):
         return MISSING_NOTE if any(r.id == MISSING for r in self) else ""
 
     def __str__(self) -> str:
-        parts = [self._caption(), _table_text(self.headers, [r.cells() for r in self])]
+        parts = [self._caption(), table_text(self.headers, [r.cells() for r in self])]
         if self._note():
             parts.append(self._note())
         return "\n".join(parts)
@@ -253,91 +236,11 @@ class History(list):
     __repr__ = __str__
 
     def _repr_html_(self) -> str:
-        return _table_html(self.headers, [r.cells() for r in self], caption=self._caption(), note=self._note())
+        return table_html(self.headers, [r.cells() for r in self], title=self._caption(), note=self._note(),
+                          code=True)
 
 
-_NOP = "/bin/sh -c #(nop) "
-_INSTRUCTIONS = ("RUN", "COPY", "ADD", "WORKDIR", "CMD", "ENTRYPOINT", "ENV", "LABEL", "EXPOSE", "USER",
-                 "VOLUME", "ARG", "ONBUILD", "STOPSIGNAL", "HEALTHCHECK", "SHELL", "MAINTAINER")
-_MAKES_LAYER = ("RUN", "COPY", "ADD", "WORKDIR")
-
-
-def clean_created_by(text: str) -> str:
-    """``docker history``'s CREATED BY made readable, nothing cut.
-
-    The classic builder writes metadata steps as ``/bin/sh -c #(nop)  CMD [...]``
-    and RUN steps as the bare shell command; BuildKit writes ``RUN /bin/sh -c
-    ... # buildkit``.  Both become ``CMD [...]`` and ``RUN /bin/sh -c ...``.
-    """
-    text = (text or "").strip()
-    if text.startswith(_NOP):
-        return text[len(_NOP):].strip()
-    if text.endswith(" # buildkit"):
-        text = text[: -len(" # buildkit")]
-    if text and text.split(" ", 1)[0] not in _INSTRUCTIONS:
-        text = "RUN " + text  # classic builder: a RUN step is recorded as the bare command
-    return text
-
-
-def _guess_layer(row: dict, cleaned: str) -> bool:
-    """Whether a history row made a layer, when the engine does not say (its API has no empty_layer)."""
-    if row.get("Size", 0) > 0:
-        return True
-    if not cleaned:  # `docker import`: the whole root filesystem
-        return True
-    return cleaned.split(" ", 1)[0] in _MAKES_LAYER
-
-
-def _assign_layers(rows: list[dict], cleaned: list[str], diff_ids: list[str],
-                   cli: docker.DockerClient) -> list[bool]:
-    """Decide which rows (oldest first) made the image's layers.
-
-    The history API gives sizes but no empty_layer flag.  Rows that have an
-    image id (classic builds) are exact: that image's layer count says whether
-    the row added one.  Other rows are guessed from the instruction, then the
-    guess is fitted to the real number of layers.
-    """
-    flags: list[bool] = []
-    exact: list[bool] = []
-    count = 0
-    for row, text in zip(rows, cleaned):
-        made = None
-        if row.get("Id", MISSING) != MISSING:
-            try:
-                n = len(cli.api.inspect_image(row["Id"])["RootFS"]["Layers"])
-                made = n > count
-            except (APIError, KeyError):
-                made = None
-        exact.append(made is not None)
-        if made is None:
-            made = _guess_layer(row, text)
-        flags.append(made)
-        count += made
-    # Fit the guesses to the truth: drop zero-size guesses (WORKDIR first), or add some.
-    order = sorted(range(len(rows)), key=lambda i: (not cleaned[i].startswith("WORKDIR"), -i))
-    for i in order:
-        if sum(flags) <= len(diff_ids):
-            break
-        if flags[i] and not exact[i] and rows[i].get("Size", 0) == 0:
-            flags[i] = False
-    for i in reversed(range(len(rows))):
-        if sum(flags) >= len(diff_ids):
-            break
-        if not flags[i] and not exact[i] and not cleaned[i].split(" ", 1)[0] in _INSTRUCTIONS[4:]:
-            flags[i] = True
-    return flags
-
-
-def _history_rows(img: Image, cli: docker.DockerClient) -> tuple[list[dict], list[str], list[bool], list[str]]:
-    """Oldest-first history rows, cleaned texts, layer flags and diff ids of an image."""
-    rows = list(reversed(cli.api.history(img.id)))
-    cleaned = [clean_created_by(r.get("CreatedBy", "")) for r in rows]
-    diff_ids = list(img.attrs.get("RootFS", {}).get("Layers") or [])
-    flags = _assign_layers(rows, cleaned, diff_ids, cli)
-    return rows, cleaned, flags, diff_ids
-
-
-def _base_row_count(img: Image, rows: list[dict], base: Image | None, cli: docker.DockerClient) -> int:
+def _base_row_count(img: Image, rows: list[HistoryRow], base: Image | None, cli: docker.DockerClient) -> int:
     """How many of the oldest rows come from the base image (0 if the image is not built on it)."""
     if base is None:
         return 0
@@ -352,7 +255,7 @@ def _base_row_count(img: Image, rows: list[dict], base: Image | None, cli: docke
         return 0
     # The base's rows are copied into the child's history: same times, same commands.
     for mine, theirs in zip(rows, base_rows):
-        if (mine.get("Created"), mine.get("CreatedBy")) != (theirs.get("Created"), theirs.get("CreatedBy")):
+        if (mine.created, mine.created_by) != (theirs.get("Created"), theirs.get("CreatedBy") or ""):
             return 0
     return len(base_rows)
 
@@ -374,9 +277,9 @@ def history(image: Any, *, base: str | None = BASE_IMAGE, client: docker.DockerC
     Raises:
         CourseError: no such image.
     """
-    cli = _client(client)
+    cli = resolve(client)
     img = get_image(image, cli)
-    rows, cleaned, flags, diff_ids = _history_rows(img, cli)
+    rows = layer_history(img.attrs, cli)
     base_img = None
     if base:
         try:
@@ -384,20 +287,9 @@ def history(image: Any, *, base: str | None = BASE_IMAGE, client: docker.DockerC
         except ImageNotFound:
             base_img = None
     n_base = _base_row_count(img, rows, base_img, cli)
-    layers: list[Layer] = []
-    k = 0
-    for i, (row, text, made) in enumerate(zip(rows, cleaned, flags)):
-        diff_id = diff_ids[k] if made and k < len(diff_ids) else None
-        k += made
-        layers.append(Layer(
-            id=row.get("Id") or MISSING,
-            created=iso_time(row.get("Created")),
-            created_by=text,
-            size=int(row.get("Size") or 0),
-            empty_layer=not made,
-            comment=row.get("Comment", "") or "",
-            origin="base" if i < n_base else "dockerfile",
-            diff_id=diff_id,
-        ))
+    layers = [Layer(id=row.id, created=iso_time(row.created), created_by=row.text, size=row.size,
+                    empty_layer=row.diff_id is None, comment=row.comment,
+                    origin="base" if i < n_base else "dockerfile", diff_id=row.diff_id)
+              for i, row in enumerate(rows)]
     name = image_ref(image) if isinstance(image, str) else (img.tags[0] if img.tags else short_id(img.id))
     return History(reversed(layers), image=name, base=base if n_base else None)

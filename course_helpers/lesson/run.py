@@ -24,7 +24,7 @@ from docker.errors import APIError, NotFound
 
 from ..config import LABEL_CONTAINER, LABEL_OWNER_PID, owner_labels
 from ..engine import reaper
-from ..engine.client import resolve as _client
+from ..engine.client import resolve
 from ..engine.session import course_call
 from ..errors import ContainerExited, CourseError, check_port
 from ..layers.images import get_image, image_ref
@@ -163,7 +163,7 @@ def _start(image: Any, port: int, timeout: float, command: str | list[str] | Non
            environment: dict[str, str] | None, client: docker.DockerClient | None) -> RunningApp:
     """Create, start and wait for the app; on any failure (or interrupt) remove what was made."""
     port = check_port(port, "port")
-    cli = _client(client)
+    cli = resolve(client)
     if not _reaper_client:
         _reaper_client.append(cli)
     name = image_ref(image)
