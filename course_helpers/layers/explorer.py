@@ -46,7 +46,7 @@ from ..formatting import format_size, short_id, table_html, table_text
 from ..statefiles import write_atomic
 from .images import get_image, history
 
-#: How many scanned images the disk cache keeps (the most recently opened ones).
+#: How many scanned images each cache keeps, in memory and on disk (the most recently opened ones).
 CACHE_KEEP = 16
 _CACHE_VERSION = 1
 _MEMORY: dict[str, list[list["Member"]]] = {}
@@ -147,8 +147,8 @@ def read_layers(image_id: str, *, client: docker.DockerClient | None = None) -> 
                 elif name == "manifest.json":
                     manifest = json.load(outer.extractfile(item))  # type: ignore[arg-type]
                 elif item.isfile() and (name.endswith("layer.tar") or name.startswith("blobs/")):
-                    try:
-                        layer = tarfile.open(fileobj=outer.extractfile(item), mode="r|")
+                    try:  # r|*: a containerd image store exports its layers gzipped
+                        layer = tarfile.open(fileobj=outer.extractfile(item), mode="r|*")
                     except tarfile.ReadError:
                         continue  # an OCI config or index blob, not a layer
                     members = []
@@ -163,9 +163,11 @@ def read_layers(image_id: str, *, client: docker.DockerClient | None = None) -> 
                         members.append(Member(path, _KINDS.get(entry.type, "other"), entry.size if entry.isreg() else 0,
                                               entry.mode & 0o7777, link, digest))
                     blobs[name] = members
-    except (tarfile.TarError, EOFError) as exc:
+    except (tarfile.TarError, EOFError, OSError) as exc:
         raise CourseError(f"The engine's export of {short_id(image_id)} could not be read ({exc}): "
                           "run the cell again.") from None
+    finally:
+        chunks.close()  # ends the HTTP response too when reading stopped early
     for alias, target in aliases.items():
         blobs.setdefault(alias, blobs.get(target, []))
     if not manifest:
@@ -202,6 +204,8 @@ def _load_cached(image_id: str) -> list[list[Member]] | None:
 
 def _store(image_id: str, layers: list[list[Member]]) -> None:
     _MEMORY[image_id] = layers
+    while len(_MEMORY) > CACHE_KEEP:  # a long session opens many images: keep the latest in memory
+        _MEMORY.pop(next(iter(_MEMORY)))
     path = _cache_file(image_id)
     try:
         write_atomic(path, json.dumps({"version": _CACHE_VERSION, "layers": layers}, separators=(",", ":")))
@@ -210,6 +214,13 @@ def _store(image_id: str, layers: list[list[Member]]) -> None:
             old.unlink(missing_ok=True)
     except OSError:
         pass  # a read-only or full state folder only costs the next open an export
+
+
+def forget(image_id: str, *, disk: bool = True) -> None:
+    """Drop an image's scan from the cache: from memory, and (``disk=True``) from the state folder too."""
+    _MEMORY.pop(image_id, None)
+    if disk:
+        _cache_file(image_id).unlink(missing_ok=True)
 
 
 def scan_image(image_id: str, *, client: docker.DockerClient | None = None,
@@ -598,6 +609,7 @@ class Explorer:
         efficiency: dive's score and wasted bytes for the whole image.
         files: the final image's entries, by path (what a container starts with).
         seconds: how long opening took.
+        layer_list, detail: the widget's list of layers and the chosen layer's view (once it is shown).
     """
 
     TREE_ROWS = 1500  # rows one tree view shows at most; the rest are counted under their folder
@@ -613,6 +625,8 @@ class Explorer:
         self.seconds = seconds
         self._trees: dict[int, str] = {}
         self._widget: Any = None
+        self.layer_list: Any = None
+        self.detail: Any = None
         self.selected = len(layers) - 1 if layers else 0
 
     # ---- facts
@@ -620,14 +634,6 @@ class Explorer:
     @property
     def size(self) -> int:
         return sum(layer.size for layer in self.layers)
-
-    @property
-    def dockerfile_layers(self) -> list[ExplorerLayer]:
-        """The layers above the base image (the ones the Dockerfile made)."""
-        return [layer for layer in self.layers if layer.origin != "base"]
-
-    def layer(self, index: int) -> ExplorerLayer:
-        return self.layers[index]
 
     def find(self, instruction: str) -> ExplorerLayer:
         """The top-most layer whose instruction starts with ``instruction`` (e.g. ``"COPY"``).
@@ -686,7 +692,7 @@ class Explorer:
                 f"{html.escape(layer.summary())}</p>")
         legend = " ".join(f"<span style='color:{_COLOURS[c]}'>{_MARKS[c]} {c}</span>" for c in CHANGE_ORDER)
         return (f"{head}<div class='course-explorer-tree' data-layer='{index}' "
-                f"style='max-height:28em;overflow:auto;font-family:monospace;font-size:12px;"
+                f"style='max-height:28em;overflow:auto;font-family:monospace;font-size:12px;line-height:1.4;"
                 f"border:1px solid #ddd;padding:4px'>{self.tree_html(index)}</div><p><small>{legend}</small></p>")
 
     def select(self, index: int) -> None:
@@ -696,13 +702,13 @@ class Explorer:
         index = range(len(self.layers))[index]
         self.selected = index
         if self._widget is not None:
-            self._list.value = index  # the observer below renders the tree
+            self.layer_list.value = index  # the observer below renders the tree
         else:
             self.tree_html(index)
 
     def _on_select(self, change: dict[str, Any]) -> None:
         self.selected = change["new"]
-        self._detail.value = self._layer_html(change["new"])
+        self.detail.value = self._layer_html(change["new"])
 
     @property
     def widget(self) -> Any:
@@ -712,18 +718,18 @@ class Explorer:
 
             options = [(f"{layer.index:>2}  {format_size(layer.size):>7}  {_short(layer.label, 100)}", layer.index)
                        for layer in self.layers]
-            self._list = widgets.Select(options=options, value=self.selected, rows=min(max(len(options), 2), 12),
-                                        layout=widgets.Layout(width="100%"))
-            self._list.add_class("course-explorer-layers")
-            self._detail = widgets.HTML(self._layer_html(self.selected))
-            self._list.observe(self._on_select, names="value")
+            self.layer_list = widgets.Select(options=options, value=self.selected,
+                                             rows=min(max(len(options), 2), 12), layout=widgets.Layout(width="100%"))
+            self.layer_list.add_class("course-explorer-layers")
+            self.detail = widgets.HTML(self._layer_html(self.selected))
+            self.layer_list.observe(self._on_select, names="value")
             waste = self.wasted()
             waste_html = waste._repr_html_() if waste.files else f"<p>{html.escape(waste.text())}</p>"
             head = widgets.HTML(f"<p><b>{html.escape(self.image)}</b> <code>{short_id(self.image_id)}</code>: "
                                 f"{format_size(self.size)} in {len(self.layers)} layer(s); "
                                 f"<b>{html.escape(self.efficiency.text())}</b>. Click a layer to see what it "
                                 "changed.</p>")
-            self._widget = widgets.VBox([head, self._list, self._detail, widgets.HTML(waste_html)])
+            self._widget = widgets.VBox([head, self.layer_list, self.detail, widgets.HTML(waste_html)])
         return self._widget
 
     def _ipython_display_(self) -> None:
