@@ -24,6 +24,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -249,9 +250,19 @@ def _check_every_cell_ran(page, lab: Lab, name: str) -> None:
     page.keyboard.press("Escape")
     page.locator(".lm-MenuBar-item", has_text=re.compile(r"^File$")).click()
     page.locator(".lm-Menu-item[data-command='docmanager:save']:visible").click()
+    # The tab loses its "unsaved" mark when the server has the file.
+    page.wait_for_function("""() => {
+        const tab = document.querySelector('.lm-DockPanel-tabBar .lm-TabBar-tab.lm-mod-current');
+        return tab && !tab.classList.contains('jp-mod-dirty'); }""")
     deadline = time.monotonic() + 30
     while True:
-        nb = lab.api(f"/api/contents/notebooks/{name}?content=1")["content"]  # type: ignore[index]
+        try:
+            nb = lab.api(f"/api/contents/notebooks/{name}?content=1")["content"]  # type: ignore[index]
+        except urllib.error.HTTPError as exc:
+            # Jupyter writes a notebook in place: a read in the middle of a write is "unreadable" (400).
+            assert exc.code == 400 and time.monotonic() < deadline, f"{name}: the saved notebook: {exc}"
+            time.sleep(0.5)
+            continue
         cells = [c for c in nb["cells"] if c["cell_type"] == "code" and "".join(c["source"]).strip()]
         if all(c["execution_count"] for c in cells) or time.monotonic() > deadline:
             break
@@ -321,7 +332,8 @@ def test_run_all_goes_through(page, lab, name):
     except Exception as exc:
         shot = lab.root / f"{Path(name).stem}-failed.png"
         page.screenshot(path=str(shot))
-        exc.add_note(f"screenshot of the page: {shot}; JupyterLab's log: {lab.root / 'lab.log'}")
+        log = (lab.root / "lab.log").read_text(errors="replace").splitlines()[-15:]
+        exc.add_note(f"screenshot of the page: {shot}; the end of JupyterLab's log:\n" + "\n".join(log))
         raise
     session = _session(lab, name)
     if session is not None:  # the next notebook may claim the same repository
