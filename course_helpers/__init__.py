@@ -9,7 +9,8 @@ The subpackages go from the engine to the lesson; each uses only those above it
 * ``layers``     images, their history rows mapped to layers, and diffs between images;
 * ``builder``    running a build (BuildKit or classic) and reading its output into a report;
 * ``cache``      the cache model: predict before a build, explain after it, the quiz;
-* ``lesson``     what notebooks need around that: workspaces, running apps, display.
+* ``lesson``     what notebooks need around that: workspaces, running apps, display, grading;
+* ``exercises``  the check behind each chapter's exercise.
 """
 from .builder.build import build
 from .builder.report import BuildReport, Step
@@ -21,9 +22,11 @@ from .engine.client import client
 from .engine.housekeeping import cleanup, fresh_start
 from .engine.preflight import check_setup
 from .engine.provision import ensure_engine
+from .exercises.explorer import check_wasted_space, write_wasteful_dockerfile
 from .errors import (BuildError, ContainerExited, CourseError, DockerfileError, EngineUnavailable, InvalidName,
                      LessonBusy, LessonInterrupted, SetupError)
 from .layers.diff import ImageDiff, diff_images
+from .layers.explorer import Explorer, explore
 from .layers.images import Layer, history, images, same_image, tag
 from .lesson.display import plot_step_times
 from .lesson.notebook import install_error_handler
@@ -32,11 +35,11 @@ from .lesson.workspace import edit, workspace
 
 __all__ = [
     "BuildError", "BuildReport", "ContainerExited", "CourseError", "DockerfileError", "EngineUnavailable",
-    "Explanation", "ImageDiff", "InvalidName", "Layer", "LessonBusy", "LessonInterrupted", "Prediction",
+    "Explanation", "Explorer", "ImageDiff", "InvalidName", "Layer", "LessonBusy", "LessonInterrupted", "Prediction",
     "PredictionQuiz", "SetupError", "Step",
-    "build", "check_prediction", "check_setup", "cleanup", "client", "diff_images", "edit", "ensure_base_image",
-    "ensure_engine", "explain", "fresh_start", "history", "images", "plot_step_times", "predict", "prediction_quiz",
-    "run_app", "same_image", "tag", "workspace",
+    "build", "check_prediction", "check_setup", "check_wasted_space", "cleanup", "client", "diff_images", "edit",
+    "ensure_base_image", "ensure_engine", "explain", "explore", "fresh_start", "history", "images", "plot_step_times",
+    "predict", "prediction_quiz", "run_app", "same_image", "tag", "workspace", "write_wasteful_dockerfile",
 ]
 
 # In a notebook, a CourseError shows as its one-sentence message, not a traceback wall.
