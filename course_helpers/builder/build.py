@@ -48,7 +48,7 @@ _DIGEST_LINE = re.compile(r"^#\d+ sha256:[0-9a-f]{64}$")  # 20.10 prints each ve
 @course_call("building an image")
 def build(context: str | Path, tag: str | None = None, *, dockerfile: str = "Dockerfile",
           builder: str = "auto", no_cache: bool = False, build_args: dict[str, str] | None = None,
-          progress: bool | Callable[[str], None] = True,
+          target: str | None = None, progress: bool | Callable[[str], None] = True,
           client: "docker.DockerClient | None" = None) -> BuildReport:
     """Build an image from a context directory and report what each step did.
 
@@ -60,6 +60,7 @@ def build(context: str | Path, tag: str | None = None, *, dockerfile: str = "Doc
             builder through the Docker SDK) or ``"auto"`` (BuildKit when a capable CLI exists).
         no_cache: build every step afresh (``--no-cache`` / ``nocache``).
         build_args: ``ARG`` values, e.g. ``{"PIP_INDEX_URL": "..."}``.
+        target: build only up to this stage (``docker build --target NAME``); default: the last stage.
         progress: True prints the builder's output as it arrives (live in a notebook cell or a
             terminal), False keeps quiet, a callable receives each line instead.
         client: the Docker SDK client to use; default :func:`course_helpers.engine.client`.
@@ -105,9 +106,11 @@ def build(context: str | Path, tag: str | None = None, *, dockerfile: str = "Doc
     records = engine_dir()  # before building: afterwards the engine may be gone
     try:
         if cli is not None:
-            image_id, log, steps = _build_buildkit(cli, ctx, dockerfile, tag, no_cache, args, instructions, say)
+            image_id, log, steps = _build_buildkit(cli, ctx, dockerfile, tag, no_cache, args, target,
+                                                   instructions, say)
         else:
-            image_id, log, steps = _build_classic(client, ctx, dockerfile, tag, no_cache, args, instructions, say)
+            image_id, log, steps = _build_classic(client, ctx, dockerfile, tag, no_cache, args, target,
+                                                  instructions, say)
     except BuildError:
         # A build that failed because the engine went away is not the Dockerfile's fault.
         if client is None and try_client(timeout=5) is None:
@@ -122,8 +125,8 @@ def build(context: str | Path, tag: str | None = None, *, dockerfile: str = "Doc
         record_build(image_id, tag, kind, start, end, folder=records)
     report = BuildReport(image_id=image_id, tags=[tag] if tag else [], builder=kind,
                          seconds=end - start, log=log, steps=steps, context=str(ctx), dockerfile=dockerfile,
-                         build_args=args, no_cache=no_cache)
-    _attach_layers(report, _sdk(client), instructions)
+                         build_args=args, no_cache=no_cache, target=target)
+    _attach_layers(report, _sdk(client), instructions, target)
     # predict()/explain() compare later builds with what this one saw (context.py's contract).
     from ..dockerfile.context import record_context_snapshot
     record_context_snapshot(report)
@@ -168,7 +171,7 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 def _build_buildkit(cli: BuildkitClient, ctx: Path, dockerfile: str, tag: str | None, no_cache: bool,
-                    build_args: dict[str, str], instructions: list[buildlog.Instruction],
+                    build_args: dict[str, str], target: str | None, instructions: list[buildlog.Instruction],
                     say: Callable[[str], None]) -> tuple[str, str, list[Step]]:
     parser: buildlog.PlainParser | buildlog.RawjsonParser
     parser = (buildlog.RawjsonParser if cli.progress == "rawjson" else buildlog.PlainParser)(instructions)
@@ -180,6 +183,7 @@ def _build_buildkit(cli: BuildkitClient, ctx: Path, dockerfile: str, tag: str | 
         cmd += [f"--build-arg={key}={value}" for key, value in build_args.items()]
         cmd += ["-t", tag] if tag else []
         cmd += ["--no-cache"] if no_cache else []
+        cmd += ["--target", target] if target else []
         cmd.append(str(ctx))
         lines: list[str] = []
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -232,7 +236,8 @@ def _say_rawjson(line: str, say: Callable[[str], None]) -> None:
 
 
 def _build_classic(client: "docker.DockerClient | None", ctx: Path, dockerfile: str, tag: str | None,
-                   no_cache: bool, build_args: dict[str, str], instructions: list[buildlog.Instruction],
+                   no_cache: bool, build_args: dict[str, str], target: str | None,
+                   instructions: list[buildlog.Instruction],
                    say: Callable[[str], None]) -> tuple[str, str, list[Step]]:
     from docker.errors import APIError
 
@@ -240,10 +245,11 @@ def _build_classic(client: "docker.DockerClient | None", ctx: Path, dockerfile: 
     parser = buildlog.ClassicParser(instructions, clock=time.monotonic)
     kwargs: dict[str, Any] = dict(path=str(ctx), tag=tag, rm=True, forcerm=True, decode=True,
                                   labels=session_labels(), nocache=no_cache, buildargs=build_args or None,
-                                  dockerfile=dockerfile)
+                                  dockerfile=dockerfile, target=target)
     # forcerm: a failed step's container is removed too, so a failed build leaves none behind.
     command = "docker.APIClient.build(" + ", ".join(f"{k}={v!r}" for k, v in kwargs.items()) + ")"
     lines: list[str] = []
+    made = _ClassicImages()
     try:
         for event in _events(api.build(**kwargs)):
             parser.feed(event)
@@ -251,6 +257,7 @@ def _build_classic(client: "docker.DockerClient | None", ctx: Path, dockerfile: 
             for line in re.sub(r"\x1b\[[0-9;]*m", "", text).splitlines():
                 if line.strip():
                     lines.append(line)
+                    made.feed(line)
                     say(line)
     except APIError as exc:  # e.g. a Dockerfile that does not parse: refused before any step
         message = str(exc.explanation or exc)
@@ -264,9 +271,43 @@ def _build_classic(client: "docker.DockerClient | None", ctx: Path, dockerfile: 
     log = "\n".join(lines)
     failure = parser.failure()
     if failure is not None or parser.image_id is None:
+        made.remove(api)  # a failed build leaves none of its intermediate images behind
         total = max((i.number for i in instructions), default=None)
         raise _build_error(failure, lines, command, ctx, dockerfile, None, total)
     return parser.image_id, log, parser.steps()
+
+
+class _ClassicImages:
+    """The intermediate images a classic build committed itself (not FROM's base, not cache hits)."""
+
+    _STEP = re.compile(r"^Step \d+/\d+ : (\S+)")
+    _ID = re.compile(r"^ ---> ([0-9a-f]{12})$")
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+        self._keyword = ""
+        self._reused = False
+
+    def feed(self, line: str) -> None:
+        step = self._STEP.match(line)
+        if step:
+            self._keyword, self._reused = step.group(1).upper(), False
+        elif line.strip() == "---> Using cache":
+            self._reused = True
+        else:
+            made = self._ID.match(line)
+            if made and self._keyword != "FROM" and not self._reused:
+                self.ids.append(made.group(1))
+
+    def remove(self, api: Any) -> None:
+        """Remove them newest first, keeping their parents (which other builds may share)."""
+        from docker.errors import APIError
+
+        for image_id in reversed(self.ids):
+            try:
+                api.remove_image(image_id, noprune=True)
+            except APIError:
+                pass  # already gone, or in use by something else: not ours to force
 
 
 def _events(stream: Iterable[Any]) -> Iterable[dict[str, Any]]:
@@ -287,8 +328,15 @@ def _reason(failure: buildlog.Failure | None, lines: list[str], ctx: Path, docke
     parse = re.search(r"(?:dockerfile parse error|parse error) (?:on )?line (\d+): (.*)", text, re.IGNORECASE)
     if parse:
         what = parse.group(2).strip().rstrip('")')
-        return (f"The Dockerfile {ctx / dockerfile} has an error on line {parse.group(1)} ({what}): "
-                "fix that line and build again."), True
+        flag = re.match(r"Unknown flag: (\S+)", what)
+        hint = (f"this engine's Dockerfile reader does not know --{flag.group(1)} (a flag of a newer Dockerfile "
+                "syntax than this engine has, or a typo): remove it or update Docker, then build again."
+                if flag else "fix that line and build again.")
+        return f"The Dockerfile {ctx / dockerfile} has an error on line {parse.group(1)} ({what}): {hint}", True
+    needs = re.search(r"the (--\S+) option requires BuildKit[^\n]*", text)
+    if needs:
+        return (f"the classic builder cannot run {needs.group(1)} (its own words: \"{needs.group(0).strip()}\"): "
+                "build with BuildKit, builder='buildkit' (docker build uses it by default since Docker 23)."), False
     if "CERTIFICATE_VERIFY_FAILED" in text:
         return ("pip inside the build does not trust the TLS certificate of the package index, which "
                 "usually means a proxy between this machine and PyPI: the image needs that proxy's CA "
@@ -341,13 +389,15 @@ def _history_adds_layer(created_by: str) -> bool:
 
 
 def _attach_layers(report: BuildReport, client: "docker.DockerClient",
-                   instructions: list[buildlog.Instruction]) -> None:
+                   instructions: list[buildlog.Instruction], target: str | None = None) -> None:
     """Fill Step.layer and Step.size of the final stage from the image: two cheap API calls.
 
     The final stage's layer-making steps (RUN, COPY, ADD, WORKDIR) made the top layers of
     RootFS, in order; the history rows that carry a layer, newest first, give their sizes.
     """
     final = instructions[-1].stage if instructions else None
+    if target:  # --target: the image is that stage's
+        final = next((i.stage for i in instructions if i.stage.lower() == target.lower()), final)
     layered = [s for s in report.steps if s.stage == final and not s.is_from
                and s.instruction.split(None, 1)[0].upper() in _LAYER_KEYWORDS]
     if not layered:

@@ -69,7 +69,7 @@ def _model(report: "BuildReport", record: BuildRecord | None, builder: str,
     # Not recorded: the context as it is now is the best evidence left.
     context = os.path.abspath(report.context or ".")
     df = parse_dockerfile(Path(context) / report.dockerfile, report.build_args)
-    return simulate(df, take_snapshot(context), builder, same_sources)
+    return simulate(df, take_snapshot(context), builder, same_sources, report.target)
 
 
 @course_call("explaining a build")

@@ -109,7 +109,7 @@ def select_files(snapshot: ContextSnapshot, source: str, inst: Instruction, path
 
 
 def simulate(df: Dockerfile, snapshot: ContextSnapshot | None, builder: str,
-             same_sources: bool = False) -> list[SimStep]:
+             same_sources: bool = False, target: str | None = None) -> list[SimStep]:
     """Compute each reported step's cache key for one builder, from the parsed model alone.
 
     Args:
@@ -118,13 +118,18 @@ def simulate(df: Dockerfile, snapshot: ContextSnapshot | None, builder: str,
         builder: ``"buildkit"`` or ``"classic"``.
         same_sources: key ``COPY --from=<stage>`` as if the stage wrote the same bytes as before
             (BuildKit and classic both key such a copy by the copied content, not by the stage).
+        target: the stage built (``--target``); default: the last one.
 
     Returns:
         The steps in the order the builder reports them (per stage, in Dockerfile order).
     """
     steps: list[SimStep] = []
     stage_end: dict[int, tuple[str, int | None]] = {}  # stage index -> (key, position) of its last step
-    needed = set(df.needed_stages()) if builder == "buildkit" else set(range(len(df.stages)))
+    if builder == "buildkit":
+        needed = set(df.needed_stages(target))
+    else:  # classic builds every stage in file order, up to the target
+        last = df.stage(target) if target else None
+        needed = set(range(last.index + 1 if last is not None else len(df.stages)))
     for stage in df.stages:
         if stage.base_stage is not None:
             key, pos = stage_end[stage.base_stage]
@@ -192,6 +197,9 @@ def simulate(df: Dockerfile, snapshot: ContextSnapshot | None, builder: str,
                 s.source_step = remap.get(id(old[s.source_step])) if s.source_step is not None else None
                 s.shared_with = remap.get(id(old[s.shared_with])) if s.shared_with is not None else None
             steps = kept
+    elif len(needed) < len(df.stages):
+        # Classic stops at the target: only trailing stages go, so earlier links stay valid.
+        steps = [s for s in steps if _stage_index(df, s.stage) in needed]
     return steps
 
 
@@ -390,7 +398,7 @@ def model_steps(record: BuildRecord, builder: str, same_sources: bool = False) -
     """The model's steps for a recorded build (none when its Dockerfile no longer parses)."""
     try:
         df = parse_dockerfile_text(record.dockerfile_text, record.dockerfile, record.build_args)
-        return simulate(df, record.snapshot(), builder, same_sources)
+        return simulate(df, record.snapshot(), builder, same_sources, record.target)
     except DockerfileError:
         return []  # an earlier Dockerfile that no longer parses left nothing reusable to model
 
@@ -428,6 +436,10 @@ def verdicts(new: list[SimStep], alt_new: list[SimStep], olds: list[SimStep], al
             out.append((True, "unchanged since the earlier build"))
         elif alt_new[i].key in alt_keys:
             out.append((None, _depends_reason(new, i, multi)))
+        elif alt_new[i].key != s.key:
+            # Runs whether or not a re-run stage writes the same bytes: name the change that holds
+            # in both cases (e.g. a copied file), not the COPY --from that only might differ.
+            out.append((False, reason_for(alt_new, i, alt_olds, multi)))
         else:
             out.append((False, reason_for(new, i, olds, multi)))
     return out
@@ -436,7 +448,7 @@ def verdicts(new: list[SimStep], alt_new: list[SimStep], olds: list[SimStep], al
 @course_call("predicting a build")
 def predict(context: str | Path, dockerfile: str = "Dockerfile", against: "BuildReport | BuildRecord | None" = None,
             builder: str | None = None, build_args: dict[str, str] | None = None, no_cache: bool = False,
-            tag: str | None = None) -> Prediction:
+            tag: str | None = None, target: str | None = None) -> Prediction:
     """Say, without building, which steps the next build will take from the cache, and why.
 
     Needs no engine: it compares the context and Dockerfile on disk with what
@@ -452,6 +464,7 @@ def predict(context: str | Path, dockerfile: str = "Dockerfile", against: "Build
         build_args: the ``--build-arg`` values the build will get.
         no_cache: the build will run with ``no_cache=True`` (nothing is reused).
         tag: narrow the default comparison to builds of this tag.
+        target: the stage the build will stop at (``--target``); default: the last one.
 
     Returns:
         A :class:`Prediction`.
@@ -470,8 +483,8 @@ def predict(context: str | Path, dockerfile: str = "Dockerfile", against: "Build
     context = os.path.abspath(context)
     df = parse_dockerfile(Path(context) / dockerfile, build_args)
     snapshot = take_snapshot(context)
-    new = simulate(df, snapshot, builder)
-    alt_new = simulate(df, snapshot, builder, same_sources=True)
+    new = simulate(df, snapshot, builder, target=target)
+    alt_new = simulate(df, snapshot, builder, same_sources=True, target=target)
     records, compared = _record_for(against, context, dockerfile, builder, tag)
     olds = [s for rec in records for s in model_steps(rec, builder)]
     alt_olds = [s for rec in records for s in model_steps(rec, builder, same_sources=True)]
