@@ -213,3 +213,21 @@ def test_an_unknown_flag_is_named_with_what_to_do(repo, tmp_path):
     with pytest.raises(BuildError, match=r"line 2 \(Unknown flag: lnik\): this engine's Dockerfile reader does not "
                                          r"know --lnik"):
         build(ctx, f"{repo}:flag", progress=False)
+
+
+def test_a_step_named_by_a_concurrent_build_is_put_back_in_its_stage():
+    """BuildKit may print a vertex shared with another build under that build's name ([2/4] in a 5-step stage)."""
+    from course_helpers.builder.logs import parse_buildkit_plain, read_instructions
+
+    dockerfile = (f"FROM {BASE} AS builder\nWORKDIR /src\nRUN echo wheels\n"
+                  f"FROM {BASE}\nWORKDIR /usr/src/app\nCOPY --from=builder /src /src\nCOPY . .\n")
+    log = "\n".join(["#4 [builder 1/3] FROM docker.io/library/python:3.11-slim-bookworm", "#4 DONE 0.0s",
+                     "#5 [2/4] WORKDIR /usr/src/app", "#5 CACHED",
+                     "#6 [builder 2/3] WORKDIR /src", "#6 CACHED",
+                     "#7 [builder 3/3] RUN echo wheels", "#7 0.2 wheels", "#7 DONE 0.3s",
+                     "#8 [stage-1 3/4] COPY --from=builder /src /src", "#8 CACHED",
+                     "#9 [stage-1 4/4] COPY . .", "#9 DONE 0.1s"])
+    steps = parse_buildkit_plain(log, read_instructions(dockerfile))
+    rows = [(s.stage, s.index, s.instruction) for s in steps if not s.is_from]
+    assert ("1", 2, "WORKDIR /usr/src/app") in rows
+    assert all(stage in ("builder", "1") for stage, _, _ in rows)

@@ -197,8 +197,29 @@ class _VertexSteps:
         return Step(index=vertex.index, stage=stage, instruction=text, cached=cached, seconds=seconds,
                     output=list(vertex.logs))
 
+    def _rebind_foreign_names(self, lookup: dict[tuple[str, int], Instruction]) -> None:
+        """Give a vertex named by another build its place in this Dockerfile.
+
+        BuildKit runs an identical step once for every build that has it at the same time,
+        and may print it under the other build's name (``[2/4] WORKDIR /usr/src/app`` in a
+        five-step stage).  Such a vertex whose number fits no instruction of ours, but whose
+        text fits exactly one step we have not seen, is that step.
+        """
+        vertices = list(self.by_key.values())
+        taken = {(self._stage_of(v), v.index) for v in vertices if (self._stage_of(v), v.index) in lookup}
+        for v in vertices:
+            if (self._stage_of(v), v.index) in lookup or v.text.upper().startswith("FROM "):
+                continue
+            text = " ".join(v.text.split())
+            fits = [i for i in self.instructions or [] if i.buildkit_index is not None
+                    and (i.stage, i.buildkit_index) not in taken and " ".join(i.text.split()) == text]
+            if len(fits) == 1:
+                v.stage, v.index = fits[0].stage, fits[0].buildkit_index
+                taken.add((fits[0].stage, fits[0].buildkit_index))
+
     def steps(self) -> list[Step]:
         lookup = _lookup(self.instructions)
+        self._rebind_foreign_names(lookup)
         rank = self._stage_rank()
         vertices = list(self.by_key.values())
         # Without a Dockerfile, stages go in the order their first non-FROM step started
