@@ -29,14 +29,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-REORDERED = """FROM python:3.11-slim-bookworm
-WORKDIR /usr/src/app
-COPY requirements.txt .
-RUN pip3 install -r requirements.txt
-COPY . .
-CMD ["python3", "-m", "flask", "run", "--host=0.0.0.0"]
-"""
-MOUNTED = REORDERED.replace(
+from course_helpers.lesson.workspace import REQUIREMENTS_FIRST  # noqa: E402
+
+MOUNTED = REQUIREMENTS_FIRST.replace(
     "RUN pip3 install -r requirements.txt",
     "RUN --mount=type=cache,target=/root/.cache/wheels \\\n"
     "    pip3 download --dest /root/.cache/wheels -r requirements.txt \\\n"
@@ -57,7 +52,7 @@ def bench_context(rounds: int) -> None:
     for n in range(rounds):
         for name, ignore in (("without .dockerignore", None), ("with .dockerignore", IGNORE)):
             folder = workspace(f"bench-context-{n}-{'ign' if ignore else 'raw'}")
-            (folder / "Dockerfile").write_text(REORDERED)
+            (folder / "Dockerfile").write_text(REQUIREMENTS_FIRST)
             add_clutter(folder)
             if ignore:
                 (folder / ".dockerignore").write_text(ignore)
@@ -83,7 +78,7 @@ def bench_cache_mount(rounds: int) -> None:
     from course_helpers import build, pip_activity, workspace
 
     folder = workspace("bench-cache-mount")
-    (folder / "Dockerfile").write_text(REORDERED)
+    (folder / "Dockerfile").write_text(REQUIREMENTS_FIRST)
     (folder / "mount.Dockerfile").write_text(MOUNTED)
     build(folder, f"{TAG}:plain", progress=False)
     build(folder, f"{TAG}:mount", dockerfile="mount.Dockerfile", progress=False)  # fills the mount

@@ -15,27 +15,15 @@ from ..layers.images import get_image
 from ..lesson.clutter import add_clutter, simulate_commit
 from ..lesson.exercise import ExerciseResult, build_for_check, grade, not_checked
 from ..lesson.run import run_command
-from ..lesson.workspace import workspace
+from ..lesson.workspace import REQUIREMENTS_FIRST, workspace
 
 TITLE = "A .dockerignore for a real project folder"
 MAX_CONTEXT = 100_000  # bytes: the app itself is well under 1 kB
 NEEDED = ("app.py", "requirements.txt", "data/seed.csv", "docs/README.md")
 UNWANTED = (".git/", ".venv/", "__pycache__/", "logs/", "data/raw/", "docs/todo.md")
 
-#: The Dockerfile of the exercise: dependencies first, then the whole folder (chapter 060's order).
-DOCKERFILE = """\
-FROM python:3.11-slim-bookworm
-
-WORKDIR /usr/src/app
-
-COPY requirements.txt .
-
-RUN pip3 install -r requirements.txt
-
-COPY . .
-
-CMD ["python3", "-m", "flask", "run", "--host=0.0.0.0"]
-"""
+#: The Dockerfile of the lesson and its exercise: chapter 060's, dependencies first.
+DOCKERFILE = REQUIREMENTS_FIRST
 
 
 def prepare(name: str = "080-exercise") -> Path:

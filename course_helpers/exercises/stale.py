@@ -16,25 +16,13 @@ from ..builder.report import BuildReport
 from ..dockerfile.parse import parse_dockerfile
 from ..errors import DockerfileError
 from ..lesson.exercise import ExerciseResult, build_for_check, grade, not_checked
-from ..lesson.workspace import edit, workspace
+from ..lesson.workspace import REQUIREMENTS_FIRST, edit, workspace
 
 TITLE = "Refresh the dependencies when you decide to"
 ARG = "DEPS_REFRESH"
 
-#: The lesson's Dockerfile: dependencies first, then the code.
-DOCKERFILE = """\
-FROM python:3.11-slim-bookworm
-
-WORKDIR /usr/src/app
-
-COPY requirements.txt .
-
-RUN pip3 install -r requirements.txt
-
-COPY . .
-
-CMD ["python3", "-m", "flask", "run", "--host=0.0.0.0"]
-"""
+#: The Dockerfile of the lesson and its exercise: chapter 060's, dependencies first.
+DOCKERFILE = REQUIREMENTS_FIRST
 
 
 def prepare(name: str = "110-exercise") -> Path:

@@ -36,6 +36,21 @@ def workspace_root() -> Path:
 
 RUN_MARK = "# course run:"
 
+#: The sample app's Dockerfile as chapter 060 leaves it: the dependency list first, then the code.
+REQUIREMENTS_FIRST = """\
+FROM python:3.11-slim-bookworm
+
+WORKDIR /usr/src/app
+
+COPY requirements.txt .
+
+RUN pip3 install -r requirements.txt
+
+COPY . .
+
+CMD ["python3", "-m", "flask", "run", "--host=0.0.0.0"]
+"""
+
 
 def workspace(name: str, source: str | Path | None = None, *, mark: bool = True) -> Path:
     """A fresh copy of the sample app (or ``source``) in ``<workspace root>/<name>/``.
