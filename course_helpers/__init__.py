@@ -17,6 +17,8 @@ from .builder.report import BuildReport, Step
 from .cache.explain import Explanation, explain
 from .cache.predict import Prediction, check_prediction, predict
 from .cache.quiz import PredictionQuiz, prediction_quiz
+from .dockerfile.context import context_size
+from .dockerfile.lint import lint
 from .engine.base_image import ensure_base_image
 from .engine.client import client
 from .engine.housekeeping import cleanup, fresh_start
@@ -25,21 +27,26 @@ from .engine.provision import ensure_engine
 from .exercises.explorer import check_wasted_space, write_wasteful_dockerfile
 from .errors import (BuildError, ContainerExited, CourseError, DockerfileError, EngineUnavailable, InvalidName,
                      LessonBusy, LessonInterrupted, SetupError)
+from .formatting import format_seconds, format_size
 from .layers.diff import ImageDiff, diff_images
 from .layers.explorer import Explorer, explore
 from .layers.images import Layer, history, images, same_image, tag
+from .lesson.clutter import add_clutter, simulate_commit
 from .lesson.display import plot_step_times
 from .lesson.notebook import install_error_handler
-from .lesson.run import run_app
+from .lesson.pip import index_caching, installed_vs_index, pip_activity
+from .lesson.run import run_app, run_command
 from .lesson.workspace import edit, workspace
 
 __all__ = [
     "BuildError", "BuildReport", "ContainerExited", "CourseError", "DockerfileError", "EngineUnavailable",
     "Explanation", "Explorer", "ImageDiff", "InvalidName", "Layer", "LessonBusy", "LessonInterrupted", "Prediction",
     "PredictionQuiz", "SetupError", "Step",
-    "build", "check_prediction", "check_setup", "check_wasted_space", "cleanup", "client", "diff_images", "edit",
-    "ensure_base_image", "ensure_engine", "explain", "explore", "fresh_start", "history", "images", "plot_step_times",
-    "predict", "prediction_quiz", "run_app", "same_image", "tag", "workspace", "write_wasteful_dockerfile",
+    "add_clutter", "build", "check_prediction", "check_setup", "check_wasted_space", "cleanup", "client",
+    "context_size", "diff_images", "edit", "ensure_base_image", "ensure_engine", "explain", "explore",
+    "format_seconds", "format_size", "fresh_start", "history", "images", "index_caching", "installed_vs_index",
+    "lint", "pip_activity", "plot_step_times", "predict", "prediction_quiz", "run_app", "run_command", "same_image",
+    "simulate_commit", "tag", "workspace", "write_wasteful_dockerfile",
 ]
 
 # In a notebook, a CourseError shows as its one-sentence message, not a traceback wall.

@@ -135,7 +135,13 @@ def build(context: str | Path, tag: str | None = None, *, dockerfile: str = "Doc
     report = BuildReport(image_id=image_id, tags=[tag] if tag else [], builder=kind,
                          seconds=end - start, log=log, steps=steps, context=str(ctx), dockerfile=dockerfile,
                          build_args=args, no_cache=no_cache, target=target)
-    _attach_layers(report, _sdk(client), instructions[-1].stage if instructions else None)
+    # The image is the target's stage (the last stage when no target is given).
+    stages = list(dict.fromkeys(i.stage for i in instructions))
+    final = None
+    if target is not None:
+        final = next((s for s in stages if s == target.lower()), None) or (
+            stages[int(target)] if target.isdigit() and int(target) < len(stages) else None)
+    _attach_layers(report, _sdk(client), final or (stages[-1] if stages else None))
     # predict()/explain() compare later builds with what this one saw (context.py's contract).
     from ..dockerfile.context import record_context_snapshot
     record_context_snapshot(report)
@@ -258,6 +264,7 @@ def _build_classic(client: "docker.DockerClient | None", ctx: Path, dockerfile: 
     # forcerm: a failed step's container is removed too, so a failed build leaves none behind.
     command = "docker.APIClient.build(" + ", ".join(f"{k}={v!r}" for k, v in kwargs.items()) + ")"
     lines: list[str] = []
+    made = _ClassicImages()
     try:
         for event in _events(api.build(**kwargs)):
             parser.feed(event)
@@ -265,6 +272,7 @@ def _build_classic(client: "docker.DockerClient | None", ctx: Path, dockerfile: 
             for line in re.sub(r"\x1b\[[0-9;]*m", "", text).splitlines():
                 if line.strip():
                     lines.append(line)
+                    made.feed(line)
                     say(line)
     except APIError as exc:  # e.g. a Dockerfile that does not parse: refused before any step
         message = str(exc.explanation or exc)
@@ -278,9 +286,43 @@ def _build_classic(client: "docker.DockerClient | None", ctx: Path, dockerfile: 
     log = "\n".join(lines)
     failure = parser.failure()
     if failure is not None or parser.image_id is None:
+        made.remove(api)  # a failed build leaves none of its intermediate images behind
         total = max((i.number for i in instructions), default=None)
         raise _build_error(failure, lines, command, ctx, dockerfile, None, total)
     return parser.image_id, log, parser.steps()
+
+
+class _ClassicImages:
+    """The intermediate images a classic build committed itself (not FROM's base, not cache hits)."""
+
+    _STEP = re.compile(r"^Step \d+/\d+ : (\S+)")
+    _ID = re.compile(r"^ ---> ([0-9a-f]{12})$")
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+        self._keyword = ""
+        self._reused = False
+
+    def feed(self, line: str) -> None:
+        step = self._STEP.match(line)
+        if step:
+            self._keyword, self._reused = step.group(1).upper(), False
+        elif line.strip() == "---> Using cache":
+            self._reused = True
+        else:
+            made = self._ID.match(line)
+            if made and self._keyword != "FROM" and not self._reused:
+                self.ids.append(made.group(1))
+
+    def remove(self, api: Any) -> None:
+        """Remove them newest first, keeping their parents (which other builds may share)."""
+        from docker.errors import APIError
+
+        for image_id in reversed(self.ids):
+            try:
+                api.remove_image(image_id, noprune=True)
+            except APIError:
+                pass  # already gone, or in use by something else: not ours to force
 
 
 def _events(stream: Iterable[Any]) -> Iterable[dict[str, Any]]:
@@ -301,8 +343,15 @@ def _reason(failure: buildlog.Failure | None, lines: list[str], ctx: Path, docke
     parse = re.search(r"(?:dockerfile parse error|parse error) (?:on )?line (\d+): (.*)", text, re.IGNORECASE)
     if parse:
         what = parse.group(2).strip().rstrip('")')
-        return (f"The Dockerfile {ctx / dockerfile} has an error on line {parse.group(1)} ({what}): "
-                "fix that line and build again."), True
+        flag = re.match(r"Unknown flag: (\S+)", what)
+        hint = (f"this engine's Dockerfile reader does not know --{flag.group(1)} (a flag of a newer Dockerfile "
+                "syntax than this engine has, or a typo): remove it or update Docker, then build again."
+                if flag else "fix that line and build again.")
+        return f"The Dockerfile {ctx / dockerfile} has an error on line {parse.group(1)} ({what}): {hint}", True
+    needs = re.search(r"the (--\S+) option requires BuildKit[^\n]*", text)
+    if needs:
+        return (f"the classic builder cannot run {needs.group(1)} (its own words: \"{needs.group(0).strip()}\"): "
+                "build with BuildKit, builder='buildkit' (docker build uses it by default since Docker 23)."), False
     if "CERTIFICATE_VERIFY_FAILED" in text:
         return ("pip inside the build does not trust the TLS certificate of the package index, which "
                 "usually means a proxy between this machine and PyPI: the image needs that proxy's CA "

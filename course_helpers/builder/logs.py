@@ -192,10 +192,32 @@ class _VertexSteps:
         else:
             cached = vertex.cached
         seconds = 0.0 if cached or vertex.seconds is None else vertex.seconds
-        return Step(index=vertex.index, stage=stage, instruction=text, cached=cached, seconds=seconds)
+        return Step(index=vertex.index, stage=stage, instruction=text, cached=cached, seconds=seconds,
+                    output=list(vertex.logs))
+
+    def _rebind_foreign_names(self, lookup: dict[tuple[str, int], Instruction]) -> None:
+        """Give a vertex named by another build its place in this Dockerfile.
+
+        BuildKit runs an identical step once for every build that has it at the same time,
+        and may print it under the other build's name (``[2/4] WORKDIR /usr/src/app`` in a
+        five-step stage).  Such a vertex whose number fits no instruction of ours, but whose
+        text fits exactly one step we have not seen, is that step.
+        """
+        vertices = list(self.by_key.values())
+        taken = {(self._stage_of(v), v.index) for v in vertices if (self._stage_of(v), v.index) in lookup}
+        for v in vertices:
+            if (self._stage_of(v), v.index) in lookup or v.text.upper().startswith("FROM "):
+                continue
+            text = " ".join(v.text.split())
+            fits = [i for i in self.instructions or [] if i.buildkit_index is not None
+                    and (i.stage, i.buildkit_index) not in taken and " ".join(i.text.split()) == text]
+            if len(fits) == 1:
+                v.stage, v.index = fits[0].stage, fits[0].buildkit_index
+                taken.add((fits[0].stage, fits[0].buildkit_index))
 
     def steps(self) -> list[Step]:
         lookup = _lookup(self.instructions)
+        self._rebind_foreign_names(lookup)
         rank = self._stage_rank()
         vertices = list(self.by_key.values())
         # Without a Dockerfile, stages go in the order their first non-FROM step started
@@ -397,6 +419,61 @@ def parse_buildkit_rawjson(lines: Iterable[str | dict[str, Any]],
     return parser.steps()
 
 
+# --- the build context as the engine received it ------------------------------------------------
+
+_CONTEXT_VERTEX = "[internal] load build context"
+_SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kMGT]?B)$")
+_UNITS = {"B": 1, "kB": 1000, "MB": 1000 ** 2, "GB": 1000 ** 3, "TB": 1000 ** 4}
+
+
+def parse_size(text: str) -> int | None:
+    """``"52.43MB"`` (how BuildKit prints sizes: decimal units) -> bytes, or None when it is not a size."""
+    match = _SIZE.match(text.strip())
+    return round(float(match.group(1)) * _UNITS[match.group(2)]) if match else None
+
+
+def context_transfer(log: str) -> int | None:
+    """How many bytes of build context the builder received, from a BuildKit log (plain or rawjson).
+
+    BuildKit reports it on its ``[internal] load build context`` step as ``transferring context: 479B``.
+    It sends only what changed since its last build from the same folder, so a rebuild usually
+    reports a few bytes; the classic builder sends the whole context every time and does not report it.
+
+    Args:
+        log: the builder's whole output (``BuildReport.log``).
+
+    Returns:
+        Bytes (rounded as BuildKit prints them, e.g. 52.43MB), or None when the log does not say.
+    """
+    sent: int | None = None
+    vertex_key: str | None = None
+    for line in log.splitlines():
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                status = json.loads(line)
+            except ValueError:
+                continue
+            for vx in status.get("vertexes") or []:
+                if vx.get("name") == _CONTEXT_VERTEX:
+                    vertex_key = vx.get("digest")
+            for st in status.get("statuses") or []:
+                if st.get("vertex") == vertex_key and st.get("id") == "transferring context:":
+                    sent = int(st.get("current") or 0)
+            continue
+        match = _PLAIN.match(line)
+        if not match:
+            continue
+        key, rest = match.groups()
+        if rest == _CONTEXT_VERTEX:
+            vertex_key = key
+        elif key == vertex_key and rest.startswith("transferring context:"):
+            words = rest[len("transferring context:"):].split()
+            size = parse_size(words[0]) if words else None
+            sent = size if size is not None else sent
+    return sent
+
+
 # --- BuildKit tty transcript (articles) ------------------------------------------------------------
 
 _TTY = re.compile(r"^\s*=> (?P<cached>CACHED )?(?P<name>.*?)(?:\s+(?P<secs>\d+\.\d+)s)?\s*$")
@@ -538,6 +615,8 @@ class ClassicParser:
         steps = list(self._steps)
         while steps and self._is_added_label(steps[-1]):
             steps.pop()
+        for step, printed in zip(steps, self._logs):
+            step.output = list(printed)
         for i, step in enumerate(steps):
             if step.instruction.upper().startswith("FROM "):
                 # Classic prints no "Using cache" for FROM: the base is cached unless it was pulled.

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..errors import CourseError
 from ..formatting import Html, format_seconds, format_size, short_id as short_image_id, table_html
 
 
@@ -24,6 +25,7 @@ class Step:
         layer: the diff id (``sha256:...``) of the layer this step produced, or
             None for metadata-only steps and when unknown.
         size: bytes the step added to the image (0 for metadata-only steps).
+        output: the lines the step printed while it ran (a RUN's output; empty when cached).
     """
 
     index: int
@@ -33,6 +35,7 @@ class Step:
     seconds: float = 0.0
     layer: str | None = None
     size: int = 0
+    output: list[str] = field(default_factory=list, compare=False, repr=False)
 
     @property
     def is_from(self) -> bool:
@@ -96,6 +99,29 @@ class BuildReport:
     def ran_steps(self) -> list[str]:
         """Instructions the builder ran (FROM left out)."""
         return [s.instruction for s in self.steps if not s.cached and not s.is_from]
+
+    def step(self, text: str) -> Step:
+        """The first step whose instruction contains ``text``, e.g. ``report.step("pip3 install")``.
+
+        Raises:
+            CourseError: no step's instruction contains it (the message lists the steps).
+        """
+        for step in self.steps:
+            if text in step.instruction:
+                return step
+        listed = "; ".join(s.instruction for s in self.steps) or "none"
+        raise CourseError(f"No step of this build contains {text!r} (its steps: {listed}): check the text.")
+
+    @property
+    def context_bytes(self) -> int | None:
+        """Bytes of build context BuildKit reported receiving (``transferring context: ...``), or None.
+
+        BuildKit sends only what changed since its last build from the same folder; the classic
+        builder sends everything and reports nothing here (None).
+        """
+        from .logs import context_transfer
+
+        return context_transfer(self.log) if self.builder == "buildkit" else None
 
     @property
     def all_cached(self) -> bool:

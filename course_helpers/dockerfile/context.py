@@ -20,10 +20,11 @@ import os
 import stat
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Iterator, NamedTuple
 
 from ..config import state_dir
-from ..errors import DockerfileError
+from ..errors import CourseError, DockerfileError
+from ..formatting import format_size, table_html, table_text
 from ..statefiles import write_atomic
 from .parse import read_text
 from .ignore import read_dockerignore
@@ -104,6 +105,32 @@ class _HashCache:
 _CACHE = _HashCache()
 
 
+def walk_context(context: str | Path) -> Iterator[tuple[str, os.DirEntry, os.stat_result]]:
+    """Every entry Docker would send from ``context``, ``.dockerignore`` applied: ``(relpath, entry, stat)``.
+
+    Directories come before what they hold; an excluded directory is still walked when a
+    ``!`` rule may bring back something inside it, but is not itself yielded.
+    """
+    root = os.path.abspath(context)
+    ignore = read_dockerignore(root)
+    stack = [("", root)]
+    while stack:
+        rel_dir, abs_dir = stack.pop()
+        with os.scandir(abs_dir) as it:
+            for entry in it:
+                rel = f"{rel_dir}{entry.name}"
+                st = entry.stat(follow_symlinks=False)
+                is_excluded = ignore.rules and ignore.excluded(rel)
+                if stat.S_ISDIR(st.st_mode):
+                    if is_excluded and not ignore.may_reinclude_under(rel):
+                        continue
+                    if not is_excluded:
+                        yield rel, entry, st
+                    stack.append((rel + "/", entry.path))
+                elif not is_excluded:
+                    yield rel, entry, st
+
+
 def take_snapshot(context: str | Path) -> ContextSnapshot:
     """Hash every file the builder would see in ``context`` (``.dockerignore`` applied).
 
@@ -114,7 +141,6 @@ def take_snapshot(context: str | Path) -> ContextSnapshot:
         A :class:`ContextSnapshot`.
     """
     root = os.path.abspath(context)
-    ignore = read_dockerignore(root)
     _CACHE.load()
     files: dict[str, FileEntry] = {}
     excluded = ignore.excluded if ignore.rules else None
@@ -142,6 +168,85 @@ def take_snapshot(context: str | Path) -> ContextSnapshot:
                     files[rel] = FileEntry(digest(entry.path, st), mode_of(st.st_mode))
     _CACHE.save()
     return ContextSnapshot(root, files)
+
+
+# --- what a build sends ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ContextSize:
+    """What ``docker build <context>`` sends, counted the way Docker selects it (``.dockerignore`` applied).
+
+    Attributes:
+        root: the context directory.
+        files: relative path -> size in bytes, for every file and symlink sent.
+        ignore_rules: the ``.dockerignore`` patterns in force (empty: none).
+    """
+
+    root: str
+    files: dict[str, int]
+    ignore_rules: tuple[str, ...] = ()
+
+    @property
+    def count(self) -> int:
+        """How many files (and symlinks) are sent."""
+        return len(self.files)
+
+    @property
+    def bytes(self) -> int:
+        """Their total size."""
+        return sum(self.files.values())
+
+    def by_top_level(self) -> list[tuple[str, int, int]]:
+        """``(top-level entry, files, bytes)``, biggest first: where the bytes are."""
+        totals: dict[str, list[int]] = {}
+        for path, size in self.files.items():
+            top = path.split("/", 1)[0] + ("/" if "/" in path else "")
+            entry = totals.setdefault(top, [0, 0])
+            entry[0] += 1
+            entry[1] += size
+        return sorted(((k, n, b) for k, (n, b) in totals.items()), key=lambda r: (-r[2], r[0]))
+
+    def _rows(self) -> list[list[str]]:
+        return [[top, str(n), format_size(b)] for top, n, b in self.by_top_level()]
+
+    def _caption(self) -> str:
+        rules = f".dockerignore: {len(self.ignore_rules)} pattern(s)" if self.ignore_rules else "no .dockerignore"
+        return f"build context {Path(self.root).name}/: {self.count} files, {format_size(self.bytes)} ({rules})"
+
+    def __str__(self) -> str:
+        return self._caption() + "\n" + table_text(["ENTRY", "FILES", "SIZE"], self._rows())
+
+    __repr__ = __str__
+
+    def _repr_html_(self) -> str:
+        return table_html(["entry", "files", "size"], self._rows(), title=self._caption())
+
+
+def context_size(context: str | Path) -> ContextSize:
+    """Count what ``docker build`` would send from ``context``: files and bytes, per top-level entry.
+
+    Docker sends every file of the folder except what ``.dockerignore`` excludes (the course applies
+    Docker's own matching rules, :mod:`course_helpers.dockerfile.ignore`).
+
+    Args:
+        context: the build context directory.
+
+    Returns:
+        A :class:`ContextSize`; it shows as a table, biggest entries first.
+
+    Raises:
+        CourseError: the folder does not exist.
+
+    Example:
+        >>> context_size("workspace/080-build-context").bytes   # doctest: +SKIP
+        31457997
+    """
+    root = os.path.abspath(context)
+    if not os.path.isdir(root):
+        raise CourseError(f"The build context {root} is not a folder: pass the folder that holds the Dockerfile.")
+    files = {rel: st.st_size if stat.S_ISREG(st.st_mode) else 0  # a symlink travels as a name only
+             for rel, entry, st in walk_context(root) if not stat.S_ISDIR(st.st_mode)}
+    return ContextSize(root, files, tuple(read_dockerignore(root).patterns))
 
 
 # --- build records -----------------------------------------------------------------------------
@@ -262,9 +367,10 @@ def find_record(report: "BuildReport") -> tuple[BuildRecord | None, BuildRecord 
         return None, None
     # The build before this one in the same workspace, whatever its tag: that is
     # what a learner compares with ("I edited app.py and rebuilt").
-    # Each builder has its own cache, so only builds by the same builder compare.
+    # Each builder has its own cache, so only builds by the same builder compare; and only builds
+    # of the same target, since a --target build says nothing about the stages after it.
     records = [r for r in _load(_records_file(report.context, report.dockerfile, None))
-               if r.builder == report.builder]
+               if r.builder == report.builder and r.target == report.target]
     steps = [(s.index, s.stage, s.instruction, s.cached) for s in report.steps]
     for i in range(len(records) - 1, -1, -1):
         if records[i].image_id == report.image_id and records[i].steps == steps:

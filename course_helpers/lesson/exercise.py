@@ -14,7 +14,11 @@ from __future__ import annotations
 
 import html
 from dataclasses import dataclass
-from typing import Iterable
+from pathlib import Path
+from typing import Any, Iterable
+
+from ..builder.report import BuildReport
+from ..errors import BuildError
 
 
 @dataclass(frozen=True)
@@ -72,3 +76,30 @@ def grade(title: str, criteria: Iterable[tuple[str, bool, str]]) -> ExerciseResu
         An :class:`ExerciseResult`; ``.passed`` is True when every criterion is met.
     """
     return ExerciseResult(title, tuple(Criterion(name, bool(ok), str(saw)) for name, ok, saw in criteria))
+
+
+def build_for_check(context: str | Path, tag: str, note: str, **kwargs: Any) -> tuple[BuildReport | None, str]:
+    """Build for a check, saying so in one line; a failed build becomes a sentence, not an exception.
+
+    Args:
+        context: the learner's folder.
+        tag: the image name the check uses.
+        note: what this build is for, e.g. ``"the first build"``.
+        kwargs: passed on to :func:`~course_helpers.builder.build.build` (``dockerfile=``, ``build_args=``...).
+
+    Returns:
+        ``(report, "")`` after a build, or ``(None, the build error's first sentence)``.
+    """
+    from ..builder.build import build
+
+    print(f"[check] {note} ...", flush=True)
+    try:
+        report = build(context, tag, progress=False, **kwargs)
+    except BuildError as exc:
+        return None, str(exc).splitlines()[0]
+    return report, ""
+
+
+def not_checked(names: Iterable[str], why: str) -> list[tuple[str, bool, str]]:
+    """Criteria a check could not get to (e.g. the build failed): each NOT met, saying why."""
+    return [(name, False, f"not checked: {why}") for name in names]

@@ -13,6 +13,7 @@ import atexit
 import os
 import contextlib
 import re
+import shlex
 import time
 import urllib.error
 import urllib.request
@@ -21,6 +22,7 @@ from typing import Any, Iterator
 
 import docker
 from docker.errors import APIError, NotFound
+from requests.exceptions import ConnectionError as RequestsConnectionError, ReadTimeout
 
 from ..config import LABEL_CONTAINER, LABEL_OWNER_PID, owner_labels
 from ..engine import reaper
@@ -214,3 +216,91 @@ def _start(image: Any, port: int, timeout: float, command: str | list[str] | Non
         if container is not None:
             _remove(container)
         raise
+
+
+# ---------------------------------------------------------------- one command, its output
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """What :func:`run_command` saw: the command, its exit code and everything it printed.
+
+    Attributes:
+        image: the image it ran in, as given.
+        command: the command, as given.
+        exit_code: the process's exit code (0: success).
+        output: stdout and stderr, interleaved as printed.
+    """
+
+    image: str
+    command: str
+    exit_code: int
+    output: str
+
+    @property
+    def ok(self) -> bool:
+        """True when the command exited with 0."""
+        return self.exit_code == 0
+
+    def __str__(self) -> str:
+        return self.output.rstrip("\n")
+
+    def __repr__(self) -> str:
+        status = "" if self.ok else f"  (exit code {self.exit_code})"
+        return f"$ {self.command}{status}\n{self}"
+
+
+@course_call("running a command in a container")
+def run_command(image: Any, command: str | list[str], *, timeout: float = 120, network: bool = True,
+                client: docker.DockerClient | None = None) -> CommandResult:
+    """Run one command in a new container of ``image``, wait for it, return its output, remove the container.
+
+    The shell form ``run_command(img, "pip3 show flask | head -2")`` is ``docker run --rm IMG sh -c '...'``;
+    a list runs without a shell.  The container publishes nothing, runs unprivileged, carries the
+    course's creation mark and is always removed.
+
+    Args:
+        image: tag, id or BuildReport.
+        command: a shell command line (run by ``/bin/sh -c``) or an argv list.
+        timeout: seconds to wait before the container is stopped and an error raised.
+        network: False runs it with no network at all (``--network none``).
+        client: Docker client (default: the course's).
+
+    Returns:
+        A :class:`CommandResult`; a non-zero exit code is reported there, not raised.
+
+    Raises:
+        CourseError: no such image, or the command ran longer than ``timeout``.
+
+    Example:
+        >>> run_command("flask-demo:first", "python3 -c 'import flask; print(flask.__version__)'").output
+        '2.3.1\\n'
+    """
+    cli = _client(client)
+    if not _reaper_client:
+        _reaper_client.append(cli)
+    name = image_ref(image)
+    img = get_image(image, cli)
+    shell = isinstance(command, str)
+    text = command if shell else shlex.join(command)
+    container = None
+    try:
+        container = cli.containers.create(
+            img.id, command=[command] if shell else list(command), entrypoint=["/bin/sh", "-c"] if shell else None,
+            detach=True, labels=owner_labels("run_command"), privileged=False,
+            network_mode=None if network else "none")
+        _started.add(container.id)
+        reaper.watch_me()
+        container.start()
+        try:
+            code = int(container.wait(timeout=timeout).get("StatusCode", -1))
+        except (ReadTimeout, RequestsConnectionError) as exc:
+            if not isinstance(exc, ReadTimeout) and "timed out" not in str(exc).lower():
+                raise  # the engine went away: course_call says so in one sentence
+            raise CourseError(f"`{text}` in {name} ran longer than {timeout:.0f} s and was stopped: "
+                              "check that it does not wait for input, or pass a longer timeout=.") from None
+        output = container.logs(stdout=True, stderr=True).decode("utf-8", "replace")
+        return CommandResult(name, text, code, output)
+    finally:
+        if container is not None:
+            _remove(container)

@@ -36,6 +36,21 @@ def workspace_root() -> Path:
 
 RUN_MARK = "# course run:"
 
+#: The sample app's Dockerfile as chapter 060 leaves it: the dependency list first, then the code.
+REQUIREMENTS_FIRST = """\
+FROM python:3.11-slim-bookworm
+
+WORKDIR /usr/src/app
+
+COPY requirements.txt .
+
+RUN pip3 install -r requirements.txt
+
+COPY . .
+
+CMD ["python3", "-m", "flask", "run", "--host=0.0.0.0"]
+"""
+
 
 def workspace(name: str, source: str | Path | None = None, *, mark: bool = True) -> Path:
     """A fresh copy of the sample app (or ``source``) in ``<workspace root>/<name>/``.
@@ -102,9 +117,12 @@ class Edit:
         return self.diff
 
 
-def _bump_mtime(path: Path, previous_ns: int) -> None:
-    # At least a second past the old mtime, even if the clock says otherwise: a same-size
-    # edit (or a revert to the original size) must never look unchanged to a builder.
+def bump_mtime(path: Path, previous_ns: int) -> None:
+    """Set ``path``'s mtime to now, and at least a second past ``previous_ns`` (its mtime before an edit).
+
+    A same-size edit (or a revert to the original size) must never look unchanged to a
+    builder, whatever the clock says.
+    """
     new_ns = max(time.time_ns(), previous_ns + 1_000_000_000)
     os.utime(path, ns=(new_ns, new_ns))
 
@@ -145,7 +163,7 @@ def edit(path: str | Path, old: str, new: str, *, count: int | None = 1) -> Edit
     before_ns = file.stat().st_mtime_ns
     result = text.replace(old, new) if count is None else text.replace(old, new, count)
     file.write_text(result)
-    _bump_mtime(file, before_ns)
+    bump_mtime(file, before_ns)
     diff = "".join(difflib.unified_diff(text.splitlines(True), result.splitlines(True),
                                         file.name, file.name, n=0)).rstrip("\n")
     return Edit(file, diff, found if count is None else min(found, count))
