@@ -129,19 +129,11 @@ def _client(host: str):
 
 
 def _server_env(name: str) -> dict[str, str]:
-    """The environment of the learner's running Jupyter server, read from /proc (what its kernels inherit)."""
-    from course_helpers.classroom.learners import lookup
+    from course_helpers.classroom.learners import lookup, server_environment
 
-    uid = lookup(name).uid
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if entry.stat().st_uid == uid and b"jupyterhub-singleuser" in (entry / "cmdline").read_bytes():
-                    raw = (entry / "environ").read_bytes().split(b"\0")
-                    return dict(item.decode().split("=", 1) for item in raw if b"=" in item)
-            except OSError:
-                continue
-    raise AssertionError(f"no Jupyter server runs as {name}")
+    env = server_environment(lookup(name))
+    assert env is not None, f"no Jupyter server runs as {name}"
+    return env
 
 
 def _as_learner(name: str, cmd: list[str], env: dict[str, str] | None = None, **kwargs) -> subprocess.Popen:

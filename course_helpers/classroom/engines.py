@@ -286,17 +286,20 @@ def stop_engine(where: Paths, learner: Learner, kind: str, grace: float = 30) ->
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
         pass
+    child = _children.get(learner.name)
+
+    def running() -> bool:
+        # Our own child lingers in /proc as a zombie until waited for: ask it rather than /proc.
+        return child.poll() is None if child is not None else Path(f"/proc/{pid}").exists()
+
     deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
-        if learner.name in _children and _children[learner.name].poll() is not None:
-            break
+    while time.monotonic() < deadline and running():
         time.sleep(0.2)
-    else:
-        if Path(f"/proc/{pid}").exists():
-            try:
-                os.killpg(pid, signal.SIGKILL)  # rootlesskit leads its own session: its group is the engine
-            except ProcessLookupError:
-                pass
+    if running():
+        try:
+            os.killpg(pid, signal.SIGKILL)  # rootlesskit leads its own session: its group is the engine
+        except ProcessLookupError:
+            pass
     _forget(where, learner)
     return True
 

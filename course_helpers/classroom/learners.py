@@ -259,6 +259,21 @@ def processes_of(learner: Learner) -> list[int]:
     return pids
 
 
+def server_environment(learner: Learner) -> dict[str, str] | None:
+    """The environment of the learner's running Jupyter server (what its kernels inherit), or None.
+
+    Read from /proc, so it is what the hub really gave the server (``DOCKER_HOST`` among it).
+    """
+    for pid in processes_of(learner):
+        try:
+            if b"jupyterhub-singleuser" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+                return dict(item.decode().split("=", 1) for item in raw if b"=" in item)
+        except OSError:
+            continue
+    return None
+
+
 def end_processes(learner: Learner, grace: float = 10) -> int:
     """End every process of the learner: SIGTERM, then SIGKILL after ``grace`` seconds.  Returns how many there were."""
     pids = processes_of(learner)
