@@ -93,7 +93,8 @@ def _nbval(names: list[str]) -> float:
         learner = lookup(name)
         procs.append(subprocess.Popen(
             [str(CLASSROOM_DIR / "venv/bin/python"), "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval",
-             "--nbval-current-env", "--nbval-sanitize-with", str(ROOT / "notebooks/sanitize.cfg"), NOTEBOOK],
+             "--nbval-current-env", "--nbval-sanitize-with", str(CLASSROOM_DIR / "course/notebooks/sanitize.cfg"),
+             NOTEBOOK],
             user=learner.uid, group=learner.gid, extra_groups=[], cwd=learner.course_dir, env=_server_env(name),
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
     for name, proc in zip(names, procs):

@@ -8,8 +8,8 @@ culling.  Then the root-per-learner fallback on its own.  The finalizer runs
 ``down --purge`` and then removes, by name, anything of the test learners
 still there (processes, mounts, accounts), so a failed test leaves nothing.
 
-Its folder is /var/lib/dlc-classroom-test; the Python environment and proxy
-there are kept between runs (they are software, not learners' data).
+Its folder is /var/lib/dlc-classroom-test; the course copy, Python environment
+and proxy there are kept between runs (they are software, not learners' data).
 """
 from __future__ import annotations
 
@@ -214,7 +214,7 @@ def test_notebook_060_passes_for_three_learners_at_once(room):
     notebook = "notebooks/060-caching-dependencies.ipynb"
     procs = {name: _as_learner(name, [f"{CLASSROOM_DIR}/venv/bin/python", "-m", "pytest", "-q", "-p",
                                       "no:cacheprovider", "--nbval", "--nbval-current-env", "--nbval-sanitize-with",
-                                      str(ROOT / "notebooks" / "sanitize.cfg"), notebook])
+                                      str(CLASSROOM_DIR / "course" / "notebooks" / "sanitize.cfg"), notebook])
              for name in NAMES}
     outputs = {name: proc.communicate(timeout=900)[0] for name, proc in procs.items()}
     for name, proc in procs.items():
@@ -347,7 +347,7 @@ def test_root_fallback_gives_a_learner_a_root_engine_only_they_can_use(room):
     from course_helpers.classroom.state import Paths
 
     where = Paths(CLASSROOM_DIR)
-    learner = learners.ensure_learner(FALLBACK, "not-used-here", progress=lambda line: None)
+    learner = learners.ensure_learner(FALLBACK, "not-used-here", where.course, progress=lambda line: None)
     bridge = f"crs-br-{engines.private_name(learner)}"
     try:
         host = engines.start_engine(where, learner, engines.ROOT, disk_gb=3, progress=lambda line: None)

@@ -123,7 +123,7 @@ def up(count: int, *, prefix: str = "learner", port: int = 8000, engine: str = "
     for name in names:
         keys["passwords"].setdefault(name, _password())
     save_secrets(where, keys)
-    accounts = [learners.ensure_learner(name, keys["passwords"][name], progress) for name in names]
+    accounts = [learners.ensure_learner(name, keys["passwords"][name], where.course, progress) for name in names]
     settings.engine, settings.fallback_reason = _choose_engine(where, engine, accounts[0], disk_gb, progress)
     if settings.engine == engines.ROOT:
         progress(f"rootless Docker cannot run here ({settings.fallback_reason}); each learner gets a root dockerd "

@@ -18,12 +18,10 @@ from typing import Any
 
 import requests
 
-from ..config import REPO_ROOT
 from ..errors import SetupError
 from .learners import COURSE_FOLDER
 from .state import Paths, Settings, load_secrets, load_settings
 
-CONFIG_FILE = REPO_ROOT / "classroom" / "jupyterhub_config.py"
 SERVICE = "course-classroom"  # the instructor's commands talk to the hub as this service
 
 
@@ -116,7 +114,8 @@ def start_hub(where: Paths, settings: Settings, progress=print, timeout: float =
     for name in ("DOCKER_HOST", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH", "COURSE_WORKSPACE"):
         env.pop(name, None)  # the hub itself uses no engine; each learner gets their own
     with open(where.hub_log, "ab") as log:
-        process = subprocess.Popen([str(where.venv / "bin" / "jupyterhub"), "-f", str(CONFIG_FILE)],
+        config = where.course / "classroom" / "jupyterhub_config.py"
+        process = subprocess.Popen([str(where.venv / "bin" / "jupyterhub"), "-f", str(config)],
                                    cwd=where.hub, env=env, stdout=log, stderr=subprocess.STDOUT,
                                    stdin=subprocess.DEVNULL, start_new_session=True)
     progress(f"starting JupyterHub on {settings.url} (log: {where.hub_log})")

@@ -18,7 +18,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import REPO_ROOT
 from ..errors import SetupError
 from .state import Paths
 
@@ -110,7 +109,7 @@ def check_name(name: str) -> str:
     return name
 
 
-def ensure_learner(name: str, password: str, progress=print) -> Learner:
+def ensure_learner(name: str, password: str, course: Path, progress=print) -> Learner:
     """Create the learner's account if needed, set their password, give them a copy of the notebooks.
 
     An account that exists already and was not made by the classroom is refused,
@@ -119,6 +118,7 @@ def ensure_learner(name: str, password: str, progress=print) -> Learner:
     Args:
         name: login name.
         password: their password for the hub (PAM).
+        course: the classroom's copy of the course, whose notebooks they get.
         progress: one line per thing done.
 
     Returns:
@@ -144,7 +144,7 @@ def ensure_learner(name: str, password: str, progress=print) -> Learner:
         assert learner is not None
     _run(["chpasswd"], f"Setting {name}'s password", input=f"{name}:{password}\n")
     learner.home.chmod(0o700)  # learners do not read each other's work
-    _give_course(learner)
+    _give_course(learner, course)
     return learner
 
 
@@ -161,11 +161,11 @@ def _free_subordinate_range() -> int:
     return max(max(used), 100000)
 
 
-def _give_course(learner: Learner) -> None:
+def _give_course(learner: Learner, course: Path) -> None:
     """Copy the notebooks into their course folder once; never overwrite their work."""
     target = learner.course_dir / "notebooks"
     if not target.exists():
-        shutil.copytree(REPO_ROOT / "notebooks", target)
+        shutil.copytree(course / "notebooks", target)
     (learner.course_dir / "workspace").mkdir(parents=True, exist_ok=True)
     for folder, _, files in os.walk(learner.course_dir):
         os.chown(folder, learner.uid, learner.gid)

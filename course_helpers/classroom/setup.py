@@ -10,6 +10,7 @@ installed under /root (pyenv, this project's machines) is closed to learners.
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -48,6 +49,10 @@ def ensure_packages(rootless: bool, progress=print) -> None:
     _apt_install(sorted(set(wanted)), progress)
 
 
+#: What the learners' copy of the course holds (pip needs pyproject.toml and the README it names).
+COURSE_PARTS = ("course_helpers", "sample_app", "notebooks", "classroom", "pyproject.toml", "README.md")
+
+
 def reachable_by_all(path: Path) -> bool:
     """Whether every user can reach ``path`` (each folder above it lets others in)."""
     path = path.resolve()
@@ -57,8 +62,37 @@ def reachable_by_all(path: Path) -> bool:
     return bool(path.stat().st_mode & 0o004)
 
 
-def _stamp() -> str:
-    text = (REPO_ROOT / "pyproject.toml").read_bytes() + str(REPO_ROOT).encode()
+def sync_course(where: Paths, progress=print) -> Path:
+    """Copy the course from this checkout into the classroom folder, where every learner can read it.
+
+    The checkout may be anywhere (under /root, say); the learners' servers import
+    the copy.  ``up`` refreshes it, so a ``git pull`` reaches the learners at the next ``up``.
+    """
+    if not reachable_by_all(where.root):
+        raise SetupError(f"Learners cannot reach {where.root}: give every user read and search rights on it "
+                         "and the folders above it, or set COURSE_CLASSROOM_DIR to another folder.")
+    fresh = where.root / "course.partial"
+    shutil.rmtree(fresh, ignore_errors=True)
+    fresh.mkdir()
+    skip = shutil.ignore_patterns("__pycache__", "*.egg-info", ".ipynb_checkpoints")
+    for part in COURSE_PARTS:
+        source = REPO_ROOT / part
+        if source.is_dir():
+            shutil.copytree(source, fresh / part, ignore=skip)
+        else:
+            shutil.copy2(source, fresh / part)
+    for folder, dirs, files in os.walk(fresh):
+        os.chmod(folder, 0o755)
+        for name in files:
+            os.chmod(os.path.join(folder, name), 0o644)
+    shutil.rmtree(where.course, ignore_errors=True)
+    fresh.rename(where.course)
+    progress(f"course copied to {where.course} for the learners")
+    return where.course
+
+
+def _stamp(where: Paths) -> str:
+    text = (where.course / "pyproject.toml").read_bytes() + str(where.course).encode()
     return hashlib.sha256(text).hexdigest()[:16]
 
 
@@ -66,20 +100,18 @@ def ensure_venv(where: Paths, progress=print) -> Path:
     """The classroom's Python environment: the course, its test tools, JupyterHub and the culler.
 
     Installed with pip from ``pyproject.toml``'s ``[test,classroom]`` extras, the
-    course itself editable (so a ``git pull`` of the course reaches every learner).
+    course itself editable from the classroom's copy (:func:`sync_course`, done first).
 
     Returns:
         Its python.
 
     Raises:
-        SetupError: the course folder is closed to learners, or pip failed.
+        SetupError: pip failed.
     """
-    if not reachable_by_all(REPO_ROOT / "course_helpers"):
-        raise SetupError(f"Learners cannot read the course at {REPO_ROOT}: put it in a folder every user can "
-                         "read (for example /opt/docker-layers-course) and run ./course classroom up from there.")
+    sync_course(where, progress)
     python = where.venv / "bin" / "python"
     stamp_file = where.venv / ".course-stamp"
-    if python.exists() and stamp_file.exists() and stamp_file.read_text() == _stamp():
+    if python.exists() and stamp_file.exists() and stamp_file.read_text() == _stamp(where):
         progress(f"classroom Python environment up to date ({where.venv})")
         return python
     if not python.exists():
@@ -87,8 +119,8 @@ def ensure_venv(where: Paths, progress=print) -> Path:
         run_streamed(["/usr/bin/python3", "-m", "venv", str(where.venv)], progress, "Creating the environment")
     quiet = lambda line: None if "WARNING: Location" in line else progress(line)  # noqa: E731 - pip's index notes
     run_streamed([str(python), "-m", "pip", "install", "-q", "--progress-bar", "off", "-e",
-                  f"{REPO_ROOT}[test,classroom]"], quiet, "Installing the classroom's Python packages")
-    stamp_file.write_text(_stamp())
+                  f"{where.course}[test,classroom]"], quiet, "Installing the classroom's Python packages")
+    stamp_file.write_text(_stamp(where))
     return python
 
 

@@ -6,12 +6,14 @@ Layout under the classroom folder (``/var/lib/docker-layers-course`` unless
     hub/        root only: settings, secrets (passwords, tokens), the hub's database, logs, pid files
     disks/      root only: one sparse disk image per learner, holding their engine's data
     engines/    one mount point per learner: their disk, owned by them (rootless) or by root
+    course/     a copy of the course (package, notebooks, sample app) that every user can read
     venv/       the Python environment the hub and the learners' servers run from
     proxy/      configurable-http-proxy, installed with npm
 
-The folder lives outside any home: learners' servers run its ``venv`` and a
-rootless engine writes under ``engines/<learner>``, so every learner must be
-able to reach those two, and ``/root`` is closed to them.
+The folder lives outside any home: learners' servers run its ``venv`` and
+``course``, and a rootless engine writes under ``engines/<learner>``, so every
+learner must be able to reach those, wherever the instructor's checkout is
+(``/root`` is closed to them).
 """
 from __future__ import annotations
 
@@ -44,6 +46,10 @@ class Paths:
     @property
     def engines(self) -> Path:
         return self.root / "engines"
+
+    @property
+    def course(self) -> Path:
+        return self.root / "course"
 
     @property
     def venv(self) -> Path:
@@ -102,7 +108,7 @@ class Settings:
         idle_timeout: seconds without activity before a server and its engine are culled.
         cull_every: how often the culler looks, in seconds.
         disk_gb: each learner's engine disk, in GB (sparse: only what is written takes room).
-        repo: the course checkout the learners' environment was installed from.
+        repo: the checkout the classroom's copy of the course was taken from.
         fallback_reason: why the engines are not rootless, when they are not.
     """
 
