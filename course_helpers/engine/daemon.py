@@ -181,7 +181,8 @@ def _free_port() -> int:
 
 
 def start_private_engine(name: str, *, tls: bool = False, progress: Progress | None = print,
-                         timeout: float = 60) -> PrivateEngine:
+                         timeout: float = 60, data_root: Path | None = None,
+                         socket_group: str | None = None) -> PrivateEngine:
     """Start a dockerd of its own beside the main engine (root on Linux only).
 
     Args:
@@ -189,6 +190,9 @@ def start_private_engine(name: str, *, tls: bool = False, progress: Progress | N
         tls: listen on 127.0.0.1 with TLS (client certificates required) instead of a unix socket.
         progress: one line per thing done.
         timeout: seconds to wait for it to answer.
+        data_root: where its images and cache live (default: under the course's state folder),
+            e.g. a classroom learner's own disk.
+        socket_group: the group (name or gid) that may use its unix socket, e.g. a classroom learner's.
 
     Returns:
         A :class:`PrivateEngine`; stop it with ``.stop()`` or use it as a context manager.
@@ -217,8 +221,10 @@ def start_private_engine(name: str, *, tls: bool = False, progress: Progress | N
     else:
         host = f"unix://{exec_root}/docker.sock"
         listen = [f"--host={host}"]
+    if socket_group is not None:
+        listen.append(f"--group={socket_group}")
     log = root / "dockerd.log"
-    cmd = ["dockerd", f"--config-file={config}", f"--data-root={root / 'data'}", f"--exec-root={exec_root}",
+    cmd = ["dockerd", f"--config-file={config}", f"--data-root={data_root or root / 'data'}", f"--exec-root={exec_root}",
            f"--pidfile={exec_root / 'dockerd.pid'}", f"--bridge={bridge}", "--log-level=warn", *listen]
     say(progress, f"starting a private engine '{name}' ({host}, bridge {bridge} {net}, data in {root})")
     with open(log, "ab") as out:
@@ -240,3 +246,28 @@ def start_private_engine(name: str, *, tls: bool = False, progress: Progress | N
             time.sleep(0.5)
     engine.stop()
     raise SetupError(f"The private engine '{name}' did not answer within {timeout:.0f} s; read {log}.")
+
+
+def stop_private_engine(name: str, timeout: float = 30) -> bool:
+    """Stop a private engine by its name, from any process (not only the one that started it).
+
+    Reads its pidfile, stops it as :meth:`PrivateEngine.stop` does, and removes its
+    bridge, its iptables rules and its exec root; its data root stays.
+
+    Returns:
+        Whether it was running.
+    """
+    exec_root = Path(f"/run/dlc-{name}")
+    try:
+        pid = int((exec_root / "dockerd.pid").read_text().strip())
+        os.kill(pid, signal.SIGTERM)
+    except (OSError, ValueError):
+        pid = 0
+    deadline = time.monotonic() + timeout
+    while pid and time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+        time.sleep(0.2)
+    if pid and Path(f"/proc/{pid}").exists():
+        os.kill(pid, signal.SIGKILL)
+    _remove_bridge(f"crs-br-{name}")
+    shutil.rmtree(exec_root, ignore_errors=True)
+    return bool(pid)

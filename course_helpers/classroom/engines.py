@@ -1,0 +1,322 @@
+"""A learner's own Docker engine: rootless, or (weaker) a root dockerd of its own.
+
+**Rootless** (the default): Debian's ``dockerd-rootless.sh`` runs as the
+learner, inside a user namespace made by ``rootlesskit``, with ``slirp4netns``
+for its network.  Root inside it is the learner outside it: a container the
+learner starts cannot do more on the machine than the learner could.  Its
+socket is ``/run/user/<uid>/docker.sock`` in a folder only the learner can
+enter, so no other learner can talk to it.
+
+**Root per learner** (the fallback, weaker isolation): a second root
+``dockerd`` (see :mod:`course_helpers.engine.daemon`) with its own data root
+(the learner's disk), exec root, socket and bridge, the socket's group being
+the learner's own.  Learners cannot reach each other's engines, but access to
+a root engine is root on the machine (``docker run -v /:/host``), so this
+only separates learners who are trusted not to try.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from docker.errors import DockerException
+
+from ..config import BASE_IMAGE, process_start
+from ..engine.client import from_env
+from ..errors import SetupError
+from ..statefiles import write_atomic
+from .learners import Learner, ensure_disk, mount_point
+from .state import Paths
+
+ROOTLESS = "rootless"
+ROOT = "root"
+CONTRIB = Path("/usr/share/docker.io/contrib")  # where Debian's docker.io keeps dockerd-rootless.sh
+#: The Debian packages a rootless engine needs, by the program each provides.
+ROOTLESS_PACKAGES = {"rootlesskit": "rootlesskit", "slirp4netns": "slirp4netns", "newuidmap": "uidmap",
+                     "fuse-overlayfs": "fuse-overlayfs"}
+TUN = Path("/dev/net/tun")
+
+#: Engines this process started, so it can wait for them when they stop (no zombies in the hub).
+_children: dict[str, subprocess.Popen] = {}
+
+
+@dataclass
+class EngineState:
+    """A learner's engine as it is now.
+
+    Attributes:
+        learner: whose.
+        kind: ``rootless`` or ``root``.
+        host: their ``DOCKER_HOST``.
+        running: it answers.
+        version: Docker's version, when it answers.
+        images: ``repository:tag`` of every tagged image on it.
+        problem: why it does not answer, when the reason is known.
+    """
+
+    learner: str
+    kind: str
+    host: str
+    running: bool = False
+    version: str = ""
+    images: list[str] = field(default_factory=list)
+    problem: str = ""
+
+
+def private_name(learner: Learner) -> str:
+    """The root-per-learner engine's short name (``daemon.py`` allows 8 characters): from the uid, unique here."""
+    return f"cl{learner.uid}"[:8]
+
+
+def docker_host(learner: Learner, kind: str) -> str:
+    """The learner's ``DOCKER_HOST``, known before the engine starts."""
+    if kind == ROOTLESS:
+        return f"unix://{learner.runtime_dir}/docker.sock"
+    return f"unix:///run/dlc-{private_name(learner)}/docker.sock"
+
+
+def missing_packages() -> list[str]:
+    """Debian packages a rootless engine needs that are not installed."""
+    return sorted({pkg for prog, pkg in ROOTLESS_PACKAGES.items() if not shutil.which(prog)})
+
+
+def rootless_problem() -> str | None:
+    """Why rootless Docker cannot run on this machine, in one sentence; None when nothing is known to stop it."""
+    if not (CONTRIB / "dockerd-rootless.sh").is_file():
+        return f"{CONTRIB}/dockerd-rootless.sh is missing (it ships with Debian's docker.io)."
+    missing = missing_packages()
+    if missing:
+        return f"the packages {', '.join(missing)} are not installed."
+    try:
+        if int(Path("/proc/sys/user/max_user_namespaces").read_text()) == 0:
+            return "the kernel allows no user namespaces (user.max_user_namespaces is 0)."
+    except (OSError, ValueError):
+        pass
+    clone = Path("/proc/sys/kernel/unprivileged_userns_clone")
+    if clone.exists() and clone.read_text().strip() != "1":
+        return "the kernel refuses user namespaces to ordinary users (kernel.unprivileged_userns_clone is 0)."
+    if not TUN.exists():
+        return f"{TUN} is missing, and slirp4netns needs it for the engine's network."
+    return None
+
+
+def open_tun() -> bool:
+    """Give every user /dev/net/tun (mode 0666, as Debian's udev rules do); False if it was so already.
+
+    slirp4netns, running as the learner, opens it to make the engine's network
+    device; machines without udev (containers, some VMs) leave it 0600.
+    """
+    mode = TUN.stat().st_mode & 0o777
+    if mode & 0o006 == 0o006:
+        return False
+    TUN.chmod(0o666)
+    return True
+
+
+def _client(host: str, timeout: int = 30):
+    return from_env(environment={"DOCKER_HOST": host}, timeout=timeout)
+
+
+def answers(host: str) -> bool:
+    """Whether an engine answers at ``host``."""
+    try:
+        cli = _client(host, timeout=5)
+        try:
+            return bool(cli.ping())
+        finally:
+            cli.close()
+    except (DockerException, OSError, Exception):  # requests' errors on a missing socket
+        return False
+
+
+def _write_pid(where: Paths, learner: Learner, pid: int) -> None:
+    write_atomic(where.engine_pid(learner.name), f"{pid} {process_start(pid)}\n")
+
+
+def engine_pid(where: Paths, learner: Learner) -> int | None:
+    """The pid of the learner's engine if the process noted for it still runs (the same one, not a reused pid)."""
+    try:
+        pid_text, _, start = where.engine_pid(learner.name).read_text().strip().partition(" ")
+        pid = int(pid_text)
+    except (OSError, ValueError):
+        return None
+    if process_start(pid) in ("", start) and Path(f"/proc/{pid}").exists():
+        return pid
+    return None
+
+
+def _last_error(log: Path) -> str:
+    """The line of an engine's log that says why it stopped."""
+    try:
+        lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return "no log"
+    for line in reversed(lines):
+        if any(word in line.lower() for word in ("error", "fail", "denied", "not permitted", "cannot")):
+            return line[:300]
+    return lines[-1][:300] if lines else "an empty log"
+
+
+def _start_rootless(where: Paths, learner: Learner, timeout: float, progress) -> str:
+    host = docker_host(learner, ROOTLESS)
+    runtime = learner.runtime_dir
+    runtime.mkdir(parents=True, exist_ok=True)
+    os.chown(runtime, learner.uid, learner.gid)
+    runtime.chmod(0o700)
+    data = mount_point(where, learner)
+    env = {"HOME": str(learner.home), "USER": learner.name, "LOGNAME": learner.name,
+           "XDG_RUNTIME_DIR": str(runtime), "PATH": f"{CONTRIB}:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"}
+    log = where.engine_log(learner.name)
+    with open(log, "ab") as out:
+        process = subprocess.Popen(
+            ["dockerd-rootless.sh", f"--data-root={data}", "--log-level=warn"],
+            user=learner.uid, group=learner.gid, extra_groups=[], env=env, cwd=learner.home,
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    _children[learner.name] = process
+    _write_pid(where, learner, process.pid)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            _forget(where, learner)
+            raise SetupError(f"{learner.name}'s rootless engine stopped at start: {_last_error(log)}")
+        if answers(host):
+            return host
+        time.sleep(0.3)
+    stop_engine(where, learner, ROOTLESS)
+    raise SetupError(f"{learner.name}'s rootless engine did not answer within {timeout:.0f} s: {_last_error(log)}")
+
+
+def _start_root(where: Paths, learner: Learner, timeout: float, progress) -> str:
+    from ..engine.daemon import start_private_engine
+
+    engine = start_private_engine(private_name(learner), data_root=mount_point(where, learner),
+                                  socket_group=str(learner.gid), progress=progress, timeout=timeout)
+    _children[learner.name] = engine.process
+    _write_pid(where, learner, engine.process.pid)
+    return engine.host
+
+
+def probe_rootless(where: Paths, learner: Learner, disk_gb: int, timeout: float = 60) -> None:
+    """Start and stop the learner's rootless engine once, to learn whether rootless Docker runs here.
+
+    Raises:
+        SetupError: it did not start; the message has the line of its log that says why.
+    """
+    ensure_disk(where, learner, disk_gb, owner_is_learner=True)
+    try:
+        _start_rootless(where, learner, timeout, print)
+    finally:
+        stop_engine(where, learner, ROOTLESS)
+
+
+def start_engine(where: Paths, learner: Learner, kind: str, *, disk_gb: int, progress=print,
+                 timeout: float = 90) -> str:
+    """Start the learner's engine (or find it running), with the course's base image in it.
+
+    Args:
+        where: the classroom's folders.
+        learner: whose engine.
+        kind: ``rootless`` or ``root``.
+        disk_gb: the size of their engine disk, made if it does not exist yet.
+        progress: one line per thing done.
+        timeout: seconds to wait for it to answer.
+
+    Returns:
+        Its ``DOCKER_HOST``.
+
+    Raises:
+        SetupError: it did not start (the message has the line of its log that says why),
+            or the base image could not be put in it.
+    """
+    from ..engine.base_image import ensure_base_image, rootfs_tar
+
+    host = docker_host(learner, kind)
+    if engine_pid(where, learner) is None or not answers(host):
+        stop_engine(where, learner, kind)  # a half-started or dead one leaves nothing behind
+        ensure_disk(where, learner, disk_gb, owner_is_learner=(kind == ROOTLESS))
+        start = time.monotonic()
+        host = (_start_rootless if kind == ROOTLESS else _start_root)(where, learner, timeout, progress)
+        progress(f"{learner.name}: {kind} engine answers at {host} ({time.monotonic() - start:.1f} s)")
+    cli = _client(host, timeout=300)
+    try:
+        # The kept root filesystem imports in seconds and needs no registry; without one, pull.
+        ensure_base_image(BASE_IMAGE, progress=lambda line: progress(f"{learner.name}: {line}"),
+                          pull=not rootfs_tar().is_file() and os.environ.get("COURSE_OFFLINE") != "1", cli=cli)
+    finally:
+        cli.close()
+    return host
+
+
+def _forget(where: Paths, learner: Learner) -> None:
+    process = _children.pop(learner.name, None)
+    if process is not None:
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+    where.engine_pid(learner.name).unlink(missing_ok=True)
+
+
+def stop_engine(where: Paths, learner: Learner, kind: str, grace: float = 30) -> bool:
+    """Stop the learner's engine, whoever started it; its data stays on their disk.
+
+    Rootless: SIGTERM to rootlesskit, which passes it to dockerd; dockerd stops
+    its containers and containerd.  Root: :func:`~course_helpers.engine.daemon.stop_private_engine`,
+    which also removes the engine's bridge and its iptables rules.
+
+    Returns:
+        Whether an engine was running.
+    """
+    pid = engine_pid(where, learner)
+    if kind == ROOT:
+        from ..engine.daemon import stop_private_engine
+
+        was = stop_private_engine(private_name(learner), timeout=grace)
+        _forget(where, learner)
+        return was
+    if pid is None:
+        _forget(where, learner)
+        return False
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    child = _children.get(learner.name)
+
+    def running() -> bool:
+        # Our own child lingers in /proc as a zombie until waited for: ask it rather than /proc.
+        return child.poll() is None if child is not None else Path(f"/proc/{pid}").exists()
+
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and running():
+        time.sleep(0.2)
+    if running():
+        try:
+            os.killpg(pid, signal.SIGKILL)  # rootlesskit leads its own session: its group is the engine
+        except ProcessLookupError:
+            pass
+    _forget(where, learner)
+    return True
+
+
+def engine_state(where: Paths, learner: Learner, kind: str) -> EngineState:
+    """What the learner's engine is doing now: answers or not, version, images."""
+    host = docker_host(learner, kind)
+    state = EngineState(learner.name, kind, host)
+    if not answers(host):
+        return state
+    cli = _client(host)
+    try:
+        state.version = cli.version().get("Version", "?")
+        state.images = sorted(tag for img in cli.images.list() for tag in img.tags)
+        state.running = True
+    except DockerException as exc:
+        state.problem = str(exc).splitlines()[0][:200]
+    finally:
+        cli.close()
+    return state
