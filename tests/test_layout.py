@@ -24,7 +24,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "course_helpers"
 # From the engine to the lesson: a subpackage may use those before it, never one after it.
-ORDER = ["engine", "dockerfile", "layers", "builder", "cache", "lesson", "exercises"]
+ORDER = ["engine", "dockerfile", "layers", "builder", "cache", "lesson", "exercises", "classroom"]
 
 
 @dataclass
