@@ -141,6 +141,7 @@ def take_snapshot(context: str | Path) -> ContextSnapshot:
         A :class:`ContextSnapshot`.
     """
     root = os.path.abspath(context)
+    ignore = read_dockerignore(root)
     _CACHE.load()
     files: dict[str, FileEntry] = {}
     excluded = ignore.excluded if ignore.rules else None

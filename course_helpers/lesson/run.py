@@ -276,7 +276,7 @@ def run_command(image: Any, command: str | list[str], *, timeout: float = 120, n
         >>> run_command("flask-demo:first", "python3 -c 'import flask; print(flask.__version__)'").output
         '2.3.1\\n'
     """
-    cli = _client(client)
+    cli = resolve(client)
     if not _reaper_client:
         _reaper_client.append(cli)
     name = image_ref(image)
