@@ -275,3 +275,18 @@ def test_report_conveniences_and_html():
     html = report._repr_html_()
     assert "BASE" in html and "CACHED" in html and "RAN" in html and "sha256:aa133f3be3e3" in html
     assert "<table>" in html and "11.7MB" in html
+
+
+def test_a_from_printed_under_another_builds_label_adds_no_stage():
+    """Seen under load: the base's FROM vertex, shared with a concurrent 7-step build, printed as ``[1/7]``.
+
+    The fixture is the recorded multi-stage stream with its one FROM line given that label.
+    """
+    text = (FIXTURES / "plain_multistage.txt").read_text()
+    shared = text.replace("[stage-1 1/2] FROM", "[1/7] FROM")
+    assert shared != text
+    parser = PlainParser(instructions("multistage"))
+    for line in shared.splitlines():
+        parser.feed(line)
+    steps = parser.steps()
+    assert [(s.stage, s.index) for s in steps] == [("build", 1), ("build", 2), ("build", 3), ("1", 1), ("1", 2)]

@@ -226,6 +226,12 @@ class _VertexSteps:
         for v in sorted(vertices, key=lambda v: (v.index == 1, v.order)):
             seen_stage_order.setdefault(self._stage_of(v), len(seen_stage_order))
         steps = [self._step(v, lookup) for v in vertices]
+        if self.instructions:
+            # A FROM vertex shared with another build running at the same time may print under
+            # that build's label ("[1/7] FROM ..."), which is none of our steps: our stages' FROMs
+            # are added back below, so keeping it would add a stage this Dockerfile does not have.
+            steps = [s for s in steps if not (s.instruction.upper().startswith("FROM ") and (s.stage, s.index)
+                                              not in lookup and s.stage not in {i.stage for i in self.instructions})]
         # BuildKit prints one vertex for identical FROMs (two stages on one base) and names it
         # after one stage only; the other stage's FROM is the same cached base, so add it back.
         have = {(s.stage, s.index) for s in steps}
