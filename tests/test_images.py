@@ -47,6 +47,22 @@ def test_two_tags_one_image(engine, repo, first):
     assert "same IMAGE ID" in rows._repr_html_()
 
 
+def test_results_name_the_docker_command_that_shows_the_same(engine, repo, first):
+    from course_helpers.layers.images import history, images, same_image
+
+    listed = images(repo)
+    assert str(listed).endswith(f"on your terminal:\n  $ docker image ls {repo}")
+    assert f"<code>$ docker image ls {repo}</code>" in listed._repr_html_()
+    rows = history(f"{repo}:first")
+    assert str(rows).endswith(f"on your terminal:\n  $ docker history --no-trunc {repo}:first")
+    same = same_image(f"{repo}:first", first)  # a report is named by its tag
+    assert same and same == True  # noqa: E712 -- it still answers like the bool it was
+    assert repr(same).splitlines() == [
+        f"True: {repo}:first and {repo}:first are one image (sha256:{first.image_id[7:19]})",
+        "on your terminal:", f"  $ docker image inspect --format '{{{{.Id}}}}' {repo}:first {repo}:first"]
+    assert "docker image inspect" in same._repr_html_()
+
+
 def test_images_lists_only_course_images(engine, repo, first):
     from course_helpers.layers.images import images
 

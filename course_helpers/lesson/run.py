@@ -214,11 +214,13 @@ def _start(image: Any, port: int, timeout: float, command: str | list[str] | Non
                     f"{timeout:.0f} s: check that the app listens on 0.0.0.0:{port} (not 127.0.0.1) "
                     f"and read its output:\n{logs.rstrip()}")
             time.sleep(0.1)
+        shown_image = shown_name(image, img.id)
+        words = shlex.split(command) if isinstance(command, str) else list(command or [])
         shown = shell_line(["docker", "run", "--rm", "-p", f"127.0.0.1:{host_port}:{port}"]
                            + [f"--env={key}={value}" for key, value in (environment or {}).items()]
-                           + [shown_name(image, img.id)] + (shlex.split(command) if isinstance(command, str) else list(command or [])))
+                           + [shown_image] + words)
         # run_app's result lives inside a with block, where no repr shows: say it once, here.
-        print(f"{shown_name(image, img.id)} answers on {url}\n{command_text(shown)}", flush=True)
+        print(f"{shown_image} answers on {url}\n{command_text(shown)}", flush=True)
         return RunningApp(url, container, host_port, shown)
     except BaseException:
         if container is not None:
