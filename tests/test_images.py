@@ -90,6 +90,11 @@ def test_history_origins_and_sizes(engine, repo, first):
     app_bytes = sum(p.stat().st_size for p in Path(first.context).iterdir() if p.is_file())
     assert copy.size == app_bytes  # a COPY layer is the copied files' bytes
     assert by_cmd["CMD"].empty_layer and by_cmd["CMD"].size == 0
+    # WORKDIR of a folder the base lacks makes a layer (the folder), of 0 bytes: sizes count file bytes.
+    assert not by_cmd["WORKDIR"].empty_layer and by_cmd["WORKDIR"].size == 0
+    own = rows.from_dockerfile()
+    assert [r.created_by.split(" ")[0] for r in own] == ["CMD", "RUN", "COPY", "WORKDIR"]
+    assert str(own).startswith(f"history of {repo}:first, the rows its Dockerfile made: 4 rows, 3 layers\n")
     assert by_cmd["WORKDIR"].diff_id is not None
     img = engine.images.get(first.image_id)
     assert [r.diff_id for r in rows.layers] == img.attrs["RootFS"]["Layers"]

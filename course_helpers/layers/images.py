@@ -271,20 +271,27 @@ class History(list):
 
     headers = ["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT", "ORIGIN"]
 
-    def __init__(self, rows: Iterable[Layer], image: str = "", base: str | None = None):
+    def __init__(self, rows: Iterable[Layer], image: str = "", base: str | None = None, part: str = ""):
         super().__init__(rows)
         self.image = image
         self.base = base
+        self.part = part  # which rows of the image's history these are, when not all of them
 
     @property
     def layers(self) -> list[Layer]:
         """Rows that made a layer, bottom first (the order of the image's diff ids)."""
         return [row for row in reversed(self) if not row.empty_layer]
 
+    def from_dockerfile(self) -> "History":
+        """Only the rows the Dockerfile made (``origin == "dockerfile"``), as a table of their own."""
+        return History([r for r in self if r.origin == "dockerfile"], image=self.image,
+                       part="the rows its Dockerfile made")
+
     def _caption(self) -> str:
         made = sum(1 for r in self if not r.empty_layer)
         base_rows = sum(1 for r in self if r.origin == "base")
-        text = f"history of {self.image}: {len(self)} rows, {made} layers"
+        text = f"history of {self.image}" + (f", {self.part}" if self.part else "") + \
+            f": {len(self)} rows, {made} layers"
         if self.base:
             text += f"; {base_rows} rows from the base image {self.base}"
         return text
