@@ -307,5 +307,5 @@ def test_a_notebook_build_folds_its_log_under_the_step_table(app, tags):
     assert [o.output_type for o in outputs] == ["display_data"], outputs  # no stream of 60 lines
     view = outputs[0].data
     assert view["text/html"].index("<table>") < view["text/html"].index("<details>")  # the log under the table
-    assert "RUN pip3 install" in view["text/html"] and "build log of " + tag in view["text/plain"]
+    assert "RUN pip3 install" in view["text/html"] and f"build log of {tag}: " in view["text/plain"]
     assert "on your terminal:" in view["text/plain"]

@@ -81,15 +81,14 @@ class LiveLog:
         """
         if self._handle is None:
             return
-        summary = f"build log of {self.title}: {len(self.lines)} lines (click to open)"
+        lines = f"build log of {self.title}: {len(self.lines)} lines"
         if report is not None and report.builder == "classic":
             # labels= of the API adds one LABEL step per course label after the Dockerfile's own.
-            summary += ("; its last LABEL io.docker-layers-course.* steps are the course's own labels, which "
-                        "mark the image as the course's: your own docker build has none")
+            lines += ("; its last LABEL io.docker-layers-course.* steps are the course's own labels, which "
+                      "mark the image as the course's: your own docker build has none")
+        folded = folded_html(f"{lines} (click to open)", "\n".join(self.lines))
         if report is None:
-            self._handle.update({"text/plain": summary, "text/html": folded_html(summary, "\n".join(self.lines))},
-                                raw=True)
+            self._handle.update({"text/plain": lines, "text/html": folded}, raw=True)
             return
-        self._handle.update({"text/plain": f"{report.text()}\n{summary}",
-                             "text/html": report._repr_html_() + folded_html(summary, "\n".join(self.lines))},
-                            raw=True)
+        self._handle.update({"text/plain": f"{report.text()}\n{lines} (in .log)",
+                             "text/html": report._repr_html_() + folded}, raw=True)
