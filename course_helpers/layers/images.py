@@ -19,7 +19,8 @@ from ..config import BASE_IMAGE, LABEL_MANAGED
 from ..engine.client import resolve
 from ..engine.session import course_call
 from ..errors import CourseError, check_image_name
-from ..formatting import command_html, command_text, format_size, iso_time, shell_line, short_hex, short_id, table_html, table_text
+from ..formatting import (command_html, command_text, format_size, iso_time, shell_line, short_hex, short_id,
+                          table_html, table_text)
 from .history import MISSING, HistoryRow, layer_history
 
 
@@ -140,7 +141,11 @@ def same_image(a: Any, b: Any, *, client: docker.DockerClient | None = None) -> 
 
 
 def shown_name(image: Any, image_id: str) -> str:
-    """A name for ``image`` that a terminal command can use: the string given, else the report's first tag, else the id."""
+    """A name for ``image`` that a terminal command can use.
+
+    Returns:
+        The string given, else a report's first tag, else the image id.
+    """
     if isinstance(image, str):
         return image
     tags = getattr(image, "tags", None) or []
