@@ -309,3 +309,13 @@ def test_a_notebook_build_folds_its_log_under_the_step_table(app, tags):
     assert view["text/html"].index("<table>") < view["text/html"].index("<details>")  # the log under the table
     assert "RUN pip3 install" in view["text/html"] and f"build log of {tag}: " in view["text/plain"]
     assert "on your terminal:" in view["text/plain"]
+
+
+def test_outside_a_notebook_the_log_is_printed_line_by_line(capsys):
+    from course_helpers.builder.progress import LiveLog
+
+    live = LiveLog("demo:1")
+    live("#1 [internal] load build definition from Dockerfile")
+    live("#1 DONE 0.0s")
+    live.finish(None)  # nothing to fold in a terminal: the lines are already there
+    assert capsys.readouterr().out == "#1 [internal] load build definition from Dockerfile\n#1 DONE 0.0s\n"
