@@ -130,16 +130,20 @@ def build(context: str | Path, tag: str | None = None, *, dockerfile: str = "Doc
                          seconds=end - start, log=log, steps=steps, context=str(ctx), dockerfile=dockerfile,
                          build_args=args, no_cache=no_cache, target=target,
                          command=terminal_command(cli, ctx, dockerfile, tag, no_cache, args, target))
-    # The image is the target's stage (the last stage when no target is given).
-    stages = list(dict.fromkeys(i.stage for i in instructions))
-    final = None
-    if target is not None:
-        final = next((s for s in stages if s == target.lower()), None) or (
-            stages[int(target)] if target.isdigit() and int(target) < len(stages) else None)
-    _attach_layers(report, _sdk(client), final or (stages[-1] if stages else None))
-    # predict()/explain() compare later builds with what this one saw (context.py's contract).
-    from ..dockerfile.context import record_context_snapshot
-    record_context_snapshot(report)
+    try:
+        # The image is the target's stage (the last stage when no target is given).
+        stages = list(dict.fromkeys(i.stage for i in instructions))
+        final = None
+        if target is not None:
+            final = next((s for s in stages if s == target.lower()), None) or (
+                stages[int(target)] if target.isdigit() and int(target) < len(stages) else None)
+        _attach_layers(report, _sdk(client), final or (stages[-1] if stages else None))
+        # predict()/explain() compare later builds with what this one saw (context.py's contract).
+        from ..dockerfile.context import record_context_snapshot
+        record_context_snapshot(report)
+    except BaseException:
+        say.finish(None)  # never leave the cell saying "building ..."
+        raise
     say.finish(report)
     return report
 
