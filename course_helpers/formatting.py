@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import datetime as _dt
 import html
+import os
 import re
+import shlex
+from pathlib import Path
 from typing import Any, Collection, Mapping, Sequence
 
 
@@ -84,7 +87,7 @@ class Html(str):
 
 def table_html(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, title: str = "", note: str = "",
                code: bool | Collection[str] = False, align: Mapping[str, str] | None = None,
-               drop_single_stage: bool = False) -> str:
+               drop_single_stage: bool = False, command: str | Sequence[str] = "") -> str:
     """An HTML table for a notebook: the course's one table renderer.
 
     Args:
@@ -96,9 +99,11 @@ def table_html(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, title: 
             names of the columns that hold code.
         align: ``{"seconds": "right"}``: alignment per column name (default left).
         drop_single_stage: leave out a first column named ``stage`` when every row has the same stage.
+        command: the docker command(s) that show the same on a terminal, put under the table
+            (:func:`command_html`).
 
     Returns:
-        The HTML, title and note included.
+        The HTML, title, note and command included.
     """
     if drop_single_stage and headers and headers[0] == "stage" and len({str(r[0]) for r in rows}) <= 1:
         headers, rows = headers[1:], [r[1:] for r in rows]
@@ -115,4 +120,48 @@ def table_html(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, title: 
                    for row in rows)
     top = f"<p><b>{html.escape(title)}</b></p>" if title else ""
     foot = f"<p><small>{html.escape(note)}</small></p>" if note else ""
-    return f"{top}<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{foot}"
+    return f"{top}<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{foot}{command_html(command)}"
+
+
+# --- the docker command behind a result --------------------------------------------------------
+# Every result a learner reads names the command that shows the same on their own terminal,
+# so the notebooks teach Docker, not the helpers.  The forms below are the only ones.
+
+def shell_line(argv: Sequence[str], env: Mapping[str, str] | None = None) -> str:
+    """A command as a learner types it: ``DOCKER_BUILDKIT=1 docker build -t flask-demo:first .``."""
+    words = [f"{key}={shlex.quote(value)}" for key, value in (env or {}).items()]
+    return " ".join(words + [shlex.quote(str(arg)) for arg in argv])
+
+
+def shown_path(path: str | Path) -> str:
+    """A folder as a command names it: relative to the working directory when it is near (in a
+    notebook, ``../workspace/020-first-dockerfile``), absolute when it is elsewhere."""
+    relative = os.path.relpath(Path(path).resolve(), Path.cwd().resolve())
+    return relative if relative.split(os.sep).count("..") <= 1 else str(Path(path).resolve())
+
+
+def _commands(command: str | Sequence[str]) -> list[str]:
+    return [command] if isinstance(command, str) else list(command)
+
+
+def command_text(command: str | Sequence[str]) -> str:
+    """``on your terminal: $ docker history --no-trunc flask-demo:first`` (one line a command), or ``""``."""
+    lines = [c for c in _commands(command) if c]
+    if not lines:
+        return ""
+    return "on your terminal:" + "".join(f"\n  $ {line}" for line in lines)
+
+
+def command_html(command: str | Sequence[str]) -> str:
+    """The same as :func:`command_text`, for a notebook: small, under a table."""
+    lines = [c for c in _commands(command) if c]
+    if not lines:
+        return ""
+    code = "<br>".join(f"<code>$ {html.escape(line)}</code>" for line in lines)
+    return f"<p><small>on your terminal:</small><br>{code}</p>"
+
+
+def folded_html(summary: str, text: str) -> str:
+    """Long text (a build log) folded under one line that opens it: HTML ``<details>``."""
+    return (f"<details><summary><small>{html.escape(summary)}</small></summary>"
+            f"<pre style='font-size:85%'>{html.escape(text)}</pre></details>")

@@ -261,3 +261,61 @@ def test_progress_lines_stream(app, builder, tags, quiet):
     seen: list[str] = []
     build(app, tags("p"), builder=builder, progress=seen.append)
     assert any("COPY . ." in line for line in seen)
+
+
+# --- what the learner sees ----------------------------------------------------------------------
+
+def _expected_build_command(builder: str, tag: str, context: str, extra: str) -> str:
+    """The command a learner types for these builds, from the client the course found here."""
+    if builder == "classic":
+        return f"DOCKER_BUILDKIT=0 docker build -t {tag} {extra}{context}"
+    cli = buildkit_client()
+    on_path = shutil.which("docker")
+    docker = "docker" if on_path and Path(on_path).resolve() == Path(cli.path).resolve() else cli.path
+    if cli.via == "buildx":
+        return f"{docker} buildx build --load -t {tag} {extra}{context}"
+    return f"DOCKER_BUILDKIT=1 {docker} build -t {tag} {extra}{context}"
+
+
+def test_report_shows_the_docker_build_a_learner_types(app, builder, tags, quiet, monkeypatch):
+    import html
+
+    monkeypatch.chdir(app.parent)  # a context beside the working directory is named relatively
+    tag = tags("cmd")
+    report = build(app, tag, builder=builder, no_cache=True, build_args={"GREETING": "hi there"}, progress=quiet)
+    expected = _expected_build_command(builder, tag, "app", "--no-cache '--build-arg=GREETING=hi there' ")
+    assert report.command == expected
+    if builder == "buildkit" and buildkit_client().path == "/usr/bin/docker" and shutil.which("docker") != \
+            "/usr/bin/docker":  # this machine (ENGINE.md): the 20.10 client, not the 28.x first on PATH
+        assert expected.startswith("DOCKER_BUILDKIT=1 /usr/bin/docker build -t ")
+    assert report.text().endswith(f"on your terminal:\n  $ {expected}")
+    assert f"<code>$ {html.escape(expected)}</code>" in report._repr_html_()
+    # The course's own bookkeeping is not part of what the learner types.
+    assert "--label" not in report.command and "--iidfile" not in report.command
+
+
+def test_a_notebook_build_folds_its_log_under_the_step_table(app, tags):
+    """In a kernel the log streams into one display that ends as the table with the log folded."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    tag = tags("nb")
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(f"from course_helpers import build\nreport = build({str(app)!r}, {tag!r})")]
+    NotebookClient(nb, timeout=300, kernel_name="python3").execute()
+    outputs = nb.cells[0].outputs
+    assert [o.output_type for o in outputs] == ["display_data"], outputs  # no stream of 60 lines
+    view = outputs[0].data
+    assert view["text/html"].index("<table>") < view["text/html"].index("<details>")  # the log under the table
+    assert "RUN pip3 install" in view["text/html"] and f"build log of {tag}: " in view["text/plain"]
+    assert "on your terminal:" in view["text/plain"]
+
+
+def test_outside_a_notebook_the_log_is_printed_line_by_line(capsys):
+    from course_helpers.builder.progress import LiveLog
+
+    live = LiveLog("demo:1")
+    live("#1 [internal] load build definition from Dockerfile")
+    live("#1 DONE 0.0s")
+    live.finish(None)  # nothing to fold in a terminal: the lines are already there
+    assert capsys.readouterr().out == "#1 [internal] load build definition from Dockerfile\n#1 DONE 0.0s\n"

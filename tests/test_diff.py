@@ -69,6 +69,12 @@ def test_first_vs_third_files(repo, first_third):
     assert packages, "the pip layers differ, so some installed files should"
     assert d.files.layers_read == 5
     assert "files added: 0" in str(d) and "/usr/src/app" in str(d)
+    # What the reinstall rewrote is compiled bytecode, apart from the one edited source file.
+    suffixes = {(suffix, change): n for suffix, change, n in d.files.by_suffix()}
+    assert suffixes[(".pyc", "modified")] == sum(c.change == "modified" and c.path.endswith(".pyc") for c in d.files)
+    assert d.files.by_suffix()[0][:2] == (".pyc", "modified")
+    assert str(d).endswith(f"$ docker image inspect --format '{{{{json .RootFS.Layers}}}}' {repo}:first {repo}:third"
+                           f"\n  $ docker save -o images.tar {repo}:first {repo}:third")
 
 
 def test_a_kept_layer_scan_gives_the_same_answer(repo, first_third, tmp_path, monkeypatch):

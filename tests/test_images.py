@@ -47,6 +47,22 @@ def test_two_tags_one_image(engine, repo, first):
     assert "same IMAGE ID" in rows._repr_html_()
 
 
+def test_results_name_the_docker_command_that_shows_the_same(engine, repo, first):
+    from course_helpers.layers.images import history, images, same_image
+
+    listed = images(repo)
+    assert str(listed).endswith(f"on your terminal:\n  $ docker image ls {repo}")
+    assert f"<code>$ docker image ls {repo}</code>" in listed._repr_html_()
+    rows = history(f"{repo}:first")
+    assert str(rows).endswith(f"on your terminal:\n  $ docker history --no-trunc {repo}:first")
+    same = same_image(f"{repo}:first", first)  # a report is named by its tag
+    assert same and same == True  # noqa: E712 -- it still answers like the bool it was
+    assert repr(same).splitlines() == [
+        f"True: {repo}:first and {repo}:first are one image (sha256:{first.image_id[7:19]})",
+        "on your terminal:", f"  $ docker image inspect --format '{{{{.Id}}}}' {repo}:first {repo}:first"]
+    assert "docker image inspect" in same._repr_html_()
+
+
 def test_images_lists_only_course_images(engine, repo, first):
     from course_helpers.layers.images import images
 
@@ -74,6 +90,11 @@ def test_history_origins_and_sizes(engine, repo, first):
     app_bytes = sum(p.stat().st_size for p in Path(first.context).iterdir() if p.is_file())
     assert copy.size == app_bytes  # a COPY layer is the copied files' bytes
     assert by_cmd["CMD"].empty_layer and by_cmd["CMD"].size == 0
+    # WORKDIR of a folder the base lacks makes a layer (the folder), of 0 bytes: sizes count file bytes.
+    assert not by_cmd["WORKDIR"].empty_layer and by_cmd["WORKDIR"].size == 0
+    own = rows.from_dockerfile()
+    assert [r.created_by.split(" ")[0] for r in own] == ["CMD", "RUN", "COPY", "WORKDIR"]
+    assert str(own).startswith(f"history of {repo}:first, the rows its Dockerfile made: 4 rows, 3 layers\n")
     assert by_cmd["WORKDIR"].diff_id is not None
     img = engine.images.get(first.image_id)
     assert [r.diff_id for r in rows.layers] == img.attrs["RootFS"]["Layers"]

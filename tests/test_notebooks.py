@@ -71,3 +71,21 @@ def test_nbval_fails_when_stage_6_copies_everything_first(tmp_path):
     assert proc.returncode == 1, proc.stdout[-3000:]
     # It must fail on a fact, not on an error: the cached/ran lists of the fifth build.
     assert "fifth.cached_steps, fifth.ran_steps" in proc.stdout, proc.stdout[-3000:]
+
+
+def test_sanitize_file_makes_the_shown_commands_stable():
+    """Ports the engine picks and a client found off PATH must not fail a comparison."""
+    import configparser
+
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "notebooks" / "sanitize.cfg")
+
+    def sanitize(text: str) -> str:
+        for section in cfg.sections():
+            text = re.sub(cfg[section]["regex"], cfg[section]["replace"], text)
+        return text
+
+    assert sanitize("  $ docker run --rm -p 127.0.0.1:32772:5000 flask-demo:first") == \
+        sanitize("  $ docker run --rm -p 127.0.0.1:49153:5000 flask-demo:first")
+    assert sanitize("$ DOCKER_BUILDKIT=1 /usr/bin/docker build -t flask-demo:first ../workspace/020") == \
+        sanitize("$ DOCKER_BUILDKIT=1 docker build -t flask-demo:first ../workspace/020")

@@ -30,11 +30,16 @@ def _gone(engine, cid: str) -> bool:
         return True
 
 
-def test_serves_hello_world_and_cleans_up(engine, app_image):
+def test_serves_hello_world_and_cleans_up(engine, app_image, capsys):
     from course_helpers.lesson.run import run_app
 
     with run_app(app_image) as app:
         assert app.get("/") == "Hello world!"
+        tag = app_image.tags[0]
+        said = capsys.readouterr().out  # the docker run a learner types for the same, port included
+        assert said == (f"{tag} answers on {app.url}\non your terminal:\n"
+                        f"  $ docker run --rm -p 127.0.0.1:{app.host_port}:5000 {tag}\n")
+        assert app.command == f"docker run --rm -p 127.0.0.1:{app.host_port}:5000 {tag}"
         assert str(app) == app.url and app.url.startswith("http://127.0.0.1:")
         c = app.container
         c.reload()

@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import tempfile
 import time
@@ -33,8 +34,10 @@ from ..engine.client import client as engine_client, reset as reset_client, try_
 from ..engine.ownership import engine_dir, record_build
 from ..engine.session import course_call
 from ..errors import BuildError, DockerfileError, check_image_name, engine_stopped, is_connection_error
+from ..formatting import shell_line, shown_path
 from ..layers.history import layer_history
 from . import logs as buildlog
+from .progress import LiveLog
 from .report import BuildReport, Step
 
 if TYPE_CHECKING:  # the SDK is imported lazily: it costs ~0.2 s and BuildKit builds barely need it
@@ -62,8 +65,9 @@ def build(context: str | Path, tag: str | None = None, *, dockerfile: str = "Doc
         build_args: ``ARG`` values, e.g. ``{"PIP_INDEX_URL": "..."}``.
         target: build up to this stage (``--target``) instead of the last: BuildKit builds only
             the stages it needs, the classic builder every stage up to it.
-        progress: True prints the builder's output as it arrives (live in a notebook cell or a
-            terminal), False keeps quiet, a callable receives each line instead.
+        progress: True shows the builder's output as it arrives: in a notebook, live in one display
+            that becomes the step table with the log folded under it when the build ends; in a
+            terminal, printed line by line.  False keeps quiet, a callable receives each line instead.
         client: the Docker SDK client to use; default :func:`course_helpers.engine.client`.
 
     Returns:
@@ -107,19 +111,80 @@ def build(context: str | Path, tag: str | None = None, *, dockerfile: str = "Doc
     if builder == "buildkit" and cli is None:
         raise BuildError("No docker client on this machine can run BuildKit builds (tried: "
                          f"{describe_probes()}): install the buildx plugin, or use builder='classic'.")
-    say = _printer(progress)
+    say = LiveLog(tag or "an untagged image", progress)
     args = dict(build_args or {})
     start = time.time()
     image_id = ""
     kind = "buildkit" if cli else "classic"
     records = engine_dir()  # before building: afterwards the engine may be gone
     try:
+        image_id, log, steps = _run_builder(cli, client, ctx, dockerfile, tag, no_cache, args, target,
+                                            instructions, say)
+    except BaseException:
+        say.finish(None)  # the error shows the log's last lines; the whole log folds away
+        raise
+    finally:
+        end = time.time()
+        record_build(image_id, tag, kind, start, end, folder=records)
+    report = BuildReport(image_id=image_id, tags=[tag] if tag else [], builder=kind,
+                         seconds=end - start, log=log, steps=steps, context=str(ctx), dockerfile=dockerfile,
+                         build_args=args, no_cache=no_cache, target=target,
+                         command=terminal_command(cli, ctx, dockerfile, tag, no_cache, args, target))
+    try:
+        # The image is the target's stage (the last stage when no target is given).
+        stages = list(dict.fromkeys(i.stage for i in instructions))
+        final = None
+        if target is not None:
+            final = next((s for s in stages if s == target.lower()), None) or (
+                stages[int(target)] if target.isdigit() and int(target) < len(stages) else None)
+        _attach_layers(report, _sdk(client), final or (stages[-1] if stages else None))
+        # predict()/explain() compare later builds with what this one saw (context.py's contract).
+        from ..dockerfile.context import record_context_snapshot
+        record_context_snapshot(report)
+    except BaseException:
+        say.finish(None)  # never leave the cell saying "building ..."
+        raise
+    say.finish(report)
+    return report
+
+
+def terminal_command(cli: BuildkitClient | None, ctx: Path, dockerfile: str, tag: str | None, no_cache: bool,
+                     build_args: dict[str, str], target: str | None) -> str:
+    """The ``docker build`` a learner types for the same build, with the client and builder the course used.
+
+    The course's own bookkeeping (session labels, ``--iidfile``, machine-readable progress) is left
+    out: it changes nothing in what the learner's build does with the cache.
+
+    Example:
+        ``DOCKER_BUILDKIT=1 /usr/bin/docker build -t flask-demo:first --no-cache ../workspace/020-first-dockerfile``
+        (a 20.10 client, which is not the first ``docker`` on PATH here), or
+        ``DOCKER_BUILDKIT=0 docker build ...`` for the classic builder.
+    """
+    if cli is None:
+        argv, env = ["docker", "build"], {"DOCKER_BUILDKIT": "0"}  # the legacy builder, as the SDK drives it
+    else:
+        argv = cli.build_command()
+        on_path = shutil.which("docker")
+        if on_path and os.path.realpath(on_path) == os.path.realpath(cli.path):
+            argv[0] = "docker"  # the learner's own `docker` is the one the course used
+        env = {"DOCKER_BUILDKIT": "1"} if cli.via == "builtin" else {}
+    argv += ["-t", tag] if tag else []
+    argv += ["--no-cache"] if no_cache else []
+    argv += [f"--build-arg={key}={value}" for key, value in build_args.items()]
+    argv += ["--target", target] if target else []
+    argv += ["-f", shown_path(ctx / dockerfile)] if dockerfile != "Dockerfile" else []
+    argv.append(shown_path(ctx))
+    return shell_line(argv, env)
+
+
+def _run_builder(cli: BuildkitClient | None, client: "docker.DockerClient | None", ctx: Path, dockerfile: str,
+                 tag: str | None, no_cache: bool, args: dict[str, str], target: str | None,
+                 instructions: list[buildlog.Instruction], say: Callable[[str], None]) -> tuple[str, str, list[Step]]:
+    """Run the build with BuildKit (a CLI) or the classic builder (the SDK)."""
+    try:
         if cli is not None:
-            image_id, log, steps = _build_buildkit(cli, ctx, dockerfile, tag, no_cache, args, target,
-                                                   instructions, say)
-        else:
-            image_id, log, steps = _build_classic(client, ctx, dockerfile, tag, no_cache, args, target,
-                                                  instructions, say)
+            return _build_buildkit(cli, ctx, dockerfile, tag, no_cache, args, target, instructions, say)
+        return _build_classic(client, ctx, dockerfile, tag, no_cache, args, target, instructions, say)
     except BuildError:
         # A build that failed because the engine went away is not the Dockerfile's fault.
         if client is None and try_client(timeout=5) is None:
@@ -129,34 +194,9 @@ def build(context: str | Path, tag: str | None = None, *, dockerfile: str = "Doc
         if is_connection_error(exc):
             raise engine_stopped(f"building {tag or 'the image'}") from None
         raise
-    finally:
-        end = time.time()
-        record_build(image_id, tag, kind, start, end, folder=records)
-    report = BuildReport(image_id=image_id, tags=[tag] if tag else [], builder=kind,
-                         seconds=end - start, log=log, steps=steps, context=str(ctx), dockerfile=dockerfile,
-                         build_args=args, no_cache=no_cache, target=target)
-    # The image is the target's stage (the last stage when no target is given).
-    stages = list(dict.fromkeys(i.stage for i in instructions))
-    final = None
-    if target is not None:
-        final = next((s for s in stages if s == target.lower()), None) or (
-            stages[int(target)] if target.isdigit() and int(target) < len(stages) else None)
-    _attach_layers(report, _sdk(client), final or (stages[-1] if stages else None))
-    # predict()/explain() compare later builds with what this one saw (context.py's contract).
-    from ..dockerfile.context import record_context_snapshot
-    record_context_snapshot(report)
-    return report
 
 
 # --- helpers ---------------------------------------------------------------------------------
-
-def _printer(progress: bool | Callable[[str], None]) -> Callable[[str], None]:
-    if callable(progress):
-        return progress
-    if progress:
-        return lambda line: print(line, flush=True)  # flush: show each line as it comes, in Jupyter too
-    return lambda line: None
-
 
 def _sdk(client: "docker.DockerClient | None") -> "docker.DockerClient":
     return client if client is not None else engine_client()

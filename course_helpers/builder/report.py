@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..errors import CourseError
-from ..formatting import Html, format_seconds, format_size, short_id as short_image_id, table_html
+from ..formatting import Html, command_text, format_seconds, format_size, short_id as short_image_id, table_html
 
 
 _BADGE_COLOURS = {"CACHED": "#2e7d32", "RAN": "#ef6c00", "BASE": "#757575"}
@@ -71,6 +71,8 @@ class BuildReport:
         build_args: the ``--build-arg`` values it had.
         no_cache: whether it ran with ``no_cache=True``.
         target: the stage it built (``--target``), None for the last.
+        command: the ``docker build`` that does the same on a terminal, with the client and
+            builder the course used (shown under the step table).
     """
 
     image_id: str
@@ -84,6 +86,7 @@ class BuildReport:
     build_args: dict[str, str] = field(default_factory=dict)
     no_cache: bool = False
     target: str | None = None
+    command: str = ""
 
     @property
     def short_id(self) -> str:
@@ -141,6 +144,8 @@ class BuildReport:
             stage = f"{step.stage:<8} " if multi else ""
             lines.append(f"  {step.index:>2} {stage}{step.badge:<6} {format_seconds(step.seconds):>6} "
                          f"{format_size(step.size):>7}  {step.instruction}")
+        if self.command:
+            lines.append(command_text(self.command))
         return "\n".join(lines)
 
     def __str__(self) -> str:
@@ -156,7 +161,7 @@ class BuildReport:
                 [step.instruction, _badge(step.badge), format_seconds(step.seconds), format_size(step.size)]
                 for step in self.steps]
         return table_html(headers, rows, title=self.header(), code=["instruction"],
-                          align={"step": "right", "seconds": "right", "size": "right"})
+                          align={"step": "right", "seconds": "right", "size": "right"}, command=self.command)
 
 
 def _badge(text: str) -> Html:

@@ -36,7 +36,7 @@ from ..config import state_dir
 from ..engine.client import resolve
 from ..engine.session import course_call
 from ..errors import CourseError
-from ..formatting import format_size, short_id, table_html, table_text
+from ..formatting import command_html, command_text, format_size, shell_line, short_id, table_html, table_text
 from ..statefiles import write_atomic
 from .history import layer_history
 from .images import get_image
@@ -326,12 +326,22 @@ class FileChanges(list):
             counts[key] = counts.get(key, 0) + 1
         return [(d, ch, n) for (d, ch), n in sorted(counts.items())]
 
+    def by_suffix(self) -> list[tuple[str, str, int]]:
+        """(file name suffix, change, count), most first: what kind of files changed (``.pyc``, ``.py``)."""
+        counts: dict[tuple[str, str], int] = {}
+        for c in self:
+            suffix = posixpath.splitext(c.path)[1] if c.kind == "file" else f"({c.kind})"
+            key = (suffix or "(no suffix)", c.change)
+            counts[key] = counts.get(key, 0) + 1
+        return [(sx, ch, n) for (sx, ch), n in sorted(counts.items(), key=lambda item: (-item[1], item[0]))]
+
     def text(self, limit: int = 40) -> str:
         shown = [c.cells() for c in self[:limit]]
         out = [self.summary()]
         rollup = self.by_directory()
         if rollup:
             out.append(table_text(["DIRECTORY", "CHANGE", "FILES"], [[d, ch, str(n)] for d, ch, n in rollup]))
+            out.append(table_text(["SUFFIX", "CHANGE", "FILES"], [[x, ch, str(n)] for x, ch, n in self.by_suffix()]))
         if shown:
             out.append(table_text(self.headers, shown))
         if len(self) > limit:
@@ -395,10 +405,19 @@ class ImageDiff:
 
     headers = ["WHERE", "DIFF ID", "POS A", "POS B", "SIZE", "CREATED BY"]
 
+    @property
+    def commands(self) -> list[str]:
+        """The docker commands that show the same: each image's layer list, and (files=True) the export it reads."""
+        out = [shell_line(["docker", "image", "inspect", "--format", "{{json .RootFS.Layers}}", self.a, self.b])]
+        if self.files is not None:
+            out.append(shell_line(["docker", "save", "-o", "images.tar", self.a, self.b]))
+        return out
+
     def __str__(self) -> str:
         parts = ["\n".join(self._head()), table_text(self.headers, self._rows())]
         if self.files is not None:
             parts.append(self.files.text())
+        parts.append(command_text(self.commands))
         return "\n".join(parts)
 
     __repr__ = __str__
@@ -410,9 +429,12 @@ class ImageDiff:
             out += f"<p>{html.escape(self.files.summary())}</p>"
             out += table_html(["DIRECTORY", "CHANGE", "FILES"],
                               [[d, ch, str(n)] for d, ch, n in self.files.by_directory()], code=True)
+            if self.files:
+                out += table_html(["SUFFIX", "CHANGE", "FILES"],
+                                  [[x, ch, str(n)] for x, ch, n in self.files.by_suffix()], code=True)
             out += table_html(FileChanges.headers, [c.cells() for c in self.files[:200]], code=True,
                               note=f"{len(self.files) - 200} more rows in .files" if len(self.files) > 200 else "")
-        return out
+        return out + command_html(self.commands)
 
 
 # ------------------------------------------------------------------ diff_images
@@ -514,7 +536,7 @@ def diff_images(a: Any, b: Any, files: bool = False, *, client: docker.DockerCli
             changes = _compare_files(cli, a_img, b_img, a_layers, b_layers, prefix)
 
     def name(x: Any, img: Any) -> str:
-        return x if isinstance(x, str) else (img.tags[0] if img.tags else short_id(img.id))
+        return x if isinstance(x, str) else (img.tags[0] if img.tags else img.id)  # a name commands accept
 
     return ImageDiff(name(a, a_img), name(b, b_img), a_img.id, b_img.id, shared, prefix, only_a, only_b,
                      changes, time.perf_counter() - started)

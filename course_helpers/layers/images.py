@@ -7,6 +7,7 @@ stable once ids and dates are sanitised: ids print as ``sha256:`` + 12 hex (or
 """
 from __future__ import annotations
 
+import html
 from dataclasses import dataclass
 from typing import Any, Iterable
 
@@ -18,7 +19,8 @@ from ..config import BASE_IMAGE, LABEL_MANAGED
 from ..engine.client import list_images, resolve
 from ..engine.session import course_call
 from ..errors import CourseError, check_image_name
-from ..formatting import format_size, iso_time, short_hex, short_id, table_html, table_text
+from ..formatting import (command_html, command_text, format_size, iso_time, shell_line, short_hex, short_id,
+                          table_html, table_text)
 from .history import MISSING, HistoryRow, layer_history
 
 
@@ -90,10 +92,64 @@ def tag(image: Any, new_tag: str, *, client: docker.DockerClient | None = None) 
     return img
 
 
+class SameImage:
+    """The answer of :func:`same_image`: true or false like a bool, shown with both ids and the command.
+
+    Attributes:
+        a, b: the names compared; a_id, b_id: the image ids they point at.
+    """
+
+    def __init__(self, a: str, b: str, a_id: str, b_id: str):
+        self.a, self.b, self.a_id, self.b_id = a, b, a_id, b_id
+
+    def __bool__(self) -> bool:
+        return self.a_id == self.b_id
+
+    def __eq__(self, other: object) -> bool:
+        return bool(self) == other if isinstance(other, bool) else NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    @property
+    def command(self) -> str:
+        return shell_line(["docker", "image", "inspect", "--format", "{{.Id}}", self.a, self.b])
+
+    def _sentence(self) -> str:
+        if self:
+            return f"True: {self.a} and {self.b} are one image ({short_id(self.a_id)})"
+        return f"False: {self.a} is {short_id(self.a_id)}, {self.b} is {short_id(self.b_id)}"
+
+    def __repr__(self) -> str:
+        return f"{self._sentence()}\n{command_text(self.command)}"
+
+    __str__ = __repr__
+
+    def _repr_html_(self) -> str:
+        return f"<p>{html.escape(self._sentence())}</p>{command_html(self.command)}"
+
+
 @course_call("comparing two images")
-def same_image(a: Any, b: Any, *, client: docker.DockerClient | None = None) -> bool:
-    """True when two names (or ids, or BuildReports) point at the very same image id."""
-    return get_image(a, client).id == get_image(b, client).id
+def same_image(a: Any, b: Any, *, client: docker.DockerClient | None = None) -> SameImage:
+    """Whether two names (or ids, or BuildReports) point at the very same image id.
+
+    Returns:
+        A :class:`SameImage`: true when they do (``if same_image(a, b):`` works as with a bool),
+        shown with both ids and the ``docker image inspect`` that prints them.
+    """
+    a_id, b_id = get_image(a, client).id, get_image(b, client).id
+    return SameImage(shown_name(a, a_id), shown_name(b, b_id), a_id, b_id)
+
+
+def shown_name(image: Any, image_id: str) -> str:
+    """A name for ``image`` that a terminal command can use.
+
+    Returns:
+        The string given, else a report's first tag, else the image id.
+    """
+    if isinstance(image, str):
+        return image
+    tags = getattr(image, "tags", None) or []
+    return tags[0] if tags else image_id
 
 
 # ---------------------------------------------------------------- images()
@@ -117,14 +173,28 @@ class ImageRow:
 
 
 class ImageList(list):
-    """A list of :class:`ImageRow` that prints like ``docker image ls``."""
+    """A list of :class:`ImageRow` that prints like ``docker image ls``.
+
+    Attributes:
+        repository: the repository listed (None: all the course's images).
+    """
 
     headers = ["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"]
 
+    def __init__(self, rows: Iterable[ImageRow] = (), repository: str | None = None):
+        super().__init__(rows)
+        self.repository = repository
+
+    @property
+    def command(self) -> str:
+        # The course lists only its own images; the same filter on the terminal.
+        return shell_line(["docker", "image", "ls"] + ([self.repository] if self.repository else
+                                                       ["--filter", f"label={LABEL_MANAGED}"]))
+
     def __str__(self) -> str:
         if not self:
-            return "(no course images)"
-        return table_text(self.headers, [r.cells() for r in self])
+            return f"(no course images)\n{command_text(self.command)}"
+        return f"{table_text(self.headers, [r.cells() for r in self])}\n{command_text(self.command)}"
 
     __repr__ = __str__
 
@@ -133,7 +203,7 @@ class ImageList(list):
         ids = [r.id for r in self]
         if len(set(ids)) < len(ids):
             note = "Rows with the same IMAGE ID are one image with several tags: a tag is only a name."
-        return table_html(self.headers, [r.cells() for r in self], note=note, code=True)
+        return table_html(self.headers, [r.cells() for r in self], note=note, code=True, command=self.command)
 
 
 @course_call("listing images")
@@ -167,7 +237,7 @@ def images(repository: str | None = None, *, client: docker.DockerClient | None 
                 continue
             rows.append(ImageRow(repo, tg, img.id, created, size))
     rows.sort(key=lambda r: (r.repository, r.tag, r.id))
-    return ImageList(rows)
+    return ImageList(rows, repository)
 
 
 # ---------------------------------------------------------------- history()
@@ -206,20 +276,27 @@ class History(list):
 
     headers = ["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT", "ORIGIN"]
 
-    def __init__(self, rows: Iterable[Layer], image: str = "", base: str | None = None):
+    def __init__(self, rows: Iterable[Layer], image: str = "", base: str | None = None, part: str = ""):
         super().__init__(rows)
         self.image = image
         self.base = base
+        self.part = part  # which rows of the image's history these are, when not all of them
 
     @property
     def layers(self) -> list[Layer]:
         """Rows that made a layer, bottom first (the order of the image's diff ids)."""
         return [row for row in reversed(self) if not row.empty_layer]
 
+    def from_dockerfile(self) -> "History":
+        """Only the rows the Dockerfile made (``origin == "dockerfile"``), as a table of their own."""
+        return History([r for r in self if r.origin == "dockerfile"], image=self.image,
+                       part="the rows its Dockerfile made")
+
     def _caption(self) -> str:
         made = sum(1 for r in self if not r.empty_layer)
         base_rows = sum(1 for r in self if r.origin == "base")
-        text = f"history of {self.image}: {len(self)} rows, {made} layers"
+        text = f"history of {self.image}" + (f", {self.part}" if self.part else "") + \
+            f": {len(self)} rows, {made} layers"
         if self.base:
             text += f"; {base_rows} rows from the base image {self.base}"
         return text
@@ -227,17 +304,24 @@ class History(list):
     def _note(self) -> str:
         return MISSING_NOTE if any(r.id == MISSING for r in self) else ""
 
+    @property
+    def command(self) -> str:
+        # --no-trunc: the course shows every row in full, as this does.
+        return shell_line(["docker", "history", "--no-trunc", self.image]) if self.image else ""
+
     def __str__(self) -> str:
         parts = [self._caption(), table_text(self.headers, [r.cells() for r in self])]
         if self._note():
             parts.append(self._note())
+        if self.command:
+            parts.append(command_text(self.command))
         return "\n".join(parts)
 
     __repr__ = __str__
 
     def _repr_html_(self) -> str:
         return table_html(self.headers, [r.cells() for r in self], title=self._caption(), note=self._note(),
-                          code=True)
+                          code=True, command=self.command)
 
 
 def _base_row_count(img: Image, rows: list[HistoryRow], base: Image | None, cli: docker.DockerClient) -> int:
@@ -291,5 +375,5 @@ def history(image: Any, *, base: str | None = BASE_IMAGE, client: docker.DockerC
                     empty_layer=row.diff_id is None, comment=row.comment,
                     origin="base" if i < n_base else "dockerfile", diff_id=row.diff_id)
               for i, row in enumerate(rows)]
-    name = image_ref(image) if isinstance(image, str) else (img.tags[0] if img.tags else short_id(img.id))
+    name = image_ref(image) if isinstance(image, str) else (img.tags[0] if img.tags else img.id)
     return History(reversed(layers), image=name, base=base if n_base else None)

@@ -29,7 +29,8 @@ from ..engine import reaper
 from ..engine.client import resolve
 from ..engine.session import course_call
 from ..errors import ContainerExited, CourseError, check_port
-from ..layers.images import get_image, image_ref
+from ..formatting import command_text, shell_line
+from ..layers.images import get_image, image_ref, shown_name
 
 _started: set[str] = set()  # ids of containers run_app made and has not removed yet
 _reaper_client: list[docker.DockerClient] = []
@@ -64,11 +65,13 @@ class RunningApp:
         url: ``http://127.0.0.1:PORT`` (str() of the object is the url).
         container: the docker-py Container.
         host_port: the port on 127.0.0.1.
+        command: the ``docker run`` that starts the same app on a terminal.
     """
 
     url: str
     container: Any
     host_port: int
+    command: str = ""
 
     def __str__(self) -> str:
         return self.url
@@ -211,7 +214,14 @@ def _start(image: Any, port: int, timeout: float, command: str | list[str] | Non
                     f"{timeout:.0f} s: check that the app listens on 0.0.0.0:{port} (not 127.0.0.1) "
                     f"and read its output:\n{logs.rstrip()}")
             time.sleep(0.1)
-        return RunningApp(url, container, host_port)
+        shown_image = shown_name(image, img.id)
+        words = shlex.split(command) if isinstance(command, str) else list(command or [])
+        shown = shell_line(["docker", "run", "--rm", "-p", f"127.0.0.1:{host_port}:{port}"]
+                           + [f"--env={key}={value}" for key, value in (environment or {}).items()]
+                           + [shown_image] + words)
+        # run_app's result lives inside a with block, where no repr shows: say it once, here.
+        print(f"{shown_image} answers on {url}\n{command_text(shown)}", flush=True)
+        return RunningApp(url, container, host_port, shown)
     except BaseException:
         if container is not None:
             _remove(container)
