@@ -74,16 +74,23 @@ def ensure_podman(progress: Progress | None = print) -> str:
     return found
 
 
+#: Podman lowers its own ``nproc`` limit to this when it cannot raise it (seen in the service's
+#: /proc/PID/limits on the course's VM, whose hard limit is 96365): a container asking for more fails.
+PODMAN_NPROC_CEILING = 32768
+
+
 def ulimits_within_hard_limits(want: int = 1048576) -> list[str]:
     """``nofile`` and ``nproc`` limits for containers that this machine's hard limits allow.
 
     Podman's defaults (``nofile=1048576``, ``nproc=4194304``) are above the hard limits of
-    this VM, and a container whose limits cannot be set does not start.
+    this VM, and a container whose limits cannot be set does not start ("error setting rlimit
+    type 7", nofile; "type 6", nproc).
     """
     out = []
-    for name, which in (("nofile", resource.RLIMIT_NOFILE), ("nproc", resource.RLIMIT_NPROC)):
+    for name, which, ceiling in (("nofile", resource.RLIMIT_NOFILE, want),
+                                 ("nproc", resource.RLIMIT_NPROC, PODMAN_NPROC_CEILING)):
         hard = resource.getrlimit(which)[1]
-        value = want if hard == resource.RLIM_INFINITY else min(want, hard)
+        value = min(want, ceiling) if hard == resource.RLIM_INFINITY else min(want, ceiling, hard)
         out.append(f"{name}={value}:{value}")
     return out
 
@@ -200,7 +207,7 @@ class PodmanService:
                                 stderr=subprocess.STDOUT, env=self.environment())
         assert load.stdin is not None
         try:
-            for chunk in docker_cli.images.get(name).save(chunk_size=1 << 20):
+            for chunk in docker_cli.images.get(name).save(chunk_size=1 << 20, named=True):
                 load.stdin.write(chunk)
         except Exception as exc:
             load.kill()
