@@ -16,9 +16,11 @@ cache key made of what that builder really compares:
   step, run once for every stage that has them.
 - Buildah (Podman's builder): keys as classic's (every instruction a step
   chained to the one before, build arguments in a RUN's key, COPY/ADD by
-  content and mode), but it builds only the stages the target needs, as
-  BuildKit does, and a step identical to one earlier in the same build (same
-  parent, same instruction) is taken from it: printed again, as cached.
+  content and mode), except that every instruction but COPY/ADD is compared
+  as written (an extra space or a lower-case keyword is a miss); it builds
+  only the stages the target needs, as BuildKit does, and a step identical to
+  one earlier in the same build (same parent, same instruction) is taken from
+  it: printed again, as cached.
 
 Which stages run: BuildKit and Buildah build only those the target (``--target``,
 default the last stage) needs; the classic builder builds every stage up to the target.
@@ -179,6 +181,8 @@ def simulate(df: Dockerfile, snapshot: ContextSnapshot | None, builder: str,
             index = {"classic": inst.number, "buildah": position}.get(builder, inst.step)
             parent_key, parent_pos = key, pos
             inputs: dict[str, Any] = {"instruction": norm(inst.original)}
+            if builder == "buildah" and kw not in ("FROM", "COPY", "ADD"):
+                inputs["text"] = inst.original  # Buildah keys these by the line as written (spaces, case)
             source_stage = source_step = None
             if kw == "FROM":
                 inputs = {"base": stage.base}
@@ -210,10 +214,11 @@ def simulate(df: Dockerfile, snapshot: ContextSnapshot | None, builder: str,
             elif kw == "WORKDIR":
                 workdir = posixpath.normpath(posixpath.join(st.workdir, " ".join(inst.words)))
                 inputs["workdir"] = workdir
-                key = _h(parent_key, "WORKDIR", workdir)
+                key = _h(parent_key, "WORKDIR", workdir, inputs.get("text"))
             else:
                 # Classic commits an image for every instruction; the words count, not the spacing.
-                key = _h(parent_key, kw, inst.words)
+                # Buildah too, but it compares the line as written.
+                key = _h(parent_key, kw, inst.words, inputs.get("text"))
             steps.append(SimStep(index, stage.label, inst.original, kw, inst.line, key, parent_pos, inputs,
                                  source_stage, source_step))
             pos = len(steps) - 1
@@ -319,6 +324,9 @@ def _own_reason(new: list[SimStep], k: int, old: list[SimStep], multi: bool) -> 
     for key in ("workdir", "user", "dest", "chown", "chmod", "command", "shell"):
         if key in step.inputs and same.inputs.get(key) != step.inputs.get(key) and not notes:
             notes.append(f"{key} changed ({same.inputs.get(key)!r} -> {step.inputs.get(key)!r})")
+    if "text" in step.inputs and same.inputs.get("text") != step.inputs["text"] and not notes:
+        notes.append(f"the line as written changed ({same.inputs.get('text')!r} -> {step.inputs['text']!r}): "
+                     "Buildah compares it with its spaces and case")
     return "changed", ("; ".join(notes) if notes else "an input changed that this model does not track")
 
 
