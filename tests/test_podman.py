@@ -93,6 +93,7 @@ def test_the_seed_teaches_the_same_facts_under_podman(podman):
     from course_helpers.cache.explain import explain
     from course_helpers.cache.predict import predict
     from course_helpers.layers.images import same_image
+    from course_helpers.lesson.run import run_app
     from course_helpers.lesson.workspace import REQUIREMENTS_FIRST, edit, workspace
 
     app = workspace(f"podman-{uuid.uuid4().hex[:8]}")
@@ -104,6 +105,8 @@ def test_the_seed_teaches_the_same_facts_under_podman(podman):
     second = build(app, f"{repo}:second", progress=False)
     assert all(cached for _, cached in _cached_rows(second)), second.text()
     assert same_image(f"{repo}:first", f"{repo}:second")
+    with run_app(f"{repo}:second") as server:  # Podman's containers start: limits within the hard ones
+        assert server.get("/") == "Hello world!"
 
     edit(app / "app.py", "Hello world!", "Hello universe!")
     prediction = predict(app, builder="buildah", against=second)
