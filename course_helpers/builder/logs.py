@@ -546,16 +546,24 @@ class ClassicParser:
         if self.clock is not None and self._steps and self._started is not None:
             last = self._steps[-1]
             last.seconds = 0.0 if last.cached else round(self.clock() - self._started, 1)
+            self._started = None
 
-    def feed(self, event: dict[str, Any] | str) -> None:
-        """Take one decoded stream event, or one JSON line of a recorded stream."""
+    def _event(self, event: dict[str, Any] | str) -> dict[str, Any] | None:
+        """The event decoded (a recorded stream gives JSON lines), with the image id noted."""
         if isinstance(event, str):
             try:
                 event = json.loads(event)
             except ValueError:
-                return
-        if "aux" in event and isinstance(event["aux"], dict) and "ID" in event["aux"]:
+                return None
+        if isinstance(event.get("aux"), dict) and "ID" in event["aux"]:
             self.image_id = event["aux"]["ID"]  # the last one is the final stage's image
+        return event
+
+    def feed(self, event: dict[str, Any] | str) -> None:
+        """Take one decoded stream event, or one JSON line of a recorded stream."""
+        event = self._event(event)
+        if event is None:
+            return
         if "status" in event and self._steps:
             self._pulled.add(len(self._steps) - 1)  # pull progress belongs to the FROM above it
         if "errorDetail" in event or "error" in event:
@@ -664,7 +672,7 @@ def buildah_positions(instructions: list[Instruction]) -> dict[tuple[str, int], 
     return out
 
 
-class BuildahParser:
+class BuildahParser(ClassicParser):
     """Incremental parser of Podman's build stream (Buildah behind ``client.api.build(decode=True)``).
 
     Buildah prints ``STEP i/n: INSTRUCTION`` per stage (``[s/t] STEP i/n: ...`` when the build has
@@ -680,34 +688,16 @@ class BuildahParser:
     """
 
     def __init__(self, instructions: list[Instruction] | None = None, clock: Any = None):
+        super().__init__(instructions, clock)
         self.positions = buildah_positions(instructions or [])
         self.labels = {i.stage_number: i.stage for i in instructions or []}
-        self.clock = clock
-        self.image_id: str | None = None
-        self._steps: list[Step] = []
-        self._totals: list[int] = []
-        self._logs: list[list[str]] = []
-        self._started: float | None = None
-        self._stage_number = -1
-        self._stage = "0"
         self._open = False  # a step has started and not yet printed its "--> <id>"
-        self._failure: Failure | None = None
-
-    def _close_timing(self) -> None:
-        if self.clock is not None and self._steps and self._started is not None:
-            last = self._steps[-1]
-            last.seconds = 0.0 if last.cached else round(self.clock() - self._started, 1)
-            self._started = None
 
     def feed(self, event: dict[str, Any] | str) -> None:
         """Take one decoded stream event, or one JSON line of a recorded stream."""
-        if isinstance(event, str):
-            try:
-                event = json.loads(event)
-            except ValueError:
-                return
-        if isinstance(event.get("aux"), dict) and "ID" in event["aux"]:
-            self.image_id = event["aux"]["ID"]
+        event = self._event(event)
+        if event is None:
+            return
         if "errorDetail" in event or "error" in event:
             detail = event.get("errorDetail") or {}
             message = str(detail.get("message") or event.get("error") or "build failed").strip()

@@ -223,20 +223,17 @@ def simulate(df: Dockerfile, snapshot: ContextSnapshot | None, builder: str,
                                  source_stage, source_step))
             pos = len(steps) - 1
         stage_end[stage.index] = (key, pos)
-    if builder == "buildkit":
-        # Identical steps on an identical parent are one LLB vertex: BuildKit runs and prints it once.
+    if builder != "classic":
+        # Identical steps on an identical parent: BuildKit makes them one LLB vertex, run and printed
+        # once; Buildah prints each, and takes the later ones from the image the first one committed.
         first: dict[str, int] = {}
         for i, s in enumerate(steps):
             if s.keyword != "FROM":
-                s.shared_with = first.get(s.key)
+                if builder == "buildkit":
+                    s.shared_with = first.get(s.key)
+                else:
+                    s.reuses = first.get(s.key)
                 first.setdefault(s.key, i)
-    elif builder == "buildah":
-        # Buildah finds the image an identical earlier step of this build committed, and reuses it.
-        seen: dict[str, int] = {}
-        for i, s in enumerate(steps):
-            if s.keyword != "FROM":
-                s.reuses = seen.get(s.key)
-                seen.setdefault(s.key, i)
     return steps
 
 
