@@ -21,6 +21,39 @@ from test_predict import SCENARIOS, Scenario, _write, check_scenario, make_conte
 pytestmark = pytest.mark.podman
 
 
+def test_podman_is_told_from_docker_by_its_version_answer():
+    from course_helpers.engine.podman import is_podman
+
+    assert is_podman({"Platform": {"Name": "linux/amd64/debian-12"},
+                      "Components": [{"Name": "Podman Engine", "Version": "4.3.1"}], "Version": "4.3.1"})
+    assert not is_podman({"Platform": {"Name": "Docker Engine - Community"},
+                          "Components": [{"Name": "Engine", "Version": "20.10.24"}]})
+
+
+def test_container_limits_stay_within_the_hard_limits_and_podmans_own():
+    import resource
+
+    from course_helpers.engine.podman import PODMAN_NPROC_CEILING, ulimits_within_hard_limits
+
+    limits = dict(item.split("=") for item in ulimits_within_hard_limits())
+    for name, which in (("nofile", resource.RLIMIT_NOFILE), ("nproc", resource.RLIMIT_NPROC)):
+        soft, hard = (int(v) for v in limits[name].split(":"))
+        assert soft == hard and (resource.getrlimit(which)[1] in (resource.RLIM_INFINITY, -1)
+                                 or hard <= resource.getrlimit(which)[1])
+    assert int(limits["nproc"].split(":")[0]) <= PODMAN_NPROC_CEILING
+
+
+def test_on_docker_buildah_is_refused_in_one_sentence(engine, tmp_path):
+    # Before the podman fixture below points DOCKER_HOST elsewhere: this is the Docker engine.
+    from course_helpers.builder.build import build, builders_available
+    from course_helpers.errors import BuildError
+
+    assert "classic" in builders_available()
+    _write(tmp_path / "ctx", "Dockerfile", "FROM python:3.11-slim-bookworm\n")
+    with pytest.raises(BuildError, match=r"^builder='buildah' needs Podman as the engine, .*use 'auto'\.$"):
+        build(tmp_path / "ctx", progress=False, builder="buildah")
+
+
 @pytest.fixture(scope="module")
 def podman(tmp_path_factory):
     """The address of a Podman service of this module's own, with the base image; DOCKER_HOST names it."""
