@@ -54,6 +54,35 @@ def test_on_docker_buildah_is_refused_in_one_sentence(engine, tmp_path):
         build(tmp_path / "ctx", progress=False, builder="buildah")
 
 
+def test_course_setup_podman_starts_the_courses_own_service(engine, tmp_path):
+    # `./course setup --podman` as a learner runs it, with the state folder (and so the service) in tmp.
+    import os
+    import re
+    import subprocess
+    import sys
+
+    from course_helpers.engine.podman import PodmanService, is_podman
+
+    state = Path(f"/tmp/course-podman-state-{uuid.uuid4().hex[:8]}")  # short: a socket path has a limit
+    service = PodmanService(state / "podman")
+    try:
+        out = subprocess.run([sys.executable, "-m", "course_helpers", "setup", "--podman"], capture_output=True,
+                             text=True, timeout=600, env={**os.environ, "COURSE_STATE_DIR": str(state)})
+        if "Podman is not installed" in out.stderr:
+            pytest.skip(out.stderr.strip())
+        assert out.returncode == 0, out.stdout + out.stderr
+        address = re.search(r"export DOCKER_HOST=(\S+)", out.stdout).group(1)
+        assert address == service.address
+        cli = service.client()
+        assert cli is not None and is_podman(cli.version())
+        assert service.has_image("python:3.11-slim-bookworm")
+        assert "default_ulimits" in service.conf.read_text()
+    finally:
+        service.stop(remove_storage=True)
+        subprocess.run(["rm", "-rf", str(state)])
+    assert not service.folder.exists()
+
+
 @pytest.fixture(scope="module")
 def podman(tmp_path_factory):
     """The address of a Podman service of this module's own, with the base image; DOCKER_HOST names it."""
