@@ -146,6 +146,9 @@ def test_a_failed_buildah_step_is_one_sentence(podman, tmp_path):
         build(ctx, progress=False)
     assert str(err.value).startswith("Step 3/3 `RUN exit 3` failed with exit code 3:"), str(err.value)
     assert err.value.exit_code == 3
+    _write(ctx, "Dockerfile", "FROM python:3.11-slim-bookworm\nCOPY nothere.txt /x\n")
+    with pytest.raises(BuildError, match=r"^Step 2/2 `COPY nothere.txt /x` failed: a file that COPY names is not"):
+        build(ctx, progress=False)
 
 
 def test_the_seed_teaches_the_same_facts_under_podman(podman):
