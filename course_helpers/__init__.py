@@ -7,12 +7,12 @@ The subpackages go from the engine to the lesson; each uses only those above it
 * ``engine``     the Docker engine: client, set-up, base image, ownership, claims, reaper, housekeeping;
 * ``dockerfile`` the one Dockerfile reader, ``.dockerignore`` rules, and the build context;
 * ``layers``     images, their history rows mapped to layers, and diffs between images;
-* ``builder``    running a build (BuildKit or classic) and reading its output into a report;
+* ``builder``    running a build (BuildKit, classic, or Buildah on Podman) and reading its output into a report;
 * ``cache``      the cache model: predict before a build, explain after it, the quiz;
 * ``lesson``     what notebooks need around that: workspaces, running apps, display, grading;
 * ``exercises``  the check behind each chapter's exercise.
 """
-from .builder.build import build
+from .builder.build import build, builders_available, using_podman
 from .builder.report import BuildReport, Step
 from .cache.explain import Explanation, explain
 from .cache.predict import Prediction, check_prediction, predict
@@ -42,11 +42,11 @@ __all__ = [
     "BuildError", "BuildReport", "ContainerExited", "CourseError", "DockerfileError", "EngineUnavailable",
     "Explanation", "Explorer", "ImageDiff", "InvalidName", "Layer", "LessonBusy", "LessonInterrupted", "Prediction",
     "PredictionQuiz", "SetupError", "Step",
-    "add_clutter", "build", "check_prediction", "check_setup", "check_wasted_space", "cleanup", "client",
+    "add_clutter", "build", "builders_available", "check_prediction", "check_setup", "check_wasted_space", "cleanup", "client",
     "context_size", "diff_images", "edit", "ensure_base_image", "ensure_engine", "explain", "explore",
     "format_seconds", "format_size", "fresh_start", "history", "images", "index_caching", "installed_vs_index",
     "lint", "pip_activity", "plot_step_times", "predict", "prediction_quiz", "run_app", "run_command", "same_image",
-    "simulate_commit", "tag", "workspace", "write_wasteful_dockerfile",
+    "simulate_commit", "tag", "using_podman", "workspace", "write_wasteful_dockerfile",
 ]
 
 # In a notebook, a CourseError shows as its one-sentence message, not a traceback wall.

@@ -142,7 +142,7 @@ def test_refuses_bad_arguments(tmp_path, monkeypatch):
     with pytest.raises(DockerfileError, match="There is no Dockerfile at"):
         build(tmp_path)
     (tmp_path / "Dockerfile").write_text("FROM scratch\n")
-    with pytest.raises(ValueError, match="'auto', 'buildkit' or 'classic'"):
+    with pytest.raises(ValueError, match="'auto', 'buildkit', 'classic' or 'buildah'"):
         build(tmp_path, builder="buildx")
     (tmp_path / "Dockerfile").write_text("FROM scratch AS Base\nFROM base AS app\n")
     with pytest.raises(DockerfileError, match=r"target='tests': .* no stage of that name \(named stages: base, app\)"):

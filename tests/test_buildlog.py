@@ -3,7 +3,8 @@
 Recorded with ``python tests/fixtures/record_streams.py``: BuildKit plain output of the 20.10
 client and the classic builder's SDK stream, for a cold (--no-cache), a cached, an edit
 (app.py changed), a failed (package index unreachable), a multi-stage, a missing-COPY-source
-and a syntax-error build; plus the tty transcript of the seed article.  No engine needed.
+and a syntax-error build; plus the tty transcript of the seed article; and Podman's (Buildah's)
+stream, recorded with ``tests/fixtures/record_podman_streams.py``.  No engine needed.
 """
 from __future__ import annotations
 
@@ -290,3 +291,44 @@ def test_a_from_printed_under_another_builds_label_adds_no_stage():
         parser.feed(line)
     steps = parser.steps()
     assert [(s.stage, s.index) for s in steps] == [("build", 1), ("build", 2), ("build", 3), ("1", 1), ("1", 2)]
+
+
+# --- Podman's builder (Buildah), recorded with tests/fixtures/record_podman_streams.py -----------
+
+def buildah(name: str, dockerfile_text: str):
+    from course_helpers.builder.logs import BuildahParser
+
+    parser = BuildahParser(read_instructions(dockerfile_text))
+    for line in (FIXTURES / f"podman_{name}.jsonl").read_text().splitlines():
+        parser.feed(line)
+    return parser
+
+
+def test_buildah_cold_and_cached_seed_builds():
+    seed = (REPO_ROOT / "sample_app" / "Dockerfile").read_text()
+    cold, cached = buildah("cold", seed), buildah("cached", seed)
+    # Buildah numbers every instruction (CMD too) and appends a LABEL step per label=: dropped.
+    assert states(cold.steps()) == [(SIMPLE[0], True)] + [(i, False) for i in SIMPLE[1:]] + [(CMD, False)]
+    assert states(cached.steps()) == [(i, True) for i in SIMPLE] + [(CMD, True)]
+    assert [s.index for s in cold.steps()] == [1, 2, 3, 4, 5]
+    pip = cold.steps()[3]
+    assert pip.output[0] == "Collecting flask==2.3.1" and not cached.steps()[3].output
+    assert cold.image_id and cold.image_id.startswith("sha256:") and cold.failure() is None
+
+
+def test_buildah_target_skips_unneeded_stages_and_names_stages_from_the_dockerfile():
+    parser = buildah("target", (FIXTURES / "podman_target.Dockerfile").read_text())
+    # `[3/3] STEP 1/2: FROM <image id> AS middle`: the stage's place in the file, its FROM as written.
+    assert [(s.stage, s.index, s.instruction) for s in parser.steps()] == [
+        ("one", 1, "FROM python:3.11-slim-bookworm AS one"), ("one", 2, "LABEL marker=@M@"),
+        ("one", 3, "COPY app.py /app.py"), ("middle", 1, "FROM one AS middle"),
+        ("middle", 2, "COPY requirements.txt /requirements.txt")]
+
+
+def test_buildah_failed_run():
+    parser = buildah("failed", (FIXTURES / "failed.Dockerfile").read_text())
+    failure = parser.failure()
+    assert failure is not None and failure.exit_code == 1
+    assert failure.step is not None and failure.step.index == 4 and failure.step.instruction.startswith("RUN pip3")
+    assert any("No matching distribution" in line for line in failure.logs)
+    assert parser.image_id is None

@@ -7,7 +7,9 @@ Example:
 
 BuildKit builds go through a docker CLI found by :mod:`course_helpers.engine.cli`
 (machine-readable progress, ``--iidfile`` for the id); classic builds go
-through the Docker SDK, which only drives the legacy builder.  Every image a
+through the Docker SDK, which only drives the legacy builder.  When the engine
+is Podman (:mod:`course_helpers.engine.podman`), the same SDK call runs Podman's
+builder, Buildah, and the report says ``builder="buildah"``.  Every image a
 build makes is recorded as the course's (:mod:`course_helpers.engine.ownership`),
 with the build's time window.
 
@@ -17,6 +19,7 @@ PR_SET_PDEATHSIG on Linux), so no orphan tags an image later.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shlex
@@ -25,13 +28,14 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from ..config import session_labels
 from ..dockerfile.parse import LAYER_INSTRUCTIONS, parse_dockerfile
 from ..engine.cli import BuildkitClient, buildkit_client, describe_probes
 from ..engine.client import client as engine_client, reset as reset_client, try_client
 from ..engine.ownership import engine_dir, record_build
+from ..engine.podman import engine_is_podman
 from ..engine.session import course_call
 from ..errors import BuildError, DockerfileError, check_image_name, engine_stopped, is_connection_error
 from ..formatting import shell_line, shown_path
@@ -43,7 +47,7 @@ from .report import BuildReport, Step
 if TYPE_CHECKING:  # the SDK is imported lazily: it costs ~0.2 s and BuildKit builds barely need it
     import docker
 
-BUILDERS = ("auto", "buildkit", "classic")
+BUILDERS = ("auto", "buildkit", "classic", "buildah")
 _TAIL = 15
 _DIGEST_LINE = re.compile(r"^#\d+ sha256:[0-9a-f]{64}$")  # 20.10 prints each vertex's digest: noise
 
@@ -60,7 +64,8 @@ def build(context: str | Path, tag: str | None = None, *, dockerfile: str = "Doc
         tag: ``name:tag`` to give the image, or None for an untagged image.
         dockerfile: the Dockerfile's path relative to the context.
         builder: ``"buildkit"`` (a docker CLI that runs BuildKit), ``"classic"`` (the legacy
-            builder through the Docker SDK) or ``"auto"`` (BuildKit when a capable CLI exists).
+            builder through the Docker SDK), ``"buildah"`` (Podman's builder, when the engine is
+            Podman) or ``"auto"`` (Buildah on Podman, else BuildKit when a capable CLI exists).
         no_cache: build every step afresh (``--no-cache`` / ``nocache``).
         build_args: ``ARG`` values, e.g. ``{"PIP_INDEX_URL": "..."}``.
         target: build up to this stage (``--target``) instead of the last: BuildKit builds only
@@ -79,12 +84,12 @@ def build(context: str | Path, tag: str | None = None, *, dockerfile: str = "Doc
             BuildKit, or the build failed (the message names the step, instruction and exit code,
             and what to do; ``log_tail`` and ``command`` hold the details).
         DockerfileError: the Dockerfile is missing, or ``target`` names no stage of it.
-        ValueError: ``builder`` is not one of ``auto``, ``buildkit``, ``classic``.
+        ValueError: ``builder`` is not one of ``auto``, ``buildkit``, ``classic``, ``buildah``.
     """
     ctx = Path(context)
     if builder not in BUILDERS:
-        raise ValueError(f"builder={builder!r} is not a builder this course knows: use 'auto', 'buildkit' "
-                         "or 'classic'.")
+        raise ValueError(f"builder={builder!r} is not a builder this course knows: use 'auto', 'buildkit', "
+                         "'classic' or 'buildah'.")
     if not ctx.is_dir():
         raise BuildError(f"The build context {ctx} is not a directory: pass the folder that holds the "
                          "Dockerfile and the app's files.")
@@ -107,7 +112,9 @@ def build(context: str | Path, tag: str | None = None, *, dockerfile: str = "Doc
                                   f"stages: {names}); pass the name written after AS.")
         last = parsed.stage(target).index
         instructions = [i for i in instructions if i.stage_number <= last]  # what the build prints
-    cli = buildkit_client() if builder in ("auto", "buildkit") else None
+    podman = engine_is_podman(_sdk(client))
+    _check_builder_for_engine(builder, podman)
+    cli = buildkit_client() if builder in ("auto", "buildkit") and not podman else None
     if builder == "buildkit" and cli is None:
         raise BuildError("No docker client on this machine can run BuildKit builds (tried: "
                          f"{describe_probes()}): install the buildx plugin, or use builder='classic'.")
@@ -115,11 +122,11 @@ def build(context: str | Path, tag: str | None = None, *, dockerfile: str = "Doc
     args = dict(build_args or {})
     start = time.time()
     image_id = ""
-    kind = "buildkit" if cli else "classic"
+    kind = "buildah" if podman else "buildkit" if cli else "classic"
     records = engine_dir()  # before building: afterwards the engine may be gone
     try:
         image_id, log, steps = _run_builder(cli, client, ctx, dockerfile, tag, no_cache, args, target,
-                                            instructions, say)
+                                            instructions, say, podman)
     except BaseException:
         say.finish(None)  # the error shows the log's last lines; the whole log folds away
         raise
@@ -129,7 +136,7 @@ def build(context: str | Path, tag: str | None = None, *, dockerfile: str = "Doc
     report = BuildReport(image_id=image_id, tags=[tag] if tag else [], builder=kind,
                          seconds=end - start, log=log, steps=steps, context=str(ctx), dockerfile=dockerfile,
                          build_args=args, no_cache=no_cache, target=target,
-                         command=terminal_command(cli, ctx, dockerfile, tag, no_cache, args, target))
+                         command=terminal_command(cli, ctx, dockerfile, tag, no_cache, args, target, podman))
     try:
         # The image is the target's stage (the last stage when no target is given).
         stages = list(dict.fromkeys(i.stage for i in instructions))
@@ -149,7 +156,7 @@ def build(context: str | Path, tag: str | None = None, *, dockerfile: str = "Doc
 
 
 def terminal_command(cli: BuildkitClient | None, ctx: Path, dockerfile: str, tag: str | None, no_cache: bool,
-                     build_args: dict[str, str], target: str | None) -> str:
+                     build_args: dict[str, str], target: str | None, podman: bool = False) -> str:
     """The ``docker build`` a learner types for the same build, with the client and builder the course used.
 
     The course's own bookkeeping (session labels, ``--iidfile``, machine-readable progress) is left
@@ -160,7 +167,9 @@ def terminal_command(cli: BuildkitClient | None, ctx: Path, dockerfile: str, tag
         (a 20.10 client, which is not the first ``docker`` on PATH here), or
         ``DOCKER_BUILDKIT=0 docker build ...`` for the classic builder.
     """
-    if cli is None:
+    if podman:
+        argv, env = ["podman", "build"], {}  # Podman's own client drives the same builder, Buildah
+    elif cli is None:
         argv, env = ["docker", "build"], {"DOCKER_BUILDKIT": "0"}  # the legacy builder, as the SDK drives it
     else:
         argv = cli.build_command()
@@ -179,12 +188,14 @@ def terminal_command(cli: BuildkitClient | None, ctx: Path, dockerfile: str, tag
 
 def _run_builder(cli: BuildkitClient | None, client: "docker.DockerClient | None", ctx: Path, dockerfile: str,
                  tag: str | None, no_cache: bool, args: dict[str, str], target: str | None,
-                 instructions: list[buildlog.Instruction], say: Callable[[str], None]) -> tuple[str, str, list[Step]]:
-    """Run the build with BuildKit (a CLI) or the classic builder (the SDK)."""
+                 instructions: list[buildlog.Instruction], say: Callable[[str], None],
+                 podman: bool = False) -> tuple[str, str, list[Step]]:
+    """Run the build with BuildKit (a CLI), or through the SDK: the classic builder, or Buildah on Podman."""
     try:
         if cli is not None:
             return _build_buildkit(cli, ctx, dockerfile, tag, no_cache, args, target, instructions, say)
-        return _build_classic(client, ctx, dockerfile, tag, no_cache, args, target, instructions, say)
+        return _build_classic(client, ctx, dockerfile, tag, no_cache, args, target, instructions, say,
+                              buildah=podman)
     except BuildError:
         # A build that failed because the engine went away is not the Dockerfile's fault.
         if client is None and try_client(timeout=5) is None:
@@ -197,6 +208,66 @@ def _run_builder(cli: BuildkitClient | None, client: "docker.DockerClient | None
 
 
 # --- helpers ---------------------------------------------------------------------------------
+
+def _check_builder_for_engine(builder: str, podman: bool) -> None:
+    """Refuse, in one sentence, a builder the engine does not have."""
+    from ..engine.client import where
+
+    if podman and builder in ("buildkit", "classic"):
+        raise BuildError(f"The engine at {where()} is Podman, whose only builder is Buildah: use builder='buildah' "
+                         f"(or 'auto') instead of {builder!r}.")
+    if builder == "buildah" and not podman:
+        raise BuildError(f"builder='buildah' needs Podman as the engine, and the engine at {where()} is Docker: "
+                         "point DOCKER_HOST at a Podman service (./course setup --podman prints its address), "
+                         "or use 'auto'.")
+
+
+def builders_available(client: "docker.DockerClient | None" = None) -> list[str]:
+    """The builders this course can run on the engine in use, for comparisons such as notebook 070's.
+
+    Returns:
+        ``["buildah"]`` when the engine is Podman; otherwise ``"buildkit"`` (when a docker CLI here
+        runs BuildKit) and ``"classic"``, plus ``"buildah"`` when the course's own Podman service
+        (``./course setup --podman``) answers: build with it under :func:`using_podman`.
+    """
+    from ..engine.podman import course_service
+
+    if engine_is_podman(_sdk(client)):
+        return ["buildah"]
+    out = (["buildkit"] if buildkit_client() is not None else []) + ["classic"]
+    return out + (["buildah"] if course_service() is not None else [])
+
+
+@contextlib.contextmanager
+def using_podman(address: str | None = None) -> "Iterator[str]":
+    """Within the block, every helper talks to a Podman service: ``DOCKER_HOST`` names it.
+
+    Args:
+        address: the service's ``DOCKER_HOST`` value; default: the course's own service.
+
+    Raises:
+        BuildError: no address given and the course's Podman service does not answer.
+    """
+    from ..engine.podman import course_service
+
+    if address is None:
+        service = course_service()
+        if service is None:
+            raise BuildError("No Podman service of the course answers: run ./course setup --podman, "
+                             "then run this cell again.")
+        address = service.address
+    before = os.environ.get("DOCKER_HOST")
+    os.environ["DOCKER_HOST"] = address
+    reset_client()
+    try:
+        yield address
+    finally:
+        if before is None:
+            os.environ.pop("DOCKER_HOST", None)
+        else:
+            os.environ["DOCKER_HOST"] = before
+        reset_client()
+
 
 def _sdk(client: "docker.DockerClient | None") -> "docker.DockerClient":
     return client if client is not None else engine_client()
@@ -293,11 +364,14 @@ def _say_rawjson(line: str, say: Callable[[str], None]) -> None:
 def _build_classic(client: "docker.DockerClient | None", ctx: Path, dockerfile: str, tag: str | None,
                    no_cache: bool, build_args: dict[str, str], target: str | None,
                    instructions: list[buildlog.Instruction],
-                   say: Callable[[str], None]) -> tuple[str, str, list[Step]]:
+                   say: Callable[[str], None], buildah: bool = False) -> tuple[str, str, list[Step]]:
+    """The SDK's build: the legacy builder on dockerd, Buildah on Podman (``buildah=True``)."""
     from docker.errors import APIError
 
     api = _sdk(client).api
-    parser = buildlog.ClassicParser(instructions, clock=time.monotonic)
+    parser: buildlog.ClassicParser | buildlog.BuildahParser
+    parser = (buildlog.BuildahParser(instructions, clock=time.monotonic) if buildah
+              else buildlog.ClassicParser(instructions, clock=time.monotonic))
     kwargs: dict[str, Any] = dict(path=str(ctx), tag=tag, rm=True, forcerm=True, decode=True,
                                   labels=session_labels(), nocache=no_cache, buildargs=build_args or None,
                                   dockerfile=dockerfile, target=target)
@@ -326,8 +400,13 @@ def _build_classic(client: "docker.DockerClient | None", ctx: Path, dockerfile: 
     log = "\n".join(lines)
     failure = parser.failure()
     if failure is not None or parser.image_id is None:
-        made.remove(api)  # a failed build leaves none of its intermediate images behind
+        # A failed classic build leaves none of its intermediate images behind.  Buildah's are its
+        # cache (a rebuild after the fix reuses the steps before the failure): they stay.
+        if not buildah:
+            made.remove(api)
         total = max((i.number for i in instructions), default=None)
+        if buildah and failure is not None and failure.step is not None:
+            total = sum(1 for i in instructions if i.stage == failure.step.stage) or None
         raise _build_error(failure, lines, command, ctx, dockerfile, None, total)
     return parser.image_id, log, parser.steps()
 
@@ -400,7 +479,8 @@ def _reason(failure: buildlog.Failure | None, lines: list[str], ctx: Path, docke
         return ("pip could not get the packages from the package index, which usually means the index is "
                 "unreachable from inside the build (network, proxy) rather than a wrong version: check "
                 "that the machine reaches PyPI, then build again."), False
-    if re.search(r"not found: not found|file not found in build context|failed to compute cache key", text):
+    if re.search(r"not found: not found|file not found in build context|failed to compute cache key|"
+                 r"checking on sources under", text):  # the last: Buildah's words
         return (f"a file that COPY names is not in the build context {ctx} (or .dockerignore excludes it): "
                 "create it or fix the path in the Dockerfile."), False
     return "read the last lines of its output below, fix the instruction, and build again.", False

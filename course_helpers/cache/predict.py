@@ -14,9 +14,16 @@ cache key made of what that builder really compares:
   or LABEL is still cached; a RUN's key holds its environment (ENV and the
   build arguments in scope); identical steps on an identical parent are one
   step, run once for every stage that has them.
+- Buildah (Podman's builder): keys as classic's (every instruction a step
+  chained to the one before, build arguments in a RUN's key, COPY/ADD by
+  content and mode), except that every instruction but COPY/ADD is compared
+  as written (an extra space or a lower-case keyword is a miss); it builds
+  only the stages the target needs, as BuildKit does, and a step identical to
+  one earlier in the same build (same parent, same instruction) is taken from
+  it: printed again, as cached.
 
-Which stages run: BuildKit builds only those the target (``--target``, default
-the last stage) needs; the classic builder builds every stage up to the target.
+Which stages run: BuildKit and Buildah build only those the target (``--target``,
+default the last stage) needs; the classic builder builds every stage up to the target.
 
 A step is predicted cached when its key is among the keys the earlier
 build(s) produced.  A ``COPY --from`` of a stage that re-runs is cached by both
@@ -43,7 +50,7 @@ from ..formatting import short_hex as short, table_html
 if TYPE_CHECKING:
     from ..builder.report import BuildReport
 
-BUILDERS = ("buildkit", "classic")
+BUILDERS = ("buildkit", "classic", "buildah")
 
 
 def norm(text: str) -> str:
@@ -77,6 +84,7 @@ class SimStep:
     source_stage: str | None = None  # COPY --from=<stage>
     source_step: int | None = None
     shared_with: int | None = None  # BuildKit: position of an earlier stage's identical step (one vertex)
+    reuses: int | None = None  # Buildah: position of an identical step earlier in the same build
 
 
 def _glob_to_re(pattern: str) -> re.Pattern:
@@ -118,12 +126,12 @@ def select_files(snapshot: ContextSnapshot, source: str, inst: Instruction, path
 def built_stages(df: Dockerfile, builder: str, target: str | None = None) -> list[int]:
     """The stages a build of ``target`` (default: the last stage) runs, in file order.
 
-    BuildKit runs only the stages the target needs (its base and what it copies from, and
-    theirs); the classic builder runs every stage from the first up to the target, needed or not.
+    BuildKit and Buildah run only the stages the target needs (its base and what it copies from,
+    and theirs); the classic builder runs every stage from the first up to the target, needed or not.
 
     Args:
         df: the parsed Dockerfile.
-        builder: ``"buildkit"`` or ``"classic"``.
+        builder: ``"buildkit"``, ``"classic"`` or ``"buildah"``.
         target: the stage named by ``--target``; None for the last stage.
 
     Returns:
@@ -133,7 +141,7 @@ def built_stages(df: Dockerfile, builder: str, target: str | None = None) -> lis
         DockerfileError: there is no stage of that name.
     """
     needed = df.needed_stages(target)
-    return needed if builder == "buildkit" else list(range(needed[-1] + 1))
+    return list(range(needed[-1] + 1)) if builder == "classic" else needed
 
 
 def simulate(df: Dockerfile, snapshot: ContextSnapshot | None, builder: str,
@@ -143,7 +151,7 @@ def simulate(df: Dockerfile, snapshot: ContextSnapshot | None, builder: str,
     Args:
         df: the parsed Dockerfile (parsed with the build's ``--build-arg`` values).
         snapshot: the context (None: COPY/ADD sources are not checked).
-        builder: ``"buildkit"`` or ``"classic"``.
+        builder: ``"buildkit"``, ``"classic"`` or ``"buildah"`` (classic's keys, Buildah's numbering).
         same_sources: key ``COPY --from=<stage>`` as if the stage wrote the same bytes as before
             (BuildKit and classic both key such a copy by the copied content, not by the stage).
         target: the stage to build (``--target``), default the last.
@@ -165,13 +173,16 @@ def simulate(df: Dockerfile, snapshot: ContextSnapshot | None, builder: str,
             key, pos = stage_end[stage.base_stage]
         else:
             key, pos = _h("from", stage.base), None
-        for inst in stage.instructions:
+        for position, inst in enumerate(stage.instructions, 1):
             kw, st = inst.keyword, inst.state
             if builder == "buildkit" and inst.step is None:
                 continue  # metadata: in BuildKit's LLB it changes the config only, not a key
-            index = inst.number if builder == "classic" else inst.step
+            # classic counts all instructions of the file; Buildah those of the stage; BuildKit its steps.
+            index = {"classic": inst.number, "buildah": position}.get(builder, inst.step)
             parent_key, parent_pos = key, pos
             inputs: dict[str, Any] = {"instruction": norm(inst.original)}
+            if builder == "buildah" and kw not in ("FROM", "COPY", "ADD"):
+                inputs["text"] = inst.original  # Buildah keys these by the line as written (spaces, case)
             source_stage = source_step = None
             if kw == "FROM":
                 inputs = {"base": stage.base}
@@ -203,20 +214,25 @@ def simulate(df: Dockerfile, snapshot: ContextSnapshot | None, builder: str,
             elif kw == "WORKDIR":
                 workdir = posixpath.normpath(posixpath.join(st.workdir, " ".join(inst.words)))
                 inputs["workdir"] = workdir
-                key = _h(parent_key, "WORKDIR", workdir)
+                key = _h(parent_key, "WORKDIR", workdir, inputs.get("text"))
             else:
                 # Classic commits an image for every instruction; the words count, not the spacing.
-                key = _h(parent_key, kw, inst.words)
+                # Buildah too, but it compares the line as written.
+                key = _h(parent_key, kw, inst.words, inputs.get("text"))
             steps.append(SimStep(index, stage.label, inst.original, kw, inst.line, key, parent_pos, inputs,
                                  source_stage, source_step))
             pos = len(steps) - 1
         stage_end[stage.index] = (key, pos)
-    if builder == "buildkit":
-        # Identical steps on an identical parent are one LLB vertex: BuildKit runs and prints it once.
+    if builder != "classic":
+        # Identical steps on an identical parent: BuildKit makes them one LLB vertex, run and printed
+        # once; Buildah prints each, and takes the later ones from the image the first one committed.
         first: dict[str, int] = {}
         for i, s in enumerate(steps):
             if s.keyword != "FROM":
-                s.shared_with = first.get(s.key)
+                if builder == "buildkit":
+                    s.shared_with = first.get(s.key)
+                else:
+                    s.reuses = first.get(s.key)
                 first.setdefault(s.key, i)
     return steps
 
@@ -305,6 +321,9 @@ def _own_reason(new: list[SimStep], k: int, old: list[SimStep], multi: bool) -> 
     for key in ("workdir", "user", "dest", "chown", "chmod", "command", "shell"):
         if key in step.inputs and same.inputs.get(key) != step.inputs.get(key) and not notes:
             notes.append(f"{key} changed ({same.inputs.get(key)!r} -> {step.inputs.get(key)!r})")
+    if "text" in step.inputs and same.inputs.get("text") != step.inputs["text"] and not notes:
+        notes.append(f"the line as written changed ({same.inputs.get('text')!r} -> {step.inputs['text']!r}): "
+                     "Buildah compares it with its spaces and case")
     return "changed", ("; ".join(notes) if notes else "an input changed that this model does not track")
 
 
@@ -358,7 +377,7 @@ class Prediction:
     """What a build will do, step by step, according to the cache rules of one builder.
 
     Attributes:
-        builder: ``"buildkit"`` or ``"classic"``.
+        builder: ``"buildkit"``, ``"classic"`` or ``"buildah"``.
         steps: :class:`PredictedStep` tuples in the order the build reports them.
         compared_with: a short description of the earlier build used.
     """
@@ -457,6 +476,9 @@ def verdicts(new: list[SimStep], alt_new: list[SimStep], olds: list[SimStep], al
                                 f"for both stages ({reason})"))
         elif s.keyword == "FROM":
             out.append((True, "the base image is used as it is"))
+        elif s.reuses is not None and not no_cache and s.reuses < len(out):
+            out.append((True, f"the same step as {_step_name(new[s.reuses], multi)}, earlier in this build: "
+                              "Buildah reuses the image that step made"))
         elif no_cache:
             out.append((False, "no_cache=True: every step runs"))
         elif not have_old:
@@ -488,13 +510,13 @@ def predict(context: str | Path, dockerfile: str = "Dockerfile", against: "Build
         dockerfile: the Dockerfile's path, relative to the context.
         against: the earlier build (a ``BuildReport``); default: the builds recorded
             for this context and Dockerfile (and ``tag``) with the same builder.
-        builder: ``"buildkit"`` or ``"classic"``: whose rules to follow; default: the builder of
-            ``against`` when given, else ``"buildkit"``.
+        builder: ``"buildkit"``, ``"classic"`` or ``"buildah"`` (Podman's builder): whose rules to
+            follow; default: the builder of ``against`` when given, else ``"buildkit"``.
         build_args: the ``--build-arg`` values the build will get.
         no_cache: the build will run with ``no_cache=True`` (nothing is reused).
         tag: narrow the default comparison to builds of this tag.
-        target: the stage the build will stop at (``--target``), default the last: BuildKit builds
-            only the stages it needs, the classic builder every stage up to it.
+        target: the stage the build will stop at (``--target``), default the last: BuildKit and
+            Buildah build only the stages it needs, the classic builder every stage up to it.
 
     Returns:
         A :class:`Prediction`.

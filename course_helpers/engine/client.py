@@ -100,7 +100,8 @@ def resolve(cli: docker.DockerClient | None) -> docker.DockerClient:
 
 
 @functools.lru_cache(maxsize=4)
-def _engine_id(base_url: str) -> str:
+def _engine_id(base_url: str, address: str = "") -> str:
+    # ``address`` keys the cache only: every unix socket has the same base_url (http+docker://localhost).
     try:
         return str(client().info().get("ID") or base_url).replace(":", "")
     except Exception:
@@ -109,7 +110,7 @@ def _engine_id(base_url: str) -> str:
 
 def engine_id() -> str:
     """A stable id of the engine in use (dockerd's own ID), so per-engine state never mixes engines."""
-    return _engine_id(client().api.base_url)
+    return _engine_id(client().api.base_url, where())
 
 
 def list_images(cli: docker.DockerClient, **kwargs: Any) -> list[Any]:
