@@ -122,6 +122,20 @@ class Checklist(list):
         return all(check.ok is not False for check in self)
 
     @property
+    def verdict(self) -> str:
+        """One sentence on what the learner can do next: everything, or only the notebooks that need no engine."""
+        from ..config import ENGINE_FREE_NOTEBOOKS
+
+        if any(check.name == "engine reachable" and check.ok is False for check in self):
+            free = " and ".join(name[:3] for name in ENGINE_FREE_NOTEBOOKS)
+            return (f"No Docker engine answers here, so only notebooks {free} run (they need none); the others "
+                    "need an engine: run ./course setup, start Docker Desktop, or point DOCKER_HOST at one.")
+        if self.failed:
+            return (f"The engine answers but {', '.join(self.failed)} failed: fix the FAIL lines above before "
+                    "notebook 020.")
+        return "Everything the course needs is here: open the notebooks in order."
+
+    @property
     def failed(self) -> list[str]:
         """The names of the checks that failed (details vary by machine; names do not)."""
         return [check.name for check in self if check.ok is False]
