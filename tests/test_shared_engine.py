@@ -143,12 +143,7 @@ def tls_engine(engine, base):
     assert before["address"], "the first engine has no docker0 to compare with"
     private = start_private_engine("tls", tls=True)
     try:
-        docker = shutil.which("docker") or "/usr/bin/docker"
-        main_env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
-        save = subprocess.Popen([docker, "save", BASE_IMAGE], stdout=subprocess.PIPE, env=main_env)
-        subprocess.run([docker, "load", "-q"], stdin=save.stdout, check=True, capture_output=True,
-                       env={**main_env, **private.env})
-        assert save.wait() == 0
+        private.load_image(BASE_IMAGE)
         yield private, before
     finally:
         private.stop(wipe=True)
