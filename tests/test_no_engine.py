@@ -22,12 +22,18 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
 from course_helpers.config import ENGINE_FREE_NOTEBOOKS
+from course_helpers.errors import CourseError
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 NOWHERE = "unix:///nonexistent/docker.sock"
-COURSE_ERRORS = {"CourseError", "EngineUnavailable", "SetupError", "BuildError", "ContainerExited", "InvalidName",
-                 "DockerfileError", "LessonBusy", "LessonInterrupted"}
+
+
+def _family(cls: type) -> set[str]:
+    return {cls.__name__}.union(*(_family(sub) for sub in cls.__subclasses__()))
+
+
+COURSE_ERRORS = _family(CourseError)
 #: What a traceback looks like in a cell's outputs (IPython's frames, Python's header).
 TRACEBACK = re.compile(r"Traceback \(most recent call last\)|^\s*File \"|^-{20,}|Cell In\[\d+\]|----> \d", re.M)
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
