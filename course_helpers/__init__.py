@@ -46,7 +46,8 @@ __all__ = [
     "add_clutter", "build", "check_prediction", "check_setup", "check_wasted_space", "cleanup", "client",
     "context_size", "diff_images", "edit", "ensure_base_image", "ensure_engine", "explain", "explore",
     "format_seconds", "format_size", "fresh_start", "history", "images", "index_caching", "installed_vs_index",
-    "lint", "pip_activity", "plot_step_times", "predict", "prediction_quiz", "recorded_builds", "run_app", "run_command", "same_image",
+    "lint", "pip_activity", "plot_step_times", "predict", "prediction_quiz", "recorded_builds", "run_app",
+    "run_command", "same_image",
     "simulate_commit", "tag", "workspace", "write_wasteful_dockerfile",
 ]
 

@@ -96,7 +96,7 @@ class PrivateEngine:
         return cli
 
     def load_image(self, image: str) -> None:
-        """Copy ``image`` from the engine this process's environment names into this engine (``docker save | docker load``).
+        """Copy ``image`` from the engine the environment names into this one (``docker save | docker load``).
 
         Raises:
             SetupError: either side failed (the message has the CLI's words).

@@ -98,7 +98,8 @@ def ensure_engine(progress: Progress | None = print) -> docker.DockerClient:
 
     Raises:
         EngineUnavailable: no engine, and this machine is not one where the
-            course may install one (not root, not Debian/Ubuntu, or DOCKER_HOST or a Docker context names an engine that does not answer).
+            course may install one (not root, not Debian/Ubuntu), or DOCKER_HOST or a Docker
+            context names an engine that does not answer.
         SetupError: installing docker.io failed.
     """
     endpoint = resolve_endpoint()  # a context that does not exist raises here, in one sentence
