@@ -154,21 +154,6 @@ def _left_alone(cli: docker.DockerClient, course_ids: set[str]) -> list[str]:
 
 
 @course_call("cleaning up")
-def _images(cli: docker.DockerClient, ids: set[str]) -> list[Any]:
-    """The images among ``ids`` that the engine has, skipping any that another process removes meanwhile.
-
-    (``images.list()`` inspects every image after listing them, and fails when one went in between.)
-    """
-    out = []
-    for row in cli.api.images(all=True):
-        if row["Id"] in ids:
-            try:
-                out.append(cli.images.get(row["Id"]))
-            except ImageNotFound:
-                pass
-    return out
-
-
 def cleanup(all_sessions: bool = False, *, client: docker.DockerClient | None = None) -> CleanupReport:
     """Remove the containers and images the course made in this session (or in any session).
 
@@ -187,10 +172,10 @@ def cleanup(all_sessions: bool = False, *, client: docker.DockerClient | None = 
     report.containers += _remove_containers(_course_containers(cli, session), report.problems)
     protected = _protected_ids(cli)
     course_ids = ownership.course_image_ids(session)
-    targets = _images(cli, course_ids - protected)
+    targets = [img for img in cli.images.list(all=True) if img.id in course_ids and img.id not in protected]
     report.images = _remove_images(cli, targets, report.problems)
     report.containers.sort()
-    ownership.forget_images(course_ids - {row["Id"] for row in cli.api.images(all=True)})
+    ownership.forget_images(course_ids - {img.id for img in cli.images.list(all=True)})
     if all_sessions:
         report.left = _left_alone(cli, ownership.course_image_ids())
     return report
