@@ -267,3 +267,25 @@ def test_containers_the_learner_starts_carry_no_creation_mark(engine, base):
         assert LABEL_CONTAINER not in (container.labels or {})
     finally:
         container.remove()
+
+
+def test_listing_survives_images_removed_by_another_kernel(engine):
+    """Another kernel's cleanup removing images while we list them must not make ours fail."""
+    import threading
+
+    from course_helpers.engine.client import list_images
+
+    tag = f"crs-race-{uuid.uuid4().hex[:8]}"
+    made = [_hand_build(engine, f"FROM {BASE_IMAGE}\nLABEL course.race={i}\n", f"{tag}:{i}").id
+            for i in range(12)]
+    removing = threading.Thread(target=lambda: [engine.images.remove(i, force=True) for i in made])
+    try:
+        removing.start()
+        seen = [len(list_images(engine, all=True)) for _ in range(30)]
+    finally:
+        removing.join()
+        for ident in made:
+            if _exists(engine.images.get, ident):
+                engine.images.remove(ident, force=True)
+    assert len(seen) == 30 and all(n > 0 for n in seen)
+    assert not any(_exists(engine.images.get, ident) for ident in made)

@@ -465,6 +465,10 @@ def verdicts(new: list[SimStep], alt_new: list[SimStep], olds: list[SimStep], al
             out.append((True, "unchanged since the earlier build"))
         elif alt_new[i].key in alt_keys:
             out.append((None, _depends_reason(new, i, multi)))
+        elif any(cached is None for cached, _ in out):
+            # It runs whichever bytes the stage writes: name its own change, which the world
+            # where the stage's output stays the same shows, not the COPY --from before it.
+            out.append((False, reason_for(alt_new, i, alt_olds, multi)))
         else:
             out.append((False, reason_for(new, i, olds, multi)))
     return out

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import functools
 import os
+from typing import Any
 
 import docker
-from docker.errors import DockerException
+from docker.errors import DockerException, NotFound
 
 from ..errors import EngineUnavailable
 from .endpoint import resolve as resolve_endpoint
@@ -121,3 +122,22 @@ def _engine_id(base_url: str) -> str:
 def engine_id() -> str:
     """A stable id of the engine in use (dockerd's own ID), so per-engine state never mixes engines."""
     return _engine_id(client().api.base_url)
+
+
+def list_images(cli: docker.DockerClient, **kwargs: Any) -> list[Any]:
+    """``cli.images.list(**kwargs)`` that survives an image removed while it is listed.
+
+    docker-py lists, then inspects each image; another kernel's cleanup between the
+    two makes the whole call raise NotFound.  A second listing no longer has it.
+    """
+    for _ in range(4):
+        try:
+            return cli.images.list(**kwargs)
+        except NotFound:
+            continue
+    return cli.images.list(**kwargs)
+
+
+def list_containers(cli: docker.DockerClient, **kwargs: Any) -> list[Any]:
+    """``cli.containers.list(**kwargs)``, skipping containers removed while they are listed."""
+    return cli.containers.list(ignore_removed=True, **kwargs)

@@ -26,7 +26,7 @@ from docker.errors import APIError, ImageNotFound, NotFound
 from ..config import BASE_IMAGE, LABEL_CLAIM, LABEL_CONTAINER, LABEL_SESSION, SESSION_ID, owner_alive
 from ..formatting import format_size, parse_time
 from . import claims, ownership
-from .client import resolve
+from .client import list_containers, list_images, resolve
 from .session import course_call
 
 MARGIN = 2.0  # seconds around a recorded build window: engine and client clocks, rounding
@@ -131,7 +131,7 @@ class CleanupReport:
 def _course_containers(cli: docker.DockerClient, session: str | None) -> list[Any]:
     """Containers the course created (of one session when given), claims of live notebooks excepted."""
     out = []
-    for c in cli.containers.list(all=True, filters={"label": LABEL_CONTAINER}):
+    for c in list_containers(cli, all=True, filters={"label": LABEL_CONTAINER}):
         labels = c.labels or {}
         if session and labels.get(LABEL_SESSION) != session:
             continue
@@ -144,10 +144,10 @@ def _course_containers(cli: docker.DockerClient, session: str | None) -> list[An
 def _left_alone(cli: docker.DockerClient, course_ids: set[str]) -> list[str]:
     """What looks like the course's (its labels) but is the learner's, with why it stays."""
     out = []
-    for img in cli.images.list(filters={"label": LABEL_SESSION}):
+    for img in list_images(cli, filters={"label": LABEL_SESSION}):
         if img.id not in course_ids and img.tags:
             out.append(f"image {_name_of(img)} (built by you, FROM a course image)")
-    for c in cli.containers.list(all=True, filters={"label": LABEL_SESSION}):
+    for c in list_containers(cli, all=True, filters={"label": LABEL_SESSION}):
         if LABEL_CONTAINER not in (c.labels or {}):
             out.append(f"container {c.name} (started by you)")
     return sorted(out)
@@ -172,10 +172,10 @@ def cleanup(all_sessions: bool = False, *, client: docker.DockerClient | None = 
     report.containers += _remove_containers(_course_containers(cli, session), report.problems)
     protected = _protected_ids(cli)
     course_ids = ownership.course_image_ids(session)
-    targets = [img for img in cli.images.list(all=True) if img.id in course_ids and img.id not in protected]
+    targets = [img for img in list_images(cli, all=True) if img.id in course_ids and img.id not in protected]
     report.images = _remove_images(cli, targets, report.problems)
     report.containers.sort()
-    ownership.forget_images(course_ids - {img.id for img in cli.images.list(all=True)})
+    ownership.forget_images(course_ids - {img.id for img in list_images(cli, all=True)})
     if all_sessions:
         report.left = _left_alone(cli, ownership.course_image_ids())
     return report
@@ -282,7 +282,7 @@ def _prune_lesson_cache(cli: docker.DockerClient, repository: str, report: Fresh
 
 def _remove_untagged_course_images(cli: docker.DockerClient, course_ids: set[str], report) -> None:
     """Drop course-built images that lost their tag to a rebuild (nobody can name them any more)."""
-    for img in cli.images.list(filters={"dangling": True}):
+    for img in list_images(cli, filters={"dangling": True}):
         if img.id in course_ids:
             try:
                 cli.api.remove_image(img.id)  # no force: an image with children or a container stays
@@ -318,7 +318,7 @@ def fresh_start(repository: str, *, wait: bool = True, quiet: bool = False,
     report = FreshStartReport(repository)
     protected = _protected_ids(cli)
     course_ids = ownership.course_image_ids() - protected
-    doomed = [img for img in cli.images.list(name=repository) if img.id in course_ids]
+    doomed = [img for img in list_images(cli, name=repository) if img.id in course_ids]
     doomed_ids = {img.id for img in doomed}
     if doomed_ids:
         report.containers += _remove_containers(

@@ -15,7 +15,7 @@ from docker.errors import APIError, ImageNotFound
 from docker.models.images import Image
 
 from ..config import BASE_IMAGE, LABEL_MANAGED
-from ..engine.client import resolve
+from ..engine.client import list_images, resolve
 from ..engine.session import course_call
 from ..errors import CourseError, check_image_name
 from ..formatting import format_size, iso_time, short_hex, short_id, table_html, table_text
@@ -152,8 +152,8 @@ def images(repository: str | None = None, *, client: docker.DockerClient | None 
         image show the same IMAGE ID on two rows.
     """
     cli = resolve(client)
-    found = cli.images.list(name=repository, filters={"label": LABEL_MANAGED}) if repository else \
-        cli.images.list(filters={"label": LABEL_MANAGED})
+    found = list_images(cli, name=repository, filters={"label": LABEL_MANAGED}) if repository else \
+        list_images(cli, filters={"label": LABEL_MANAGED})
     rows: list[ImageRow] = []
     for img in found:
         created = iso_time(img.attrs.get("Created"))
