@@ -35,17 +35,18 @@ from .lesson.clutter import add_clutter, simulate_commit
 from .lesson.display import plot_step_times
 from .lesson.notebook import install_error_handler
 from .lesson.pip import index_caching, installed_vs_index, pip_activity
+from .lesson.recorded import RecordedBuilds, recorded_builds
 from .lesson.run import run_app, run_command
 from .lesson.workspace import edit, workspace
 
 __all__ = [
     "BuildError", "BuildReport", "ContainerExited", "CourseError", "DockerfileError", "EngineUnavailable",
     "Explanation", "Explorer", "ImageDiff", "InvalidName", "Layer", "LessonBusy", "LessonInterrupted", "Prediction",
-    "PredictionQuiz", "SetupError", "Step",
+    "PredictionQuiz", "RecordedBuilds", "SetupError", "Step",
     "add_clutter", "build", "builders_available", "check_prediction", "check_setup", "check_wasted_space", "cleanup", "client",
     "context_size", "diff_images", "edit", "ensure_base_image", "ensure_engine", "explain", "explore",
     "format_seconds", "format_size", "fresh_start", "history", "images", "index_caching", "installed_vs_index",
-    "lint", "pip_activity", "plot_step_times", "predict", "prediction_quiz", "run_app", "run_command", "same_image",
+    "lint", "pip_activity", "plot_step_times", "predict", "prediction_quiz", "recorded_builds", "run_app", "run_command", "same_image",
     "simulate_commit", "tag", "using_podman", "workspace", "write_wasteful_dockerfile",
 ]
 

@@ -28,6 +28,9 @@ LABEL_CLAIM = f"{LABEL_PREFIX}.claim"
 #: One id per Python process (a notebook kernel, a pytest run).
 SESSION_ID = os.environ.get("COURSE_SESSION_ID") or uuid.uuid4().hex[:12]
 
+#: The notebooks that need no engine (a Binder session runs them fully); notebook 000 names them.
+ENGINE_FREE_NOTEBOOKS = ("010-the-sample-app", "015-predict-without-an-engine")
+
 #: The repository root (course_helpers/..), used to find sample_app/.
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

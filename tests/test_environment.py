@@ -42,3 +42,60 @@ def test_environment_yml_and_pyproject_agree():
 
 def test_environment_yml_installs_the_package_itself():
     assert re.search(r"^\s*-\s*-e \.\s*$", (ROOT / "environment.yml").read_text(), re.M)
+
+
+# --- hosted sessions: Binder (repo2docker) and Codespaces (dev containers) ------------------------
+
+def _jsonc(text: str) -> object:
+    """JSON with ``//`` and ``/* */`` comments, as dev containers allow (a ``//`` inside a string stays)."""
+    import json
+
+    out, i, in_string = [], 0, False
+    while i < len(text):
+        ch = text[i]
+        if in_string:
+            out.append(ch)
+            if ch == "\\":
+                out.append(text[i + 1])
+                i += 1
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+            out.append(ch)
+        elif text.startswith("//", i):
+            i = text.find("\n", i) if "\n" in text[i:] else len(text)
+            continue
+        elif text.startswith("/*", i):
+            i = text.index("*/", i) + 2
+            continue
+        else:
+            out.append(ch)
+        i += 1
+    return json.loads("".join(out))
+
+
+def test_devcontainer_gives_a_real_engine_runs_setup_and_forwards_jupyterlab():
+    config = _jsonc((ROOT / ".devcontainer" / "devcontainer.json").read_text())
+    assert "ghcr.io/devcontainers/features/docker-in-docker:2" in config["features"]
+    assert config["postCreateCommand"] == "./course setup"
+    assert 8888 in config["forwardPorts"]
+    assert "privileged" not in config  # the feature asks for what it needs; the course adds nothing
+    assert (ROOT / "course").stat().st_mode & 0o111, "./course must be executable for postCreateCommand"
+
+
+def test_binder_builds_from_environment_yml_with_the_course_package_and_opens_notebook_000():
+    """repo2docker reads the root environment.yml (a binder/ folder would hide it) and installs the package.
+
+    A local pip requirement (``-e .``) makes repo2docker install after copying the repository
+    (jupyterhub/repo2docker#743), so the package is importable in the session. The launch link
+    opens notebook 000, which says in one sentence what runs without an engine.
+    """
+    assert not (ROOT / "binder").exists() and not (ROOT / ".binder").exists()
+    lines = [line.strip() for line in (ROOT / "environment.yml").read_text().splitlines()]
+    assert "- -e ." in lines
+    assert re.search(r"python=3\.1[01]\b", (ROOT / "environment.yml").read_text())
+    readme = (ROOT / "README.md").read_text()
+    assert "?urlpath=lab/tree/notebooks/000-check-your-setup.ipynb" in readme
+    for name in ("postBuild", "start"):  # nothing that would need root in a hosted session
+        assert not (ROOT / name).exists()

@@ -18,7 +18,7 @@ def test_dead_docker_host_gives_one_clear_sentence():
     proc = subprocess.run([sys.executable, "-m", "course_helpers", "setup"], env=env,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1
-    assert "DOCKER_HOST is set to tcp://127.0.0.1:9 but no engine answers there" in proc.stderr
+    assert "The engine named by DOCKER_HOST (tcp://127.0.0.1:9) does not answer" in proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
 
 

@@ -107,3 +107,102 @@ def test_every_notebook_on_an_engine_whose_base_has_several_layers(tmp_path):
         main = docker.from_env()
         assert not built & {img.id for img in main.images.list(name="flask-demo")}
     engine.stop(wipe=True)
+
+
+# --- a second engine, over TCP with TLS, named by DOCKER_HOST and by a Docker context -------------
+
+def _network_of_the_first_engine() -> dict[str, list[str]]:
+    """docker0's address and route, and the iptables rules the first engine keeps for it.
+
+    Rules for published ports (``--dport``) come and go with other test runs' containers, and
+    the route says ``linkdown`` while docker0 has no container: neither is compared.
+    """
+    def lines(cmd: list[str]) -> list[str]:
+        return subprocess.run(cmd, capture_output=True, text=True).stdout.splitlines()
+
+    rules = [r for table in ("filter", "nat") for r in lines(["iptables", "-t", table, "-S"])
+             if "docker0" in r and "--dport" not in r]
+    return {"address": lines(["ip", "-o", "-4", "addr", "show", "dev", "docker0"]),
+            "route": [r.replace(" linkdown", "") for r in lines(["ip", "route"]) if "docker0" in r],
+            "iptables": sorted(rules)}
+
+
+@pytest.fixture(scope="module")
+def tls_engine(engine, base):
+    """A second dockerd on 127.0.0.1 with TLS, its own data root, exec root, pidfile and bridge; the base loaded.
+
+    Yields ``(engine, network before it started)``; stopped (and its data wiped) however the tests end.
+    """
+    import shutil
+
+    from course_helpers.engine.daemon import start_private_engine
+
+    if os.geteuid() != 0 or not shutil.which("dockerd") or not shutil.which("iptables"):
+        pytest.skip("a second engine needs root, dockerd and iptables (Debian's docker.io), and this machine lacks them")
+    before = _network_of_the_first_engine()
+    assert before["address"], "the first engine has no docker0 to compare with"
+    private = start_private_engine("tls", tls=True)
+    try:
+        private.load_image(BASE_IMAGE)
+        yield private, before
+    finally:
+        private.stop(wipe=True)
+
+
+def test_the_seed_notebooks_on_a_tls_engine_named_by_docker_host(tls_engine, engine, tmp_path):
+    private, _ = tls_engine
+    assert private.host.startswith("tcp://127.0.0.1:") and private.env["DOCKER_TLS_VERIFY"] == "1"
+    seed = [p for p in sorted(NOTEBOOKS.glob("*.ipynb")) if p.name[:3] <= "070"]
+    assert len(seed) >= 9
+    mine = {img.id for img in engine.images.list(name="flask-demo")}
+    _passed(_nbval(seed, tmp_path, private.env))
+    built = {img.id for img in private.client().images.list(name="flask-demo")}
+    assert built, "the lessons built nothing on the TLS engine"
+    assert not built & {img.id for img in engine.images.list(name="flask-demo")} - mine
+
+
+def test_a_build_and_its_history_through_a_docker_context_naming_the_tls_engine(tls_engine, engine, monkeypatch,
+                                                                              tmp_path):
+    """No DOCKER_* variable: the current context names the TLS engine, and both the CLI build and the API go there."""
+    from pathlib import Path as P
+
+    from course_helpers import build, history
+    from course_helpers.engine import client as client_module
+    from test_endpoint import use_context, write_context
+
+    private, _ = tls_engine
+    write_context(tmp_path, "course-tls", private.host, tls_from=P(private.env["DOCKER_CERT_PATH"]))
+    use_context(tmp_path, "course-tls")
+    for name in ("DOCKER_HOST", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH", "DOCKER_CONTEXT", "DOCKER_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    client_module.reset()
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "Dockerfile").write_text(f"FROM {BASE_IMAGE}\nRUN echo through-a-context > /etc/course-context\n")
+    tag = f"ct-context-{uuid.uuid4().hex[:8]}:1"
+    try:
+        report = build(app, tag=tag, builder="buildkit", progress=False)
+        assert report.builder == "buildkit" and report.ran_steps == ["RUN echo through-a-context > /etc/course-context"]
+        rows = history(tag)
+        assert any("through-a-context" in str(row) for row in rows)
+        assert private.client().images.get(tag).id == report.image_id
+        assert not engine.images.list(name=tag.split(":")[0])
+    finally:
+        client_module.reset()
+        try:
+            private.client().images.remove(tag, force=True)
+        except Exception:
+            pass
+
+
+def test_stopping_the_tls_engine_leaves_the_first_engines_network_as_it_was(tls_engine, engine):
+    private, before = tls_engine
+    private.stop(wipe=True)
+    assert _network_of_the_first_engine() == before
+    assert subprocess.run(["ip", "link", "show", private.bridge], capture_output=True).returncode != 0
+    from course_helpers.config import session_labels
+
+    out = engine.containers.run(BASE_IMAGE, ["python3", "-c", "print('first engine still runs containers')"],
+                                remove=True, labels=session_labels())
+    assert b"still runs" in out

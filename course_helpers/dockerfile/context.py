@@ -291,9 +291,7 @@ def _load(path: Path) -> list[BuildRecord]:
     out = []
     for item in items:
         try:
-            item["steps"] = [tuple(s) for s in item["steps"]]
-            item["files"] = {k: tuple(v) for k, v in item["files"].items()}
-            out.append(BuildRecord(**item))
+            out.append(record_from_dict(item))
         except (TypeError, KeyError):
             continue  # a record from an older format
     return out
@@ -325,15 +323,35 @@ def record_context_snapshot(report: "BuildReport") -> BuildRecord | None:
                          report.builder, report.image_id, dict(report.build_args or {}), report.no_cache,
                          [(s.index, s.stage, s.instruction, s.cached) for s in report.steps],
                          {k: tuple(v) for k, v in snap.files.items()}, report.target)
-    tags = {record.tag, None}
-    for tag in tags:
-        path = _records_file(context, report.dockerfile, tag)
+    return store_record(record)
+
+
+def store_record(record: BuildRecord) -> BuildRecord:
+    """Add a build record to the history of its context (per tag and for any tag), as the last build.
+
+    Args:
+        record: a record made here, or one the course ships from a real run (its ``context``
+            set to the folder it now describes).
+
+    Returns:
+        The record.
+    """
+    for tag in {record.tag, None}:
+        path = _records_file(record.context, record.dockerfile, tag)
         history = _load(path)
         if history and history[-1] == record:
             continue  # recorded already (the hook may run twice for one build)
         history = (history + [record])[-HISTORY:]
         write_atomic(path, json.dumps([asdict(r) for r in history]))
     return record
+
+
+def record_from_dict(item: dict) -> BuildRecord:
+    """A :class:`BuildRecord` from its JSON form (``dataclasses.asdict`` of one, read back)."""
+    item = dict(item)
+    item["steps"] = [tuple(s) for s in item["steps"]]
+    item["files"] = {k: tuple(v) for k, v in item.get("files", {}).items()}
+    return BuildRecord(**item)
 
 
 def build_records(context: str | Path, dockerfile: str = "Dockerfile", tag: str | None = None) -> list[BuildRecord]:

@@ -24,6 +24,8 @@ import subprocess
 from dataclasses import dataclass
 from typing import Literal
 
+from .endpoint import resolve as resolve_endpoint
+
 #: Debian's docker.io puts its client here; it may be hidden behind another on PATH.
 DEBIAN_CLIENT = "/usr/bin/docker"
 _PROBE_TIMEOUT = 15  # seconds; a client that hangs on --version is not one we can use
@@ -53,8 +55,12 @@ class BuildkitClient:
         return [self.path, "build"]
 
     def environment(self) -> dict[str, str]:
-        """The environment for a build: the caller's, with BuildKit switched on for built-in clients."""
-        env = dict(os.environ)
+        """The environment for a build: the caller's, naming the course's engine, BuildKit on for built-in clients.
+
+        The engine variables are the resolved ones (:func:`endpoint.resolve`), so a build goes to the
+        engine the SDK client talks to, also when a Docker context chose it.
+        """
+        env = resolve_endpoint().cli_environment()
         if self.via == "builtin":
             env["DOCKER_BUILDKIT"] = "1"  # also overrides a learner's DOCKER_BUILDKIT=0
         return env

@@ -2,8 +2,9 @@
 
 One client per process, checked with a ping before use and rebuilt when the
 engine went away and came back.  Which engine: ``DOCKER_HOST`` (with
-``DOCKER_TLS_VERIFY`` and ``DOCKER_CERT_PATH``) when set, else the default
-socket, as docker-py's ``from_env`` chooses.
+``DOCKER_TLS_VERIFY`` and ``DOCKER_CERT_PATH``) when set, else the current
+Docker context, else the default socket, as the docker CLI chooses
+(:mod:`course_helpers.engine.endpoint`).
 """
 from __future__ import annotations
 
@@ -15,11 +16,15 @@ import docker
 from docker.errors import DockerException, NotFound
 
 from ..errors import EngineUnavailable
+from .endpoint import resolve as resolve_endpoint
 
 
 def where() -> str:
-    """The engine's address in words, for messages."""
-    return os.environ.get("DOCKER_HOST") or "the default socket (/var/run/docker.sock)"
+    """The engine's address and how it was found, for messages: ``tcp://... (context 'remote', TLS)``."""
+    try:
+        return resolve_endpoint().describe()
+    except EngineUnavailable:
+        return f"the Docker context '{os.environ.get('DOCKER_CONTEXT') or 'named in config.json'}'"
 
 
 class _EngineAPI(docker.APIClient):
@@ -39,9 +44,15 @@ def from_env(environment: dict[str, str] | None = None, timeout: int = 60) -> do
     """``docker.from_env()`` for the engine the environment names, deaf to requests' own settings.
 
     Args:
-        environment: the DOCKER_* variables to use (default: this process's environment).
+        environment: the DOCKER_* variables to use (default: the engine this process's environment
+            names, ``DOCKER_HOST`` or the current Docker context, see :func:`endpoint.resolve`).
         timeout: seconds per API call.
+
+    Raises:
+        EngineUnavailable: the current Docker context does not exist.
     """
+    if environment is None:
+        environment = resolve_endpoint().env
     cli = docker.DockerClient.__new__(docker.DockerClient)
     cli.api = _EngineAPI(timeout=timeout, **docker.utils.kwargs_from_env(environment=environment))
     return cli
@@ -61,6 +72,7 @@ def try_client(timeout: int = 10) -> docker.DockerClient | None:
 
 @functools.lru_cache(maxsize=1)
 def _cached_client() -> docker.DockerClient:
+    resolve_endpoint()  # a Docker context that does not exist: its own sentence
     cli = try_client(timeout=120)
     if cli is None:
         raise EngineUnavailable(

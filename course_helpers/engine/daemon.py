@@ -13,7 +13,13 @@ bridge.  Rules learnt on this machine:
   ``--pidfile`` and an empty ``--config-file``, so nothing is shared with the
   main daemon;
 * stopping removes the bridge and the iptables rules that name it, and
-  nothing else.
+  nothing else;
+* the chains dockerd keeps (``DOCKER``, ``DOCKER-ISOLATION-STAGE-1/2``) are
+  shared by every engine on the machine, and a dockerd that starts removes and
+  re-creates them: seen here, starting a second engine took the first engine's
+  rules for docker0 out of them (its isolation ``DROP`` and its hairpin
+  ``RETURN``).  So the rules of the other engines are read before a private
+  engine starts and before it stops, and the ones that went missing are put back.
 
 Example:
     >>> with start_private_engine("standin") as eng:          # doctest: +SKIP
@@ -25,6 +31,7 @@ import ipaddress
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -88,6 +95,26 @@ class PrivateEngine:
         self._clients.append(cli)
         return cli
 
+    def load_image(self, image: str) -> None:
+        """Copy ``image`` from the engine the environment names into this one (``docker save | docker load``).
+
+        Raises:
+            SetupError: either side failed (the message has the CLI's words).
+        """
+        from .endpoint import resolve
+
+        docker = shutil.which("docker") or "/usr/bin/docker"
+        save = subprocess.Popen([docker, "save", image], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                env=resolve().cli_environment())
+        load = subprocess.run([docker, "load", "-q"], stdin=save.stdout, capture_output=True, text=True,
+                              env=resolve(self.env).cli_environment())
+        assert save.stdout is not None and save.stderr is not None
+        save.stdout.close()
+        saved_err = save.stderr.read().decode(errors="replace").strip()
+        if save.wait() != 0 or load.returncode != 0:
+            raise SetupError(f"Copying {image} into the private engine '{self.name}' failed: "
+                             f"{saved_err or load.stderr.strip()}")
+
     def stop(self, wipe: bool = False) -> None:
         """Stop the daemon, remove its bridge and its iptables rules; with ``wipe`` also its data root."""
         for cli in self._clients:
@@ -95,6 +122,7 @@ class PrivateEngine:
                 cli.close()
             except Exception:
                 pass
+        before = docker_chain_rules()
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
@@ -102,6 +130,7 @@ class PrivateEngine:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        restore_rules(before, self.bridge)
         _remove_bridge(self.bridge)
         shutil.rmtree(self.exec_root, ignore_errors=True)
         if wipe:
@@ -149,6 +178,36 @@ def _remove_bridge(name: str) -> None:
             if rule.startswith("-A ") and re.search(rf"(^|\s){re.escape(name)}(\s|$)", rule):
                 _run(["iptables", "-t", table, "-D", *rule[3:].split()], check=False)
     _run(["ip", "link", "del", name], check=False)
+
+
+def docker_chain_rules() -> dict[str, list[str]]:
+    """The rules of dockerd's shared chains (``DOCKER*``), per table, as ``iptables -S`` prints them."""
+    return {table: [rule for rule in _run(["iptables", "-t", table, "-S"], check=False).stdout.splitlines()
+                    if re.match(r"-A DOCKER\S* ", rule)]
+            for table in ("filter", "nat")}
+
+
+def restore_rules(before: dict[str, list[str]], bridge: str) -> list[str]:
+    """Put back the rules of other engines that a private dockerd's start or stop removed.
+
+    Args:
+        before: :func:`docker_chain_rules` read before the start (or the stop).
+        bridge: the private engine's bridge: rules naming it are its own and are not put back.
+
+    Returns:
+        The rules put back, as ``table: rule``.
+    """
+    now = docker_chain_rules()
+    restored = []
+    for table, rules in before.items():
+        missing = [rule for rule in rules if rule not in now.get(table, [])
+                   and not re.search(rf"(^|\s){re.escape(bridge)}(\s|$)", rule)
+                   and not re.fullmatch(r"-A \S+ -j RETURN", rule)]  # a chain's last rule: dockerd makes it
+        for rule in reversed(missing):  # each goes first, so they end up in their old order, above RETURN
+            chain, _, spec = rule[3:].partition(" ")
+            _run(["iptables", "-t", table, "-I", chain, "1", *shlex.split(spec)], check=False)
+            restored.append(f"{table}: {rule}")
+    return restored
 
 
 def _make_tls(folder: Path) -> TLSFiles:
@@ -227,6 +286,7 @@ def start_private_engine(name: str, *, tls: bool = False, progress: Progress | N
     cmd = ["dockerd", f"--config-file={config}", f"--data-root={data_root or root / 'data'}", f"--exec-root={exec_root}",
            f"--pidfile={exec_root / 'dockerd.pid'}", f"--bridge={bridge}", "--log-level=warn", *listen]
     say(progress, f"starting a private engine '{name}' ({host}, bridge {bridge} {net}, data in {root})")
+    others = docker_chain_rules()
     with open(log, "ab") as out:
         process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                    start_new_session=True)
@@ -235,16 +295,22 @@ def start_private_engine(name: str, *, tls: bool = False, progress: Progress | N
     while time.monotonic() < deadline:
         if process.poll() is not None:
             engine.stop()
+            restore_rules(others, bridge)
             raise SetupError(f"The private engine '{name}' exited at start (code {process.returncode}); "
                              f"read {log}.")
         try:
             cli = engine.client()
             cli.ping()
-            say(progress, f"private engine '{name}' answers: Docker {cli.version().get('Version', '?')}")
-            return engine
         except Exception:
             time.sleep(0.5)
+            continue
+        restored = restore_rules(others, bridge)  # its start re-created the shared chains without them
+        if restored:
+            say(progress, f"put back {len(restored)} iptables rules of other engines that its start removed")
+        say(progress, f"private engine '{name}' answers: Docker {cli.version().get('Version', '?')}")
+        return engine
     engine.stop()
+    restore_rules(others, bridge)
     raise SetupError(f"The private engine '{name}' did not answer within {timeout:.0f} s; read {log}.")
 
 
@@ -258,6 +324,7 @@ def stop_private_engine(name: str, timeout: float = 30) -> bool:
         Whether it was running.
     """
     exec_root = Path(f"/run/dlc-{name}")
+    before = docker_chain_rules()
     try:
         pid = int((exec_root / "dockerd.pid").read_text().strip())
         os.kill(pid, signal.SIGTERM)
@@ -268,6 +335,7 @@ def stop_private_engine(name: str, timeout: float = 30) -> bool:
         time.sleep(0.2)
     if pid and Path(f"/proc/{pid}").exists():
         os.kill(pid, signal.SIGKILL)
+    restore_rules(before, f"crs-br-{name}")
     _remove_bridge(f"crs-br-{name}")
     shutil.rmtree(exec_root, ignore_errors=True)
     return bool(pid)

@@ -49,13 +49,27 @@ def run_checks(port: int | None = 8888, pip_check: bool = True) -> list[Check]:
     from .base_image import describe_base
     from .client import try_client
 
+    from ..errors import EngineUnavailable
+    from .endpoint import resolve
+
     checks: list[Check] = []
-    cli = try_client()
-    if cli is None:
-        checks.append(Check("engine reachable", False, "no Docker engine answers: run ./course setup, or start Docker Desktop"))
+    try:
+        endpoint = resolve()
+    except EngineUnavailable as exc:
+        endpoint = None
+        checks.append(Check("engine reachable", False, str(exc)))
+    cli = try_client() if endpoint is not None else None
+    if endpoint is None:
+        pass
+    elif cli is None:
+        checks.append(Check("engine reachable", False, f"no Docker engine answers at {endpoint.describe()}: "
+                            + ("start that engine, or point DOCKER_HOST elsewhere" if endpoint.named
+                               else "run ./course setup, or start Docker Desktop")))
     else:
         ver = cli.version()
         checks.append(Check("engine reachable", True, f"Docker {ver.get('Version')} (API {ver.get('ApiVersion')}) on {ver.get('Os')}/{ver.get('Arch')}"))
+        checks.append(Check("engine found through", None, f"{endpoint.source}: {endpoint.host}"
+                            + (" with TLS" if endpoint.tls else "")))
     try:
         from .cli import buildkit_client
         bk = buildkit_client()
@@ -106,6 +120,20 @@ class Checklist(list):
     @property
     def ok(self) -> bool:
         return all(check.ok is not False for check in self)
+
+    @property
+    def verdict(self) -> str:
+        """One sentence on what the learner can do next: everything, or only the notebooks that need no engine."""
+        from ..config import ENGINE_FREE_NOTEBOOKS
+
+        if any(check.name == "engine reachable" and check.ok is False for check in self):
+            free = " and ".join(name[:3] for name in ENGINE_FREE_NOTEBOOKS)
+            return (f"No Docker engine answers here, so only notebooks {free} run (they need none); the others "
+                    "need an engine: run ./course setup, start Docker Desktop, or point DOCKER_HOST at one.")
+        if self.failed:
+            return (f"The engine answers but {', '.join(self.failed)} failed: fix the FAIL lines above before "
+                    "notebook 020.")
+        return "Everything the course needs is here: open the notebooks in order."
 
     @property
     def failed(self) -> list[str]:

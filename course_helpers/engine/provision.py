@@ -20,6 +20,7 @@ import docker
 from ..config import state_dir
 from ..errors import EngineUnavailable, SetupError
 from .client import reset, try_client, where
+from .endpoint import resolve as resolve_endpoint
 
 Progress = Callable[[str], None]
 
@@ -97,17 +98,21 @@ def ensure_engine(progress: Progress | None = print) -> docker.DockerClient:
 
     Raises:
         EngineUnavailable: no engine, and this machine is not one where the
-            course may install one (not root, not Debian/Ubuntu, DOCKER_HOST set).
+            course may install one (not root, not Debian/Ubuntu), or DOCKER_HOST or a Docker
+            context names an engine that does not answer.
         SetupError: installing docker.io failed.
     """
+    endpoint = resolve_endpoint()  # a context that does not exist raises here, in one sentence
     cli = try_client()
     if cli is not None:
         say(progress, f"engine answers at {where()}: Docker {cli.version().get('Version', '?')}")
         return cli
-    if os.environ.get("DOCKER_HOST"):
+    if endpoint.named:  # the learner chose an engine: never start another one instead
+        undo = ("unset DOCKER_HOST" if endpoint.source == "DOCKER_HOST"
+                else "`docker context use default`")
         raise EngineUnavailable(
-            f"DOCKER_HOST is set to {os.environ['DOCKER_HOST']} but no engine answers there: "
-            "start that engine, or unset DOCKER_HOST to use the local one.")
+            f"The engine named by {endpoint.source} ({endpoint.host}) does not answer: start that engine, "
+            f"or {undo} to use the local one.")
     if _dockerd_pids():
         say(progress, "a dockerd is already running; waiting for it instead of starting another")
         return _wait_for_engine(progress, 60, None)

@@ -24,6 +24,7 @@ import time
 from docker.errors import APIError, NotFound
 
 from ..config import LABEL_CONTAINER, LABEL_OWNER_HOST, LABEL_OWNER_PID, owner_alive, process_start
+from ..errors import EngineUnavailable
 
 _last_sweep = 0.0
 _watcher: subprocess.Popen | None = None
@@ -38,7 +39,10 @@ def sweep(cli=None, *, every: float = 1.0) -> list[str]:
     _last_sweep = now
     if cli is None:
         from .client import client
-        cli = client()
+        try:
+            cli = client()
+        except EngineUnavailable:
+            return []  # no engine, no containers to sweep: helpers that need none (predict, explain) go on
     removed = []
     for attrs in cli.api.containers(all=True, filters={"label": [LABEL_CONTAINER,
                                                                  f"{LABEL_OWNER_HOST}={socket.gethostname()}"]}):

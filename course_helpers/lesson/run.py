@@ -1,6 +1,9 @@
 """Run an image's web app for the length of a ``with`` block, and always clean up after it.
 
-The container is published on 127.0.0.1 only (never on the learner's network),
+The container is published on 127.0.0.1 only (never on the learner's network)
+when the engine runs on this machine; a remote engine's loopback is not this
+machine's, so there it is published on the one address of the engine's host
+that this machine already reaches the engine at, and the app says so.  It
 runs unprivileged with no Docker socket inside, carries the course's creation
 mark and its owner (this process), and is force-removed when the block ends,
 whatever happened inside it.  If the process exits with a block open, an
@@ -27,6 +30,7 @@ from requests.exceptions import ConnectionError as RequestsConnectionError, Read
 from ..config import LABEL_CONTAINER, LABEL_OWNER_PID, owner_labels
 from ..engine import reaper
 from ..engine.client import resolve
+from ..engine.endpoint import app_address
 from ..engine.session import course_call
 from ..errors import ContainerExited, CourseError, check_port
 from ..formatting import command_text, shell_line
@@ -62,16 +66,18 @@ class RunningApp:
     """A running container of a web app, as ``run_app`` yields it.
 
     Attributes:
-        url: ``http://127.0.0.1:PORT`` (str() of the object is the url).
+        url: ``http://127.0.0.1:PORT``, or ``http://ENGINE-HOST:PORT`` for a remote engine (str() of the object is the url).
         container: the docker-py Container.
-        host_port: the port on 127.0.0.1.
+        host_port: the published port.
         command: the ``docker run`` that starts the same app on a terminal.
+        where: one sentence on where it is published and why.
     """
 
     url: str
     container: Any
     host_port: int
     command: str = ""
+    where: str = "published on 127.0.0.1 (the engine runs on this machine)"
 
     def __str__(self) -> str:
         return self.url
@@ -173,13 +179,14 @@ def _start(image: Any, port: int, timeout: float, command: str | list[str] | Non
         _reaper_client.append(cli)
     name = image_ref(image)
     img = get_image(image, cli)
+    address = app_address(cli.api.base_url)
     container = None
     try:
         # create, then start: if start fails, we still hold the container and remove it below.
         container = cli.containers.create(
             img.id, command=command, environment=environment, detach=True,
             labels=owner_labels("run_app"), privileged=False,
-            ports={f"{port}/tcp": ("127.0.0.1", None)},  # loopback only, a free port the engine picks
+            ports={f"{port}/tcp": (address.bind, None)},  # loopback for a local engine; a free port the engine picks
         )
         _started.add(container.id)
         reaper.watch_me()  # removes it if this process is killed before the block ends
@@ -204,7 +211,7 @@ def _start(image: Any, port: int, timeout: float, command: str | list[str] | Non
                 raise ContainerExited(_exited_message(name, code, logs, port), exit_status=code, logs=logs)
             host_port = _host_port(container, port)
             if host_port is not None:
-                url = f"http://127.0.0.1:{host_port}"
+                url = f"http://{address.host}:{host_port}"
                 if _answers(url + "/"):
                     break
             if time.monotonic() > deadline:
@@ -216,12 +223,12 @@ def _start(image: Any, port: int, timeout: float, command: str | list[str] | Non
             time.sleep(0.1)
         shown_image = shown_name(image, img.id)
         words = shlex.split(command) if isinstance(command, str) else list(command or [])
-        shown = shell_line(["docker", "run", "--rm", "-p", f"127.0.0.1:{host_port}:{port}"]
+        shown = shell_line(["docker", "run", "--rm", "-p", f"{address.bind}:{host_port}:{port}"]
                            + [f"--env={key}={value}" for key, value in (environment or {}).items()]
                            + [shown_image] + words)
         # run_app's result lives inside a with block, where no repr shows: say it once, here.
         print(f"{shown_image} answers on {url}\n{command_text(shown)}", flush=True)
-        return RunningApp(url, container, host_port, shown)
+        return RunningApp(url, container, host_port, shown, address.note)
     except BaseException:
         if container is not None:
             _remove(container)

@@ -88,12 +88,23 @@ def workspace(name: str, source: str | Path | None = None, *, mark: bool = True)
     shutil.copytree(src, target, ignore=shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints", "*.pyc"))
     requirements = target / "requirements.txt"
     if mark and requirements.is_file():
-        text = requirements.read_text()
-        text = "".join(line for line in text.splitlines(keepends=True) if not line.startswith(RUN_MARK))
-        if text and not text.endswith("\n"):
-            text += "\n"
-        requirements.write_text(text + f"{RUN_MARK} {uuid.uuid4().hex[:12]}\n")
+        set_run_mark(requirements, f"{RUN_MARK} {uuid.uuid4().hex[:12]}")
     return target
+
+
+def set_run_mark(requirements: Path, mark: str) -> None:
+    """Give ``requirements`` the run mark ``mark`` (``# course run: <id>``) in place of any it had.
+
+    Raises:
+        CourseError: the file is missing.
+    """
+    if not requirements.is_file():
+        raise CourseError(f"{requirements} is missing: pass a copy of the sample app (workspace(...)).")
+    text = "".join(line for line in requirements.read_text().splitlines(keepends=True)
+                   if not line.startswith(RUN_MARK))
+    if text and not text.endswith("\n"):
+        text += "\n"
+    requirements.write_text(text + mark + "\n")
 
 
 @dataclass(frozen=True)
