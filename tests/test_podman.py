@@ -202,3 +202,38 @@ def test_the_seed_teaches_the_same_facts_under_podman(podman):
 def test_buildah_prediction_matches_real_build(podman, make_context, scenario: Scenario):
     # The service's storage goes at the end of the module: tags need no removal one by one.
     check_scenario(make_context, [], "buildah", scenario)
+
+
+def test_a_lesson_claim_lives_on_its_own_engine(podman, monkeypatch):
+    """070's Buildah cell: a kernel holding a claim on Docker takes one on Podman and comes back.
+
+    Seen before claims were kept per engine: back on Docker, the kernel judged its Podman claim
+    against Docker's and told itself "another notebook used builder-demo while you were idle".
+    """
+    from course_helpers.engine import claims
+    from course_helpers.engine.client import reset
+
+    repo = f"ct-claim-{uuid.uuid4().hex[:8]}"
+
+    def on(address: str | None) -> None:
+        if address is None:
+            monkeypatch.delenv("DOCKER_HOST", raising=False)
+        else:
+            monkeypatch.setenv("DOCKER_HOST", address)
+        reset()
+
+    try:
+        on(None)
+        claims.acquire(repo, wait=False)
+        on(podman.address)
+        claims.renew()  # nothing of this engine held yet: nothing to judge
+        claims.acquire(repo, wait=False)
+        on(None)
+        claims.renew()  # the Docker claim is still ours: no LessonInterrupted
+        assert claims.held() == [repo] and len([k for k in claims._held if k[1] == repo]) == 2
+    finally:
+        on(None)
+        claims.release(repo)
+        on(podman.address)
+        claims.release(repo)
+    assert repo not in claims.held()

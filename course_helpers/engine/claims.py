@@ -32,7 +32,7 @@ from docker.errors import APIError, NotFound
 
 from ..config import BASE_IMAGE, LABEL_CLAIM, LABEL_PREFIX, owner_alive, owner_labels
 from ..errors import LessonBusy, LessonInterrupted
-from .client import client
+from .client import client, where
 
 #: Seconds without a course call after which a claim is released for others.
 LEASE = float(os.environ.get("COURSE_LESSON_LEASE", "30"))
@@ -49,9 +49,16 @@ class _Held:
     container_id: str
     sock: Any
     since: float
+    engine: str = ""
 
 
-_held: dict[str, _Held] = {}
+# Keyed by engine and repository: a notebook may switch engines (070's Buildah cell runs on
+# Podman), and a claim lives on the engine it was taken on.
+_held: dict[tuple[str, str], _Held] = {}
+
+
+def _key(repository: str) -> tuple[str, str]:
+    return (where(), repository)
 _lock = threading.RLock()
 _last_used = time.monotonic()
 _depth = 0
@@ -97,7 +104,7 @@ def _create(repository: str) -> _Held:
     except BaseException:
         cli.api.remove_container(cid, force=True)
         raise
-    return _Held(repository, cid, sock, now)
+    return _Held(repository, cid, sock, now, where())
 
 
 def _close(held: _Held) -> None:
@@ -126,19 +133,19 @@ def acquire(repository: str, *, wait: bool = True, progress: Callable[[str], Non
         LessonBusy: ``wait`` is False and another live notebook holds it.
     """
     with _lock:
-        mine = _held.get(repository)
+        mine = _held.get(_key(repository))
         if mine is not None and _running(mine.container_id):
             return
         if mine is not None:
             _close(mine)
-            del _held[repository]
+            del _held[_key(repository)]
     told = False
     cli = client()
     while True:
         try:
             held = _create(repository)
             with _lock:
-                _held[repository] = held
+                _held[(held.engine, repository)] = held
             _start_watchdog()
             return
         except APIError as exc:
@@ -181,7 +188,8 @@ def renew() -> None:
         LessonInterrupted: another notebook took one over while this one was idle.
     """
     with _lock:
-        items = list(_held.values())
+        engine = where()
+        items = [h for h in _held.values() if h.engine == engine]  # other engines' claims are checked there
     if not items:
         return
     cli = client()
@@ -193,7 +201,7 @@ def renew() -> None:
         if attrs is not None and attrs["Id"] == held.container_id and attrs["State"].get("Running"):
             continue
         with _lock:
-            _held.pop(held.repository, None)
+            _held.pop((held.engine, held.repository), None)
         _close(held)
         if attrs is not None and attrs["Id"] != held.container_id:
             raise LessonInterrupted(
@@ -211,11 +219,14 @@ def renew() -> None:
 def release(repository: str | None = None) -> None:
     """Give up this process's claim on ``repository`` (all of them by default)."""
     with _lock:
-        items = [h for r, h in _held.items() if repository in (None, r)]
+        items = [h for h in _held.values() if repository in (None, h.repository)]
         for h in items:
-            _held.pop(h.repository, None)
+            _held.pop((h.engine, h.repository), None)
+        engine = where()
     for held in items:
         _close(held)
+        if held.engine != engine:
+            continue  # on another engine: its stdin closed, it shows as exited there, which frees it
         try:
             client().api.remove_container(held.container_id, force=True)
         except Exception:
@@ -225,7 +236,7 @@ def release(repository: str | None = None) -> None:
 def held() -> list[str]:
     """The repositories this process holds."""
     with _lock:
-        return sorted(_held)
+        return sorted({h.repository for h in _held.values()})
 
 
 # ------------------------------------------------------------------ lease

@@ -125,18 +125,20 @@ def engine_id() -> str:
     return _engine_id(client().api.base_url, where())
 
 
-def list_images(cli: docker.DockerClient, **kwargs: Any) -> list[Any]:
-    """``cli.images.list(**kwargs)`` that survives an image removed while it is listed.
+def list_images(cli: docker.DockerClient, *, name: str | None = None, all: bool = False,
+                filters: dict | None = None) -> list[Any]:
+    """``cli.images.list(...)`` that skips an image removed while it is listed.
 
     docker-py lists, then inspects each image; another kernel's cleanup between the
-    two makes the whole call raise NotFound.  A second listing no longer has it.
+    two made the whole call raise NotFound.  An image gone by then is simply not listed.
     """
-    for _ in range(4):
+    out = []
+    for row in cli.api.images(name=name, all=all, filters=filters):
         try:
-            return cli.images.list(**kwargs)
+            out.append(cli.images.get(row["Id"]))
         except NotFound:
             continue
-    return cli.images.list(**kwargs)
+    return out
 
 
 def list_containers(cli: docker.DockerClient, **kwargs: Any) -> list[Any]:
