@@ -1,4 +1,4 @@
-"""``python -m course_helpers setup|preflight|clean`` (what ./course calls)."""
+"""``python -m course_helpers setup|preflight|clean|env`` (what ./course calls)."""
 from __future__ import annotations
 
 import os
@@ -8,12 +8,12 @@ import time
 from .errors import CourseError
 
 
-def _setup(podman: bool = False) -> int:
+def _setup(podman: bool = False, engine: str | None = None) -> int:
     from .engine.base_image import ensure_base_image
     from .engine.provision import ensure_engine
 
     start = time.monotonic()
-    ensure_engine()
+    ensure_engine(engine=engine)
     ensure_base_image(pull=os.environ.get("COURSE_OFFLINE") != "1")
     print(f"engine and base image ready in {time.monotonic() - start:.1f} s", flush=True)
     if podman:
@@ -33,11 +33,33 @@ def _clean() -> int:
     return 0
 
 
+def _env() -> int:
+    """Print the ``export`` line for the course's own docker client, when the course started the engine."""
+    from .engine.endpoint import resolve
+    from .engine.packages import course_release
+
+    rel = course_release()
+    if rel is not None and not resolve().named:  # an engine the learner named keeps its own client
+        print(rel.export_line())
+    return 0
+
+
+def _option(argv: list[str], name: str) -> str | None:
+    for i, arg in enumerate(argv):
+        if arg == name and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith(name + "="):
+            return arg.split("=", 1)[1]
+    return None
+
+
 def main(argv: list[str]) -> int:
     cmd = argv[0] if argv else "setup"
     try:
         if cmd == "setup":
-            return _setup(podman="--podman" in argv[1:])
+            return _setup(podman="--podman" in argv[1:], engine=_option(argv[1:], "--engine"))
+        if cmd == "env":
+            return _env()
         if cmd == "preflight":
             from .engine.preflight import main as preflight
             return preflight(int(os.environ.get("COURSE_PORT", "8888")))
@@ -47,7 +69,7 @@ def main(argv: list[str]) -> int:
         # One sentence for the learner, not a traceback.
         print(f"\nERROR: {exc}", file=sys.stderr)
         return 1
-    print(f"unknown command {cmd!r}; use setup, preflight or clean", file=sys.stderr)
+    print(f"unknown command {cmd!r}; use setup, preflight, clean or env", file=sys.stderr)
     return 2
 
 

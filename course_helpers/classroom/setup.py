@@ -16,7 +16,7 @@ import subprocess
 from pathlib import Path
 
 from ..config import REPO_ROOT
-from ..engine.provision import run_streamed
+from ..engine.streaming import run_streamed
 from ..errors import SetupError
 from .engines import missing_packages
 from .hub import proxy_command

@@ -25,7 +25,7 @@ from ..config import BASE_IMAGE, LABEL_PREFIX, state_dir
 from ..errors import SetupError
 from ..statefiles import locked
 from .client import resolve
-from .provision import Progress, run_streamed, say
+from .streaming import Progress, run_streamed, say
 
 SUITE = "bookworm"
 PACKAGES = "python3,python3-pip,python3-venv,ca-certificates"

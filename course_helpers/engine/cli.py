@@ -11,6 +11,10 @@ with ``DOCKER_BUILDKIT=1``.  So every candidate is asked what it can do:
   ``--progress=plain``; 20.10 has no rawjson);
 * a 23+ client without buildx cannot run BuildKit builds at all.
 
+Where the course itself started the engine on the default socket
+(:mod:`.provision`), the client of the same Docker release is a candidate too,
+with its buildx (``DOCKER_CONFIG`` naming the release's ``docker-config``).
+
 Probing runs only ``--version``/``--help`` style commands (no daemon
 round-trip) and its result is cached for the life of the process.
 """
@@ -21,10 +25,11 @@ import os
 import re
 import shutil
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from .endpoint import resolve as resolve_endpoint
+from .packages import course_release
 
 #: Debian's docker.io puts its client here; it may be hidden behind another on PATH.
 DEBIAN_CLIENT = "/usr/bin/docker"
@@ -40,12 +45,15 @@ class BuildkitClient:
         version: its client version, e.g. ``"20.10.24+dfsg1"``.
         via: ``"buildx"`` (the buildx plugin) or ``"builtin"`` (``DOCKER_BUILDKIT=1``, clients < 23).
         progress: the machine-readable progress mode to ask for: ``"rawjson"`` or ``"plain"``.
+        extra_env: variables this client needs besides the engine's (``DOCKER_CONFIG`` for the
+            course's own client, whose buildx lives there).
     """
 
     path: str
     version: str
     via: Literal["buildx", "builtin"]
     progress: Literal["rawjson", "plain"]
+    extra_env: dict[str, str] = field(default_factory=dict, compare=False)
 
     def build_command(self) -> list[str]:
         """The argv prefix of a build, up to (not including) its options."""
@@ -61,6 +69,7 @@ class BuildkitClient:
         engine the SDK client talks to, also when a Docker context chose it.
         """
         env = resolve_endpoint().cli_environment()
+        env.update(self.extra_env)
         if self.via == "builtin":
             env["DOCKER_BUILDKIT"] = "1"  # also overrides a learner's DOCKER_BUILDKIT=0
         return env
@@ -83,15 +92,32 @@ class ClientProbe:
     client: BuildkitClient | None
 
 
+def _course_client_dirs() -> list[str]:
+    """The bin folder of the Docker release the course started on the default socket, when that is the engine."""
+    rel = course_release()
+    if rel is None or resolve_endpoint().named:
+        return []
+    return [str(rel.bin)]
+
+
+def _client_env(path: str) -> dict[str, str]:
+    """What a candidate needs besides the engine's variables: the course's client its own buildx."""
+    rel = course_release()
+    if rel is not None and rel.has_buildx and os.path.dirname(path) == str(rel.bin):
+        return {"DOCKER_CONFIG": str(rel.docker_config)}
+    return {}
+
+
 def candidate_paths() -> list[str]:
-    """Every distinct ``docker`` executable on PATH, in PATH order, then /usr/bin/docker.
+    """Every distinct ``docker`` executable on PATH, in PATH order, then /usr/bin/docker, then the course's own.
 
     Returns:
         Absolute paths; two names for one file (``/bin`` -> ``/usr/bin``) appear once.
     """
     found: list[str] = []
     seen: set[str] = set()
-    dirs = os.environ.get("PATH", "").split(os.pathsep) + [os.path.dirname(DEBIAN_CLIENT)]
+    dirs = (os.environ.get("PATH", "").split(os.pathsep) + [os.path.dirname(DEBIAN_CLIENT)]
+            + _course_client_dirs())
     for directory in dirs:
         if not directory:
             continue
@@ -105,10 +131,10 @@ def candidate_paths() -> list[str]:
     return found
 
 
-def _run(argv: list[str]) -> subprocess.CompletedProcess[str] | None:
+def _run(argv: list[str], extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str] | None:
     try:
         return subprocess.run(argv, capture_output=True, text=True, timeout=_PROBE_TIMEOUT,
-                              stdin=subprocess.DEVNULL)
+                              stdin=subprocess.DEVNULL, env={**os.environ, **(extra or {})})
     except (OSError, subprocess.TimeoutExpired):
         return None
 
@@ -127,18 +153,19 @@ def probe(path: str) -> ClientProbe:
     Returns:
         A :class:`ClientProbe`; its ``client`` is None when the executable cannot build with BuildKit.
     """
+    extra = _client_env(path)
     out = _run([path, "--version"])  # "Docker version 20.10.24+dfsg1, build 297e128"; no daemon needed
     match = re.search(r"version\s+([0-9][^\s,]*)", out.stdout) if out and out.returncode == 0 else None
     if match is None:
         return ClientProbe(path, None, "`docker --version` failed", None)
     version = match.group(1)
-    buildx = _run([path, "buildx", "version"])
+    buildx = _run([path, "buildx", "version"], extra)
     if buildx is not None and buildx.returncode == 0:
-        helptext = _run([path, "buildx", "build", "--help"])
+        helptext = _run([path, "buildx", "build", "--help"], extra)
         rawjson = helptext is not None and "rawjson" in helptext.stdout
         progress: Literal["rawjson", "plain"] = "rawjson" if rawjson else "plain"
         return ClientProbe(path, version, f"buildx plugin, progress {progress}",
-                           BuildkitClient(path, version, "buildx", progress))
+                           BuildkitClient(path, version, "buildx", progress, extra))
     if _major(version) < 23:
         return ClientProbe(path, version, "BuildKit built in (DOCKER_BUILDKIT=1), progress plain",
                            BuildkitClient(path, version, "builtin", "plain"))

@@ -10,8 +10,11 @@ bridge.  Rules learnt on this machine:
   its own, made here, with a /24 of its own, and iptables left on so its
   containers (pip in builds) reach the network through the host;
 * its own ``--exec-root`` (so its managed containerd is its own too), its own
-  ``--pidfile`` and an empty ``--config-file``, so nothing is shared with the
-  main daemon;
+  ``--pidfile`` and a ``--config-file`` of its own that says only which image
+  store it uses, so nothing is shared with the main daemon;
+* its binaries come from one Docker release of :mod:`.packages` (Docker 28,
+  26 or 20.10, unpacked from Debian's archive), first on its PATH, so engines
+  of several releases and both image stores run side by side;
 * stopping removes the bridge and the iptables rules that name it, and
   nothing else;
 * the chains dockerd keeps (``DOCKER``, ``DOCKER-ISOLATION-STAGE-1/2``) are
@@ -44,7 +47,8 @@ import docker
 from ..config import state_dir
 from ..errors import SetupError
 from .client import from_env
-from .provision import Progress, say
+from .packages import DEFAULT_RELEASE, Release, course_release, daemon_config, ensure_release
+from .streaming import Progress, say
 
 
 @dataclass
@@ -79,6 +83,8 @@ class PrivateEngine:
     process: subprocess.Popen
     tls: TLSFiles | None = None
     log: Path | None = None
+    release: Release | None = None
+    store: str = "overlay2"
     _clients: list[docker.DockerClient] = field(default_factory=list)
 
     @property
@@ -88,6 +94,11 @@ class PrivateEngine:
         if self.tls:
             out.update(self.tls.env)
         return out
+
+    @property
+    def client_env(self) -> dict[str, str]:
+        """:attr:`env` plus this release's docker client first on PATH (with its buildx), as a learner of it has."""
+        return {**self.env, **(self.release.client_environment() if self.release else {})}
 
     def client(self) -> docker.DockerClient:
         """A docker-py client for this engine."""
@@ -103,7 +114,7 @@ class PrivateEngine:
         """
         from .endpoint import resolve
 
-        docker = shutil.which("docker") or "/usr/bin/docker"
+        docker = str(self.release.bin / "docker") if self.release else (shutil.which("docker") or "/usr/bin/docker")
         save = subprocess.Popen([docker, "save", image], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 env=resolve().cli_environment())
         load = subprocess.run([docker, "load", "-q"], stdin=save.stdout, capture_output=True, text=True,
@@ -241,7 +252,8 @@ def _free_port() -> int:
 
 def start_private_engine(name: str, *, tls: bool = False, progress: Progress | None = print,
                          timeout: float = 60, data_root: Path | None = None,
-                         socket_group: str | None = None) -> PrivateEngine:
+                         socket_group: str | None = None, release: str | None = None,
+                         store: str | None = None) -> PrivateEngine:
     """Start a dockerd of its own beside the main engine (root on Linux only).
 
     Args:
@@ -252,6 +264,9 @@ def start_private_engine(name: str, *, tls: bool = False, progress: Progress | N
         data_root: where its images and cache live (default: under the course's state folder),
             e.g. a classroom learner's own disk.
         socket_group: the group (name or gid) that may use its unix socket, e.g. a classroom learner's.
+        release: which Docker (``docker28``, ``docker26``, ``docker20``; default: the one the course
+            started on the default socket, else ``docker28``), fetched from Debian's archive if needed.
+        store: ``containerd`` or ``overlay2`` (default: the release's own default).
 
     Returns:
         A :class:`PrivateEngine`; stop it with ``.stop()`` or use it as a context manager.
@@ -261,8 +276,12 @@ def start_private_engine(name: str, *, tls: bool = False, progress: Progress | N
     """
     if not re.fullmatch(r"[a-z0-9]{1,8}", name):
         raise SetupError(f"A private engine's name is 1 to 8 lowercase letters or digits, not {name!r}.")
-    if os.geteuid() != 0 or not shutil.which("dockerd"):
-        raise SetupError("A private engine needs root and dockerd (Debian's docker.io): run ./course setup as root.")
+    if os.geteuid() != 0:
+        raise SetupError("A private engine needs root: run it as root on the course's Debian machine.")
+    if release is None:
+        release = (course_release() or ensure_release(DEFAULT_RELEASE, progress)).name
+    rel = ensure_release(release, progress)
+    store = store or rel.store
     root = state_dir() / "private-engines" / name
     exec_root = Path(f"/run/dlc-{name}")
     bridge = f"crs-br-{name}"  # interface names have at most 15 characters
@@ -270,7 +289,7 @@ def start_private_engine(name: str, *, tls: bool = False, progress: Progress | N
     shutil.rmtree(exec_root, ignore_errors=True)
     exec_root.mkdir(parents=True)
     config = root / "daemon.json"
-    config.write_text(json.dumps({}))  # not /etc/docker/daemon.json: nothing shared with the main engine
+    config.write_text(json.dumps(daemon_config(rel, store)))  # not /etc/docker/daemon.json: nothing shared
     net = _make_bridge(bridge)
     files = _make_tls(root / "tls") if tls else None
     if files:
@@ -283,14 +302,16 @@ def start_private_engine(name: str, *, tls: bool = False, progress: Progress | N
     if socket_group is not None:
         listen.append(f"--group={socket_group}")
     log = root / "dockerd.log"
-    cmd = ["dockerd", f"--config-file={config}", f"--data-root={data_root or root / 'data'}", f"--exec-root={exec_root}",
+    cmd = [str(rel.bin / "dockerd"), f"--config-file={config}", f"--data-root={data_root or root / 'data'}", f"--exec-root={exec_root}",
            f"--pidfile={exec_root / 'dockerd.pid'}", f"--bridge={bridge}", "--log-level=warn", *listen]
-    say(progress, f"starting a private engine '{name}' ({host}, bridge {bridge} {net}, data in {root})")
+    say(progress, f"starting a private engine '{name}' (Docker from {rel.suite}, {store} store; {host}, "
+                  f"bridge {bridge} {net}, data in {root})")
     others = docker_chain_rules()
+    env = dict(os.environ, PATH=f"{rel.bin}{os.pathsep}{os.environ.get('PATH', '')}")  # its containerd, runc, tini
     with open(log, "ab") as out:
         process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                   start_new_session=True)
-    engine = PrivateEngine(name, host, root, exec_root, bridge, process, files, log)
+                                   start_new_session=True, env=env)
+    engine = PrivateEngine(name, host, root, exec_root, bridge, process, files, log, rel, store)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:

@@ -64,7 +64,7 @@ def ensure_podman(progress: Progress | None = print) -> str:
     if os.geteuid() != 0 or not shutil.which("apt-get"):
         raise SetupError("Podman is not installed: install it (on Debian or Ubuntu: apt-get install podman) "
                          "and run this again.")
-    from .provision import run_streamed
+    from .streaming import run_streamed
 
     run_streamed(["apt-get", "update", "-q"], progress, "apt-get update")
     run_streamed(["apt-get", "install", "-y", "-q", "podman"], progress, "Installing podman with apt-get")

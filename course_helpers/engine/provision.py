@@ -1,19 +1,26 @@
 """Find, or on a bare Debian/Ubuntu machine start, the Docker engine.
 
 Rules: an engine that answers is used as it is and never touched; only when
-none answers, and only as root on Debian or Ubuntu, do we install Debian's
-``docker.io`` and start ``dockerd`` in the background.  A ``dockerd`` that is
-already running is waited for, never doubled.
+none answers, and only as root on Debian or Ubuntu, does the course provide
+one.  A ``dockerd`` that is already running is waited for, never doubled.
+
+The engine it provides is the one learners have (Docker Desktop since 4.34,
+Docker Engine 29 on fresh installs): Docker 28 with buildx and the containerd
+image store, from Debian unstable's packages unpacked into the course's own
+folder (:mod:`.packages`).  It listens on the default socket, so the ``docker``
+a learner types in a terminal reaches it too.  ``COURSE_ENGINE=debian``
+installs the machine's own ``docker.io`` instead (with ``docker-buildx`` where
+the suite has one, as Debian 13 does), as earlier versions of the course did.
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable
 
 import docker
 
@@ -21,17 +28,11 @@ from ..config import state_dir
 from ..errors import EngineUnavailable, SetupError
 from .client import reset, try_client, where
 from .endpoint import resolve as resolve_endpoint
-
-Progress = Callable[[str], None]
+from .packages import DEFAULT_RELEASE, daemon_config, ensure_release, record_engine, release
+from .streaming import Progress, run_streamed, say
 
 INSTALL_HINT = ("Install Docker Desktop (macOS, Windows) or Docker Engine (Linux) and start it, "
                 "or point DOCKER_HOST at an engine you can use")
-
-
-def say(progress: Progress | None, text: str) -> None:
-    """Pass one line of progress on, when someone listens."""
-    if progress:
-        progress(text)
 
 
 def _dockerd_pids() -> list[int]:
@@ -56,22 +57,6 @@ def _is_debian_like() -> bool:
     return "debian" in ids or "ubuntu" in ids
 
 
-def run_streamed(cmd: list[str], progress: Progress | None, what: str) -> None:
-    """Run a command, passing its output lines to progress; raise SetupError on failure."""
-    say(progress, "$ " + " ".join(cmd))
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    tail: list[str] = []
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        line = line.rstrip()
-        tail = (tail + [line])[-15:]
-        say(progress, "  " + line)
-    if proc.wait() != 0:
-        raise SetupError(f"{what} failed (exit {proc.returncode}); read the lines above, fix the cause "
-                         f"(network, disk space, apt lock) and run the set-up again.\n" + "\n".join(tail))
-
-
 def _wait_for_engine(progress: Progress | None, seconds: float, log: Path | None) -> docker.DockerClient:
     deadline = time.monotonic() + seconds
     last_note = 0.0
@@ -87,11 +72,13 @@ def _wait_for_engine(progress: Progress | None, seconds: float, log: Path | None
     raise EngineUnavailable(f"dockerd started but did not answer within {seconds:.0f} s.{hint}")
 
 
-def ensure_engine(progress: Progress | None = print) -> docker.DockerClient:
+def ensure_engine(progress: Progress | None = print, engine: str | None = None) -> docker.DockerClient:
     """Make sure an engine answers, starting one only where that is safe.
 
     Args:
         progress: called with one line of text per thing done (default print).
+        engine: what to provide when no engine answers: a release of :mod:`.packages`
+            (default ``COURSE_ENGINE``, else ``docker28``), or ``"debian"`` for the machine's own docker.io.
 
     Returns:
         A connected client.
@@ -100,7 +87,7 @@ def ensure_engine(progress: Progress | None = print) -> docker.DockerClient:
         EngineUnavailable: no engine, and this machine is not one where the
             course may install one (not root, not Debian/Ubuntu), or DOCKER_HOST or a Docker
             context names an engine that does not answer.
-        SetupError: installing docker.io failed.
+        SetupError: fetching or installing the engine failed.
     """
     endpoint = resolve_endpoint()  # a context that does not exist raises here, in one sentence
     cli = try_client()
@@ -122,19 +109,54 @@ def ensure_engine(progress: Progress | None = print) -> docker.DockerClient:
         raise EngineUnavailable(
             "No Docker engine is running and the course can only install one as root: "
             f"ask for sudo rights, or {INSTALL_HINT[0].lower() + INSTALL_HINT[1:]}.")
-    if not shutil.which("dockerd"):
-        say(progress, "no engine found: installing Debian's docker.io (a minute or two)")
-        run_streamed(["apt-get", "update", "-q"], progress, "apt-get update")
-        run_streamed(["apt-get", "install", "-y", "-q", "docker.io"], progress,
-                      "Installing docker.io with apt-get")
+    choice = engine or os.environ.get("COURSE_ENGINE") or DEFAULT_RELEASE
     log = state_dir() / "dockerd.log"
+    if choice == "debian":
+        cmd, env = _debian_engine(progress), None
+    else:
+        rel = release(choice)
+        _ensure_host_packages(["iptables"], progress)  # dockerd's NAT for containers (pip in builds)
+        rel = ensure_release(rel.name, progress)
+        config = rel.folder / "daemon.json"
+        config.write_text(json.dumps(daemon_config(rel)))  # not /etc/docker: nothing of the machine's is read
+        cmd = [str(rel.bin / "dockerd"), f"--config-file={config}"]
+        env = dict(os.environ, PATH=f"{rel.bin}{os.pathsep}{os.environ.get('PATH', '')}")
     say(progress, f"starting dockerd in the background (log: {log})")
     with open(log, "ab") as out:
         # A new session, so the daemon outlives this process and the terminal.
-        subprocess.Popen(["dockerd"], stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                         start_new_session=True)
+        subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                         start_new_session=True, env=env)
     cli = _wait_for_engine(progress, 60, log)
     reset()
-    say(progress, f"engine ready: Docker {cli.version().get('Version', '?')}")
+    version = cli.version().get("Version", "?")
+    if choice != "debian":
+        record_engine(rel, version)
+        say(progress, f"engine ready: Docker {version} ({rel.store} image store), on the default socket: "
+                      "the `docker` in your terminals reaches it")
+        say(progress, f"for the course's own docker client, with buildx, in a terminal: {rel.export_line()}")
+    else:
+        say(progress, f"engine ready: Docker {version}")
     return cli
 
+
+def _ensure_host_packages(packages: list[str], progress: Progress | None) -> None:
+    """Install the machine's own packages a dockerd needs (iptables) when their commands are missing."""
+    missing = [p for p in packages if not shutil.which(p)]
+    if missing:
+        say(progress, f"installing {', '.join(missing)} from this machine's own Debian packages")
+        run_streamed(["apt-get", "update", "-q"], progress, "apt-get update")
+        run_streamed(["apt-get", "install", "-y", "-q", *missing], progress, f"Installing {', '.join(missing)}")
+
+
+def _debian_engine(progress: Progress | None) -> list[str]:
+    """Install the machine's docker.io (and docker-buildx, which Debian 13's CLI needs for BuildKit)."""
+    if not shutil.which("dockerd"):
+        say(progress, "installing this machine's own docker.io (a minute or two)")
+        run_streamed(["apt-get", "update", "-q"], progress, "apt-get update")
+        packages = ["docker.io"]
+        # Debian 13's docker.io (26.1) cannot run BuildKit builds without its buildx plugin; 12's has it built in.
+        if subprocess.run(["apt-cache", "show", "docker-buildx"], capture_output=True).returncode == 0:
+            packages.append("docker-buildx")
+        run_streamed(["apt-get", "install", "-y", "-q", *packages], progress,
+                     f"Installing {' and '.join(packages)} with apt-get")
+    return ["dockerd"]
