@@ -4,13 +4,15 @@ Runs, interleaved in one process, N fully cached ``build()`` calls and N bare
 ``docker build -q`` runs of the same context with the same docker CLI, and
 prints the medians and their ratio (target: build() / bare <= 1.3).
 
-Usage: ``python bench/bench_build.py [-n 15]`` from the repository root.
+Usage: ``python bench/bench_build.py [-n 15] [--json]`` from the repository root
+(``--json``: one line of medians, for bench/bench_engines.py).
 The context is a copy of sample_app with a marker file, built once before
 timing; both images are tagged ``course-bench-<random>`` and removed at the end.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import statistics
 import subprocess
@@ -31,6 +33,7 @@ from course_helpers.engine.client import client  # noqa: E402
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=15, help="repetitions of each (default 15)")
+    parser.add_argument("--json", action="store_true", help="print one JSON line of medians")
     args = parser.parse_args()
     cli = buildkit_client()
     if cli is None:
@@ -67,6 +70,9 @@ def main() -> int:
                 except Exception:
                     pass
     mh, mb = statistics.median(helper), statistics.median(bare)
+    if args.json:
+        print(json.dumps({"helper": mh, "bare": mb, "client": f"{cli.version} {cli.via} {cli.progress}"}))
+        return 0
     print(f"client: {cli.path} {cli.version} (BuildKit {cli.via}, progress {cli.progress}); n={args.n}, interleaved")
     print(f"{'':28}{'median':>9}{'min':>9}{'max':>9}")
     print(f"{'build() fully cached':28}{mh:>8.3f}s{min(helper):>8.3f}s{max(helper):>8.3f}s")

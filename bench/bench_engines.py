@@ -1,19 +1,26 @@
-"""The seed notebooks on the local engine and on a second engine over TCP with TLS, side by side.
+"""Every notebook, and a fully cached rebuild, on each engine the course supports, side by side in one run.
 
-Starts a private dockerd on 127.0.0.1 with TLS (its own data root, exec root,
-pidfile and bridge; root and Debian's docker.io needed), copies the base image
-into it, then runs notebooks 000-070 under nbval on each engine in turn,
-interleaved for ``--rounds`` rounds, and prints a table of median wall-clock
-seconds per notebook and the ratio TLS / local.  The private engine is stopped
-and its data removed at the end, whatever happened.
+Engines: the default one (whatever answers here; after ``./course setup`` on a
+bare machine, Docker 28 with the containerd store), and private engines started
+from Debian's packages beside it: Docker 20.10 (overlay2), Docker 26 (overlay2)
+and Docker 28 with overlay2, each with the base image imported from the kept root
+filesystem and its own release's client first on PATH. ``--podman`` adds the
+course's Podman service.
 
-Usage: ``.venv/bin/python bench/bench_engines.py [--rounds 2]`` from the repository root.
+For each notebook, nbval runs on every engine in turn (interleaved, so all see
+the same machine load): strictly on the default engine, ``--nbval-lax`` on the
+others, as CI does. Then ``bench/bench_build.py`` measures a fully cached
+``build()`` against a bare ``docker build -q`` on each engine, interleaved in
+its own process. The table gives seconds per engine and the ratio to the
+default engine. Private engines are stopped and wiped at the end.
+
+Usage: ``.venv/bin/python bench/bench_engines.py [--podman] [--rebuilds 7]`` from the repository root.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -24,56 +31,79 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from course_helpers.config import BASE_IMAGE  # noqa: E402
+from course_helpers.engine.base_image import ensure_base_image  # noqa: E402
 from course_helpers.engine.daemon import start_private_engine  # noqa: E402
 
+PRIVATE = [("docker20", "overlay2"), ("docker26", "overlay2"), ("docker28", "overlay2")]
 
-def nbval_seconds(notebook: Path, env: dict[str, str], work: Path) -> tuple[float, bool]:
-    """Wall-clock seconds of ``pytest --nbval`` on one notebook, and whether it passed."""
+
+def nbval(notebook: Path, env: dict[str, str], strict: bool, work: Path) -> tuple[float, bool]:
+    """Wall-clock seconds of nbval on one notebook, and whether it passed."""
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval",
-                           "--nbval-current-env", "--nbval-sanitize-with", "notebooks/sanitize.cfg",
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", *([] if strict else ["--nbval-lax"]),
                            str(notebook.relative_to(ROOT))], cwd=ROOT, capture_output=True, text=True,
-                          env={**env, "COURSE_WORKSPACE": str(work)})
+                          env={**os.environ, **env, "COURSE_WORKSPACE": str(work)})
     return time.perf_counter() - start, proc.returncode == 0
+
+
+def cached_rebuild(env: dict[str, str], n: int) -> dict:
+    """bench_build.py's medians on the engine ``env`` names."""
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_build.py"), "-n", str(n), "--json"],
+                          cwd=ROOT, capture_output=True, text=True, env={**os.environ, **env})
+    try:
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return {"error": (proc.stdout + proc.stderr).strip().splitlines()[-1:]}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--podman", action="store_true", help="also the course's Podman service")
+    parser.add_argument("--rebuilds", type=int, default=7, help="cached rebuilds per engine (default 7)")
     args = parser.parse_args()
-    seed = [p for p in sorted((ROOT / "notebooks").glob("*.ipynb")) if p.name[:3] <= "070"]
-    local_env = {k: v for k, v in os.environ.items()}
-    print(f"starting a TLS engine and copying {BASE_IMAGE} into it ...", flush=True)
-    engine = start_private_engine("bench", tls=True, progress=lambda line: print("  " + line, flush=True))
-    times: dict[tuple[str, str], list[float]] = {}
-    failed: list[str] = []
+    say = lambda line: print("  " + line, flush=True)  # noqa: E731
+    engines: dict[str, dict[str, str]] = {"default": {}}
+    started, service = [], None
     try:
-        engine.load_image(BASE_IMAGE)
-        engines = {"local": local_env, "tls": {**local_env, **engine.env}}
+        for release, store in PRIVATE:
+            engine = start_private_engine(f"be{release[6:]}{store[0]}", release=release, store=store, progress=say)
+            started.append(engine)
+            ensure_base_image(progress=say, pull=False, cli=engine.client())
+            engines[f"{release} {store}"] = engine.client_env
+        if args.podman:
+            from course_helpers.engine.podman import PodmanService
+
+            service = PodmanService(Path(tempfile.mkdtemp(prefix="bench-podman-", dir="/tmp"))).start(say)
+            service.load_image(BASE_IMAGE, say)
+            engines["podman"] = {"DOCKER_HOST": service.address, "CONTAINERS_CONF": str(service.conf)}
+        notebooks = sorted((ROOT / "notebooks").glob("*.ipynb"))
+        seconds = {name: 0.0 for name in engines}
+        failed: dict[str, list[str]] = {name: [] for name in engines}
         with tempfile.TemporaryDirectory() as tmp:
-            for n in range(args.rounds):
-                for notebook in seed:
-                    for name, env in engines.items():  # interleaved, so both see the same machine load
-                        seconds, ok = nbval_seconds(notebook, env, Path(tmp) / f"{name}-{n}")
-                        times.setdefault((notebook.name, name), []).append(seconds)
-                        if not ok:
-                            failed.append(f"{notebook.name} on {name}")
-                        print(f"  round {n + 1}: {notebook.name} on {name}: {seconds:.1f} s{'' if ok else ' FAIL'}",
-                              flush=True)
+            for notebook in notebooks:
+                for name, env in engines.items():
+                    took, ok = nbval(notebook, env, name == "default", Path(tmp) / name)
+                    seconds[name] += took
+                    if not ok:
+                        failed[name].append(notebook.name[:3])
+                    say(f"{notebook.name} on {name}: {took:.1f} s{'' if ok else ' FAIL'}")
+        # Podman builds through Buildah, which bench_build.py's bare `docker build` cannot drive.
+        rebuild = {name: cached_rebuild(env, args.rebuilds) for name, env in engines.items() if name != "podman"}
     finally:
-        engine.stop(wipe=True)
-    width = max(len(p.name) for p in seed)
-    print(f"\n{'notebook':<{width}}  local s  tls s  ratio   (medians of {args.rounds})")
-    total = {"local": 0.0, "tls": 0.0}
-    for notebook in seed:
-        row = {name: statistics.median(times[(notebook.name, name)]) for name in total}
-        for name in total:
-            total[name] += row[name]
-        print(f"{notebook.name:<{width}}  {row['local']:7.1f}  {row['tls']:5.1f}  {row['tls'] / row['local']:5.2f}")
-    print(f"{'all':<{width}}  {total['local']:7.1f}  {total['tls']:5.1f}  {total['tls'] / total['local']:5.2f}")
-    if failed:
-        print("FAILED: " + ", ".join(failed))
-    return 1 if failed else 0
+        for engine in started:
+            engine.stop(wipe=True)
+        if service is not None:
+            service.stop(remove_storage=True)
+    print(f"\n{len(notebooks)} notebooks under nbval (strict on the default engine, lax elsewhere); "
+          f"fully cached rebuild, median of {args.rebuilds}, interleaved with a bare `docker build -q`")
+    print(f"{'engine':<20}{'notebooks s':>12}{'ratio':>7}{'failed':>10}{'build() s':>11}{'bare s':>8}{'ratio':>7}")
+    for name in engines:
+        r = rebuild.get(name, {"error": "not measured (Buildah)"})
+        ratio = seconds[name] / seconds["default"]
+        tail = (f"{r['helper']:>11.3f}{r['bare']:>8.3f}{r['helper'] / r['bare']:>7.2f}" if "helper" in r
+                else f"  {r.get('error')}")
+        print(f"{name:<20}{seconds[name]:>12.1f}{ratio:>7.2f}{','.join(failed[name]) or '-':>10}{tail}")
+    return 1 if any(failed.values()) else 0
 
 
 if __name__ == "__main__":

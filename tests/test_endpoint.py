@@ -181,6 +181,7 @@ def test_setup_never_starts_a_daemon_for_an_engine_that_is_named(tmp_path, monke
     write_context(tmp_path, "dead", f"unix://{tmp_path}/nothing.sock")
     use_context(tmp_path, "dead")
     monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("DOCKER_CONFIG", raising=False)  # ./course gives tests the course client's own
     for env, named in ((({"DOCKER_HOST": f"unix://{tmp_path}/nothing.sock"}), "DOCKER_HOST"), ({}, "context 'dead'")):
         monkeypatch.delenv("DOCKER_HOST", raising=False)
         for k, v in env.items():

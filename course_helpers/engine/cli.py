@@ -11,9 +11,9 @@ with ``DOCKER_BUILDKIT=1``.  So every candidate is asked what it can do:
   ``--progress=plain``; 20.10 has no rawjson);
 * a 23+ client without buildx cannot run BuildKit builds at all.
 
-Where the course itself started the engine on the default socket
-(:mod:`.provision`), the client of the same Docker release is a candidate too,
-with its buildx (``DOCKER_CONFIG`` naming the release's ``docker-config``).
+Where the course itself started the engine (:mod:`.provision`), the client of
+the same Docker release is a candidate too, with its buildx (``DOCKER_CONFIG``
+naming the release's ``docker-config``), unless ``DOCKER_HOST`` names another engine.
 
 Probing runs only ``--version``/``--help`` style commands (no daemon
 round-trip) and its result is cached for the life of the process.
@@ -93,9 +93,13 @@ class ClientProbe:
 
 
 def _course_client_dirs() -> list[str]:
-    """The bin folder of the Docker release the course started on the default socket, when that is the engine."""
+    """The bin folder of the Docker release the course started, unless DOCKER_HOST names another engine.
+
+    A learner (or a test) pointing DOCKER_HOST elsewhere gets the clients on PATH, as
+    on a machine where that engine is the one installed.
+    """
     rel = course_release()
-    if rel is None or resolve_endpoint().named:
+    if rel is None or os.environ.get("DOCKER_HOST"):
         return []
     return [str(rel.bin)]
 

@@ -144,3 +144,18 @@ def list_images(cli: docker.DockerClient, *, name: str | None = None, all: bool 
 def list_containers(cli: docker.DockerClient, **kwargs: Any) -> list[Any]:
     """``cli.containers.list(**kwargs)``, skipping containers removed while they are listed."""
     return cli.containers.list(ignore_removed=True, **kwargs)
+
+
+def inspect_with_manifests(cli: docker.DockerClient, ref: str) -> dict[str, Any]:
+    """``docker image inspect`` with the manifests the image store keeps for the image (API 1.48+).
+
+    On the containerd image store an image ID names an index; ``Manifests`` lists what it
+    holds (the platform's image manifest and, from buildx, its provenance attestation),
+    each with ``Kind`` ``image`` or ``attestation``.  Older engines and the classic store
+    ignore the parameter: the answer then has no ``Manifests``.
+
+    Raises:
+        docker.errors.ImageNotFound: no such image.
+    """
+    api = cli.api
+    return api._result(api._get(api._url("/images/{0}/json", ref), params={"manifests": "1"}), True)

@@ -36,14 +36,18 @@ INSTALL_HINT = ("Install Docker Desktop (macOS, Windows) or Docker Engine (Linux
 
 
 def _dockerd_pids() -> list[int]:
+    """dockerd processes that serve the default socket (a private engine names a host of its own)."""
     pids = []
     for proc in Path("/proc").iterdir():
         if proc.name.isdigit():
             try:
-                if (proc / "comm").read_text().strip() == "dockerd":
-                    pids.append(int(proc.name))
+                if (proc / "comm").read_text().strip() != "dockerd":
+                    continue
+                args = (proc / "cmdline").read_bytes().decode(errors="replace").split("\0")
             except OSError:
-                pass
+                continue
+            if not any(a.startswith(("--host", "-H")) and "/var/run/docker.sock" not in a for a in args):
+                pids.append(int(proc.name))
     return pids
 
 

@@ -16,7 +16,7 @@ from docker.errors import APIError, ImageNotFound
 from docker.models.images import Image
 
 from ..config import BASE_IMAGE, LABEL_MANAGED
-from ..engine.client import list_images, resolve
+from ..engine.client import inspect_with_manifests, list_images, resolve
 from ..engine.session import course_call
 from ..errors import CourseError, check_image_name
 from ..formatting import (command_html, command_text, format_size, iso_time, shell_line, short_hex, short_id,
@@ -92,15 +92,72 @@ def tag(image: Any, new_tag: str, *, client: docker.DockerClient | None = None) 
     return img
 
 
+@dataclass(frozen=True)
+class ImageParts:
+    """What an image ID names, and what it holds, as the engine's image store keeps it.
+
+    On the classic store (Docker 20.10, overlay2) the ID is the digest of the image's
+    config, which lists the layers' diff ids.  On the containerd store (Docker Desktop,
+    Docker 28) it is the digest of an index: the index names the platform's image manifest
+    (which names the config and the layers) and, when buildx added one, a provenance
+    attestation manifest that records how this build ran.
+
+    Attributes:
+        id: the image ID the engine reports.
+        kind: what that ID is the digest of: ``index``, ``manifest`` or ``config``.
+        manifest: the digest of the platform's image manifest (None on the classic store,
+            which makes manifests only when it pushes).
+        attestations: digests of the attestation manifests the index holds.
+        diff_ids: the layers, bottom first, as digests of their uncompressed content.
+    """
+
+    id: str
+    kind: str
+    manifest: str | None
+    attestations: tuple[str, ...]
+    diff_ids: tuple[str, ...]
+
+    @property
+    def content(self) -> str:
+        """The digest that names the image's config and layers and nothing else."""
+        return self.manifest or self.id
+
+
+def image_parts(image: Any, client: docker.DockerClient | None = None) -> ImageParts:
+    """The parts of one image: see :class:`ImageParts`.
+
+    Raises:
+        CourseError: the engine has no such image.
+    """
+    img = get_image(image, client)
+    try:
+        attrs = inspect_with_manifests(resolve(client), img.id)
+    except ImageNotFound:
+        raise CourseError(f"The engine has no image {image_ref(image)!r} any more: build it again.") from None
+    media = (attrs.get("Descriptor") or {}).get("mediaType", "")
+    kind = "index" if "index" in media or "manifest.list" in media else "manifest" if media else "config"
+    manifests = attrs.get("Manifests") or []
+    platform = [m["ID"] for m in manifests if m.get("Kind") == "image"]
+    manifest = platform[0] if platform else (img.id if kind == "manifest" else None)
+    attestations = tuple(m["ID"] for m in manifests if m.get("Kind") == "attestation")
+    return ImageParts(img.id, kind, manifest, attestations, tuple(attrs.get("RootFS", {}).get("Layers") or ()))
+
+
 class SameImage:
     """The answer of :func:`same_image`: true or false like a bool, shown with both ids and the command.
 
+    True means one image ID.  Where the IDs differ but both indexes hold the same image
+    manifest (two all-cached builds on the containerd store, each index with its own
+    build's provenance attestation), :attr:`same_content` is True and the answer says so.
+
     Attributes:
         a, b: the names compared; a_id, b_id: the image ids they point at.
+        parts_a, parts_b: what each ID names and holds (:class:`ImageParts`).
     """
 
-    def __init__(self, a: str, b: str, a_id: str, b_id: str):
-        self.a, self.b, self.a_id, self.b_id = a, b, a_id, b_id
+    def __init__(self, a: str, b: str, parts_a: ImageParts, parts_b: ImageParts):
+        self.a, self.b, self.parts_a, self.parts_b = a, b, parts_a, parts_b
+        self.a_id, self.b_id = parts_a.id, parts_b.id
 
     def __bool__(self) -> bool:
         return self.a_id == self.b_id
@@ -111,13 +168,24 @@ class SameImage:
     __hash__ = None  # type: ignore[assignment]
 
     @property
+    def same_content(self) -> bool:
+        """The same config and the same layers, whatever the IDs say."""
+        return self.parts_a.content == self.parts_b.content
+
+    @property
     def command(self) -> str:
         return shell_line(["docker", "image", "inspect", "--format", "{{.Id}}", self.a, self.b])
 
     def _sentence(self) -> str:
         if self:
             return f"True: {self.a} and {self.b} are one image ({short_id(self.a_id)})"
-        return f"False: {self.a} is {short_id(self.a_id)}, {self.b} is {short_id(self.b_id)}"
+        text = f"False: {self.a} is {short_id(self.a_id)}, {self.b} is {short_id(self.b_id)}"
+        if self.same_content:
+            atts = "; each index also holds an attestation of its own build" if (
+                self.parts_a.attestations or self.parts_b.attestations) else ""
+            text += (f". Both IDs are indexes that name the same image manifest "
+                     f"({short_id(self.parts_a.content)}): the same config and layers{atts}")
+        return text
 
     def __repr__(self) -> str:
         return f"{self._sentence()}\n{command_text(self.command)}"
@@ -136,8 +204,8 @@ def same_image(a: Any, b: Any, *, client: docker.DockerClient | None = None) -> 
         A :class:`SameImage`: true when they do (``if same_image(a, b):`` works as with a bool),
         shown with both ids and the ``docker image inspect`` that prints them.
     """
-    a_id, b_id = get_image(a, client).id, get_image(b, client).id
-    return SameImage(shown_name(a, a_id), shown_name(b, b_id), a_id, b_id)
+    parts_a, parts_b = image_parts(a, client), image_parts(b, client)
+    return SameImage(shown_name(a, parts_a.id), shown_name(b, parts_b.id), parts_a, parts_b)
 
 
 def shown_name(image: Any, image_id: str) -> str:
