@@ -159,3 +159,14 @@ def inspect_with_manifests(cli: docker.DockerClient, ref: str) -> dict[str, Any]
     """
     api = cli.api
     return api._result(api._get(api._url("/images/{0}/json", ref), params={"manifests": "1"}), True)
+
+
+def image_store(cli: docker.DockerClient) -> str:
+    """Which image store the engine keeps images in: ``containerd`` or ``classic``.
+
+    The containerd store (Docker Desktop since 4.34, Docker Engine 29 on fresh installs,
+    the course's own Docker 28) reports its snapshotter as the storage driver's
+    ``driver-type``; the classic store is overlay2 (or another graph driver) alone.
+    """
+    status = dict((pair[0], pair[1]) for pair in cli.info().get("DriverStatus") or [] if len(pair) == 2)
+    return "containerd" if status.get("driver-type", "").startswith("io.containerd.snapshotter") else "classic"

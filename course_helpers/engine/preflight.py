@@ -44,6 +44,16 @@ def _pip_in_container(cli) -> Check:
         return Check(name, False, hint)
 
 
+def _store_line(cli) -> str:
+    from .client import image_store
+
+    driver = cli.info().get("Driver", "?")
+    if image_store(cli) == "containerd":
+        return (f"containerd ({driver} snapshotter): an image ID names an index, which holds the image "
+                "and, from buildx, an attestation of the build")
+    return f"classic ({driver}): an image ID is the digest of the image's config"
+
+
 def run_checks(port: int | None = 8888, pip_check: bool = True) -> list[Check]:
     """Collect the checks; each is independent, so one failure doesn't hide the rest."""
     from .base_image import describe_base
@@ -70,6 +80,7 @@ def run_checks(port: int | None = 8888, pip_check: bool = True) -> list[Check]:
         checks.append(Check("engine reachable", True, f"Docker {ver.get('Version')} (API {ver.get('ApiVersion')}) on {ver.get('Os')}/{ver.get('Arch')}"))
         checks.append(Check("engine found through", None, f"{endpoint.source}: {endpoint.host}"
                             + (" with TLS" if endpoint.tls else "")))
+        checks.append(Check("image store", None, _store_line(cli)))
     try:
         from .cli import buildkit_client
         bk = buildkit_client()
