@@ -131,13 +131,18 @@ def list_images(cli: docker.DockerClient, *, name: str | None = None, all: bool 
 
     docker-py lists, then inspects each image; another kernel's cleanup between the
     two made the whole call raise NotFound.  An image gone by then is simply not listed.
+    Each image keeps its row's size as ``listed_size``: what ``docker image ls`` shows,
+    which on the containerd store also counts the unpacked snapshot (the inspected
+    ``Size`` there is the compressed content only).
     """
     out = []
     for row in cli.api.images(name=name, all=all, filters=filters):
         try:
-            out.append(cli.images.get(row["Id"]))
+            image = cli.images.get(row["Id"])
         except NotFound:
             continue
+        image.listed_size = int(row.get("Size") or 0)
+        out.append(image)
     return out
 
 

@@ -103,44 +103,110 @@ class ImageParts:
     attestation manifest that records how this build ran.
 
     Attributes:
+        name: the name asked for.
         id: the image ID the engine reports.
         kind: what that ID is the digest of: ``index``, ``manifest`` or ``config``.
         manifest: the digest of the platform's image manifest (None on the classic store,
             which makes manifests only when it pushes).
         attestations: digests of the attestation manifests the index holds.
         diff_ids: the layers, bottom first, as digests of their uncompressed content.
+        listed_size: the SIZE ``docker image ls`` shows.
+        content_size: bytes of the blobs the containerd store keeps (layers compressed), or None.
+        unpacked_size: bytes of the unpacked layers (the snapshots containers start from), or None.
     """
 
+    name: str
     id: str
     kind: str
     manifest: str | None
     attestations: tuple[str, ...]
     diff_ids: tuple[str, ...]
+    listed_size: int = 0
+    content_size: int | None = None
+    unpacked_size: int | None = None
 
     @property
     def content(self) -> str:
         """The digest that names the image's config and layers and nothing else."""
         return self.manifest or self.id
 
+    def cells(self) -> list[str]:
+        names = {"index": "an index", "manifest": "an image manifest", "config": "the image config"}
+        split = (f" = {format_size(self.content_size)} blobs + {format_size(self.unpacked_size)} unpacked"
+                 if self.content_size is not None and self.unpacked_size is not None else "")
+        return [self.name, short_id(self.id), names.get(self.kind, self.kind),
+                short_id(self.manifest) if self.manifest else "-",
+                ", ".join(short_id(a) for a in self.attestations) or "none",
+                f"{len(self.diff_ids)}: " + " ".join(short_hex(d)[:8] for d in self.diff_ids),
+                format_size(self.listed_size) + split]
 
-def image_parts(image: Any, client: docker.DockerClient | None = None) -> ImageParts:
-    """The parts of one image: see :class:`ImageParts`.
 
-    Raises:
-        CourseError: the engine has no such image.
-    """
-    img = get_image(image, client)
+class PartsTable(list):
+    """:class:`ImageParts` of several images, shown as one table with the commands that show the same."""
+
+    headers = ["NAME", "IMAGE ID", "THE ID IS THE DIGEST OF", "IMAGE MANIFEST", "ATTESTATION", "LAYERS",
+               "SIZE (docker image ls)"]
+
+    @property
+    def commands(self) -> list[str]:
+        names = [p.name for p in self]
+        out = [shell_line(["docker", "image", "inspect", "--format", "{{.Id}} {{json .RootFS.Layers}}", *names])]
+        if any(p.kind == "index" for p in self):
+            out.append("docker image ls --tree")  # Docker 28: each index and the manifests it holds
+        return out
+
+    def __repr__(self) -> str:
+        return table_text(self.headers, [p.cells() for p in self]) + "\n" + command_text(self.commands)
+
+    __str__ = __repr__
+
+    def _repr_html_(self) -> str:
+        return table_html(self.headers, [p.cells() for p in self], code=True) + command_html(self.commands)
+
+
+def _parts(image: Any, client: docker.DockerClient | None) -> ImageParts:
+    cli = resolve(client)
+    img = get_image(image, cli)
     try:
-        attrs = inspect_with_manifests(resolve(client), img.id)
+        attrs = inspect_with_manifests(cli, img.id)
     except ImageNotFound:
         raise CourseError(f"The engine has no image {image_ref(image)!r} any more: build it again.") from None
     media = (attrs.get("Descriptor") or {}).get("mediaType", "")
     kind = "index" if "index" in media or "manifest.list" in media else "manifest" if media else "config"
     manifests = attrs.get("Manifests") or []
-    platform = [m["ID"] for m in manifests if m.get("Kind") == "image"]
-    manifest = platform[0] if platform else (img.id if kind == "manifest" else None)
+    platform = [m for m in manifests if m.get("Kind") == "image"]
+    manifest = platform[0]["ID"] if platform else (img.id if kind == "manifest" else None)
     attestations = tuple(m["ID"] for m in manifests if m.get("Kind") == "attestation")
-    return ImageParts(img.id, kind, manifest, attestations, tuple(attrs.get("RootFS", {}).get("Layers") or ()))
+    listed = _listed_size(cli, img)
+    content = sum(int((m.get("Size") or {}).get("Content") or 0) for m in manifests) if manifests else None
+    unpacked = sum(int(((m.get("ImageData") or {}).get("Size") or {}).get("Unpacked") or 0)
+                   for m in platform) if platform else None
+    return ImageParts(shown_name(image, img.id), img.id, kind, manifest, attestations,
+                      tuple(attrs.get("RootFS", {}).get("Layers") or ()), listed, content, unpacked)
+
+
+def _listed_size(cli: docker.DockerClient, img: Image) -> int:
+    """The size ``docker image ls`` shows for the image (the list's, not the inspected one)."""
+    for tag in img.tags[:1]:
+        for found in list_images(cli, name=tag):
+            if found.id == img.id:
+                return found.listed_size
+    return int(img.attrs.get("Size") or 0)
+
+
+def image_parts(*images: Any, client: docker.DockerClient | None = None) -> PartsTable:
+    """What each image's ID names and what it holds: see :class:`ImageParts`.
+
+    Returns:
+        A :class:`PartsTable` (one :class:`ImageParts` per image, in order).
+
+    Raises:
+        CourseError: the engine has no such image.
+
+    Example:
+        >>> image_parts("flask-demo:first", "flask-demo:second")   # doctest: +SKIP
+    """
+    return PartsTable(_parts(image, client) for image in images)
 
 
 class SameImage:
@@ -204,7 +270,7 @@ def same_image(a: Any, b: Any, *, client: docker.DockerClient | None = None) -> 
         A :class:`SameImage`: true when they do (``if same_image(a, b):`` works as with a bool),
         shown with both ids and the ``docker image inspect`` that prints them.
     """
-    parts_a, parts_b = image_parts(a, client), image_parts(b, client)
+    parts_a, parts_b = image_parts(a, b, client=client)
     return SameImage(shown_name(a, parts_a.id), shown_name(b, parts_b.id), parts_a, parts_b)
 
 
@@ -295,7 +361,7 @@ def images(repository: str | None = None, *, client: docker.DockerClient | None 
     rows: list[ImageRow] = []
     for img in found:
         created = iso_time(img.attrs.get("Created"))
-        size = int(img.attrs.get("Size") or 0)
+        size = img.listed_size
         tags = img.tags or ["<none>:<none>"]
         for name in tags:
             repo, _, tg = name.rpartition(":")
