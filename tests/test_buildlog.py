@@ -223,6 +223,38 @@ def test_rawjson_live_build(tmp_path):
     assert steps[2].cached is False
 
 
+def test_rawjson_copy_link_is_one_step(tmp_path):
+    """BuildKit makes ``COPY --link`` of two vertices in one progress group: the copy, and its LINK onto
+    the parent.  When a step before it re-runs, the copy is CACHED and the link runs; the parser shows
+    one step, not cached, as BuildKit's own printers do (docs/cache-rules.md, 24)."""
+    cli = _rawjson_client()
+    if cli is None:
+        pytest.skip("no docker client with --progress=rawjson on this machine")
+    ctx = tmp_path / "app"
+    ctx.mkdir()
+    marker = uuid.uuid4().hex
+    (ctx / "a.txt").write_text(marker)
+    outputs = []
+    for mode in ("a", "b"):
+        text = f"FROM python:3.11-slim-bookworm\nRUN echo {marker} {mode}\nCOPY --link a.txt /a.txt\nRUN cat /a.txt\n"
+        (ctx / "Dockerfile").write_text(text)
+        cmd = cli.build_command() + ["--progress=rawjson", str(ctx)]
+        out = subprocess.run(cmd, capture_output=True, text=True, env=cli.environment())
+        assert out.returncode == 0, out.stderr[-2000:]
+        outputs.append(((out.stderr + out.stdout).splitlines(), read_instructions(text)))
+    lines, instructions = outputs[1]
+    vertices = {}
+    for line in lines:
+        for v in json.loads(line).get("vertexes") or [] if line.startswith("{") else []:
+            vertices.setdefault(v["digest"], {}).update(v)
+    link = [v for v in vertices.values() if "COPY --link" in v.get("name", "")]
+    assert sorted((v["name"], bool(v.get("cached"))) for v in link) == [
+        ("[3/4] COPY --link a.txt /a.txt", True), ("[3/4] LINK COPY --link a.txt /a.txt", False)]
+    steps = parse_buildkit_rawjson(lines, instructions)
+    assert [(s.index, s.instruction, s.cached) for s in steps[1:]] == [
+        (2, f"RUN echo {marker} b", False), (3, "COPY --link a.txt /a.txt", False), (4, "RUN cat /a.txt", False)]
+
+
 def test_rawjson_parser_on_constructed_status():
     """Constructed by hand from BuildKit's SolveStatus schema (not recorded: no rawjson client here)."""
     def vx(digest, name, **kw):

@@ -359,6 +359,11 @@ class RawjsonParser:
     def __init__(self, instructions: list[Instruction] | None = None):
         self._v = _VertexSteps(instructions)
         self._times: dict[str, tuple[float | None, float | None]] = {}
+        # A step BuildKit makes of several vertices (COPY --link: the copy, then "LINK" onto the
+        # parent) comes in one progress group, and its own printers show the group as one step,
+        # CACHED only when every vertex in it is: key such vertices by their group.
+        self._group_of: dict[str, str] = {}
+        self._parts: dict[str, dict[str, bool]] = {}
 
     def feed(self, line: str | dict[str, Any]) -> None:
         """Take one status object (a JSON line or an already decoded dict)."""
@@ -375,25 +380,36 @@ class RawjsonParser:
         else:
             status = line
         for vx in status.get("vertexes") or []:
-            key = vx.get("digest", "")
-            vertex = self._v.header(key, vx.get("name", "")) if key not in self._v.skipped else None
+            digest = vx.get("digest", "")
+            group = vx.get("progressGroup") or {}
+            name = vx.get("name", "")
+            if group.get("id") and _HEADER.match(str(group.get("name", "")).strip()):
+                self._group_of[digest] = "group:" + group["id"]
+                name = group["name"]
+            key = self._group_of.get(digest, digest)
+            vertex = self._v.header(key, name) if key not in self._v.skipped else None
             if vertex is None:
                 continue
-            vertex.cached = vertex.cached or bool(vx.get("cached"))
-            started, completed = self._times.get(key, (None, None))
+            parts = self._parts.setdefault(key, {})
+            parts[digest] = parts.get(digest, False) or bool(vx.get("cached"))
+            vertex.cached = all(parts.values())
+            started, completed = self._times.get(digest, (None, None))
             started = parse_time(vx.get("started")) or started
             completed = parse_time(vx.get("completed")) or completed
-            self._times[key] = (started, completed)
+            self._times[digest] = (started, completed)
             if started is not None and completed is not None:
-                vertex.seconds = round(completed - started, 1)
+                vertex.seconds = round(sum((c or 0) - (b or 0) for d, (b, c) in self._times.items()
+                                           if self._group_of.get(d, d) == key and b and c), 1)
             if vx.get("error"):
                 vertex.error = vx["error"]
         for st in status.get("statuses") or []:
-            vertex = self._v.by_key.get(st.get("vertex", ""))
+            digest = st.get("vertex", "")
+            vertex = self._v.by_key.get(self._group_of.get(digest, digest))
             if vertex is not None and _PULL.match(st.get("id", "") + (" 1 / 1" if st.get("total") else "")):
                 vertex.pulled = True
         for log in status.get("logs") or []:
-            vertex = self._v.by_key.get(log.get("vertex", ""))
+            digest = log.get("vertex", "")
+            vertex = self._v.by_key.get(self._group_of.get(digest, digest))
             if vertex is not None:
                 try:
                     data = base64.b64decode(log.get("data") or "").decode("utf-8", "replace")
