@@ -13,7 +13,11 @@ cache key made of what that builder really compares:
   ENV, ARG, LABEL, CMD ... change no filesystem, so a COPY after a changed ENV
   or LABEL is still cached; a RUN's key holds its environment (ENV and the
   build arguments in scope); identical steps on an identical parent are one
-  step, run once for every stage that has them.
+  step, run once for every stage that has them.  A ``COPY --link`` (Docker 23+;
+  20.10 rejects it) makes its layer without its parent: when only the parent
+  changed, the copy comes from the cache and only its linking onto the new
+  parent runs, which BuildKit prints as the step running.  The classic builder
+  of Docker 28 accepts ``--link`` and ignores it: no change of key.
 - Buildah (Podman's builder): keys as classic's (every instruction a step
   chained to the one before, build arguments in a RUN's key, COPY/ADD by
   content and mode), except that every instruction but COPY/ADD is compared
@@ -85,6 +89,7 @@ class SimStep:
     source_step: int | None = None
     shared_with: int | None = None  # BuildKit: position of an earlier stage's identical step (one vertex)
     reuses: int | None = None  # Buildah: position of an identical step earlier in the same build
+    layer_key: str | None = None  # BuildKit, COPY --link: the copied layer's key, which no parent enters
 
 
 def _glob_to_re(pattern: str) -> re.Pattern:
@@ -175,6 +180,7 @@ def simulate(df: Dockerfile, snapshot: ContextSnapshot | None, builder: str,
             key, pos = _h("from", stage.base), None
         for position, inst in enumerate(stage.instructions, 1):
             kw, st = inst.keyword, inst.state
+            layer_key = None
             if builder == "buildkit" and inst.step is None:
                 continue  # metadata: in BuildKit's LLB it changes the config only, not a key
             # classic counts all instructions of the file; Buildah those of the stage; BuildKit its steps.
@@ -196,6 +202,8 @@ def simulate(df: Dockerfile, snapshot: ContextSnapshot | None, builder: str,
             elif kw in ("COPY", "ADD"):
                 inputs.update(sources=list(inst.sources), dest=inst.dest, chown=inst.flags.get("chown"),
                               chmod=inst.flags.get("chmod"))
+                if builder == "buildkit" and "link" in inst.flags:
+                    inputs["link"] = inst.flags["link"]  # another LLB op; the classic builder ignores the flag
                 src = copy_source_stage(df, inst)
                 if src is not None:
                     source_stage, source_step = df.stages[src].label, stage_end[src][1]
@@ -211,6 +219,8 @@ def simulate(df: Dockerfile, snapshot: ContextSnapshot | None, builder: str,
                             files.update(select_files(snapshot, source, inst, df.path))
                     inputs["files"] = files
                 key = _h(parent_key, kw, _input_keys(inputs))
+                if "link" in inputs:
+                    layer_key = _h(kw, _input_keys(inputs))
             elif kw == "WORKDIR":
                 workdir = posixpath.normpath(posixpath.join(st.workdir, " ".join(inst.words)))
                 inputs["workdir"] = workdir
@@ -220,7 +230,7 @@ def simulate(df: Dockerfile, snapshot: ContextSnapshot | None, builder: str,
                 # Buildah too, but it compares the line as written.
                 key = _h(parent_key, kw, inst.words, inputs.get("text"))
             steps.append(SimStep(index, stage.label, inst.original, kw, inst.line, key, parent_pos, inputs,
-                                 source_stage, source_step))
+                                 source_stage, source_step, layer_key=layer_key))
             pos = len(steps) - 1
         stage_end[stage.index] = (key, pos)
     if builder != "classic":
@@ -329,6 +339,15 @@ def _own_reason(new: list[SimStep], k: int, old: list[SimStep], multi: bool) -> 
 
 def reason_for(new: list[SimStep], i: int, old: list[SimStep], multi: bool) -> str:
     """Why step ``i`` of ``new`` has no match among ``old``'s keys, in plain words."""
+    words = _chain_reason(new, i, old, multi)
+    if new[i].layer_key is not None and new[i].layer_key in {s.layer_key for s in old}:
+        # Seen on Docker 28: the copy vertex is CACHED, only its LINK onto the new parent runs.
+        words += ("; with --link the copied layer itself comes from the cache (the same layer), "
+                  "and only its linking onto the new parent runs")
+    return words
+
+
+def _chain_reason(new: list[SimStep], i: int, old: list[SimStep], multi: bool) -> str:
     old_keys = {s.key for s in old}
     first = _first_change(new, i, old_keys)
     kind, words = _own_reason(new, first, old, multi)
