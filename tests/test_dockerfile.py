@@ -30,6 +30,27 @@ def test_lines_continuations_comments_and_stages():
     assert df.stage("BUILD") is df.stages[0]
 
 
+def test_here_documents():
+    """Docker 23+'s reader: the lines up to the delimiter are the document, not instructions.  The
+    BuildKit names are those Docker 28 printed (tests/fixtures/dockerfiles/heredocs checks them live)."""
+    df = parse_dockerfile_text(
+        "FROM x\n"
+        "RUN <<EOF\necho one\necho two\nEOF\n"
+        "RUN <<-'EOT' cat > /x\n\tkeep $HOME\n\tEOT\n"
+        "COPY <<EOF /greeting.txt\nhello\nEOF\n"
+        "RUN cat <<A <<B\na\nA\nb\nB\n"
+        "RUN echo 'a <<< b'\n")
+    assert [(i.line, i.end_line, i.text, i.heredocs) for i in df.instructions[1:]] == [
+        (2, 5, "RUN <<EOF", (("EOF", "echo one\necho two\n"),)),
+        (6, 8, "RUN <<-'EOT' cat > /x", (("EOT", "keep $HOME\n"),)),
+        (9, 11, "COPY <<EOF /greeting.txt", (("EOF", "hello\n"),)),
+        (12, 16, "RUN cat <<A <<B", (("A", "a\n"), ("B", "b\n"))),
+        (17, 17, "RUN echo 'a <<< b'", ())]
+    assert df.instructions[1].buildkit_text == "RUN <<EOF (echo one...)"
+    assert df.instructions[2].buildkit_text == "RUN <<-'EOT' cat > /x"
+    assert [i.step for i in df.instructions] == [1, 2, 3, 4, 5, 6]
+
+
 def test_escape_directive_and_json_form():
     df = parse_dockerfile_text("# escape=`\nFROM x\nRUN echo a `\n b\nCMD [\"python3\", \"app.py\"]\n")
     assert df.instructions[1].args == "echo a  b"

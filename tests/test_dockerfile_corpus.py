@@ -5,7 +5,7 @@ reader must give the same label and text; the classic builder's ``Step N/M : <te
 lines must equal the reader's ``original`` and numbering.  The corpus covers
 continuations across blank and comment lines, the escape directive, ARG before
 FROM, substitution in FROM, lowercased stage names, JSON forms, ``--flags``,
-unneeded and shared stages, and a file that is not UTF-8.
+unneeded and shared stages, a file that is not UTF-8, and here-documents (Docker 23+).
 """
 from __future__ import annotations
 
@@ -37,6 +37,8 @@ def test_buildkit_prints_each_step_as_the_reader_reads_it(engine, base, ctx):
     cli = buildkit_client()
     if cli is None:
         pytest.skip("no docker client here can run BuildKit builds (needs buildx or a client with DOCKER_BUILDKIT)")
+    if ctx.name == "heredocs" and int(engine.version()["Version"].split(".")[0]) < 23:
+        pytest.skip(f"Docker {engine.version()['Version']} reads no here-documents (Docker 23 and later do)")
     df = parse_dockerfile(ctx / "Dockerfile")
     tag = f"ct-corpus-{uuid.uuid4().hex[:8]}"
     try:
@@ -53,7 +55,9 @@ def test_buildkit_prints_each_step_as_the_reader_reads_it(engine, base, ctx):
     def text_of(header: str) -> str:
         return header.split("] ", 1)[1]
 
-    printed_from = {text_of(h) for h in printed if text_of(h).startswith("FROM ")}
+    # Docker 28's BuildKit adds the base's digest (FROM docker.io/library/python:3.11@sha256:...).
+    printed_from = {re.sub(r"@sha256:[0-9a-f]{64}$", "", text_of(h)) for h in printed
+                    if text_of(h).startswith("FROM ")}
     expected_from = {text_of(h) for h in expected if text_of(h).startswith("FROM ")}
     assert printed_from <= expected_from, f"FROM printed but not read so: {sorted(printed_from - expected_from)}"
     printed = {h for h in printed if not text_of(h).startswith("FROM ")}
@@ -67,6 +71,9 @@ def test_buildkit_prints_each_step_as_the_reader_reads_it(engine, base, ctx):
 
 @pytest.mark.parametrize("ctx", CORPUS, ids=lambda p: p.name)
 def test_classic_prints_each_instruction_as_written(engine, base, ctx):
+    if ctx.name == "heredocs":
+        pytest.skip("the classic builder reads no here-documents: Docker 28's fails COPY <<EOF, "
+                    "20.10's every body line (docs/cache-rules.md, 27)")
     df = parse_dockerfile(ctx / "Dockerfile")
     tag = f"ct-corpus-{uuid.uuid4().hex[:8]}"
     try:

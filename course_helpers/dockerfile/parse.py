@@ -8,6 +8,9 @@ What it follows (each checked against the engine by tests/test_dockerfile_corpus
   skipped, and the next line is joined *with its leading spaces*, so
   ``RUN echo one \\`` + ``    two`` is ``RUN echo one     two``;
 * keywords in any case, ``--flags`` before the arguments, JSON (exec) and shell forms;
+* here-documents (``RUN <<EOF`` ... ``EOF``, ``COPY <<EOF /file``): Docker 23+'s frontend reads
+  the lines up to the delimiter as the document, not as instructions (Docker 20.10's stops
+  at the first of them: "unknown instruction");
 * stages: ``FROM image AS Name`` names the stage ``name`` (lowercased), ``FROM name``
   or ``COPY --from=name`` refers to it, ``ARG`` before the first ``FROM`` feeds ``FROM``;
 * ``$VAR`` substitution where Docker does it (ENV, ARG, LABEL, COPY, ADD, WORKDIR,
@@ -52,6 +55,8 @@ FLAGS = {"FROM": {"platform"}, "RUN": {"mount", "network", "security"},
 _JSON_FORMS = frozenset({"RUN", "CMD", "ENTRYPOINT", "COPY", "ADD", "SHELL", "VOLUME"})
 _DIRECTIVE = re.compile(r"^#[ \t]*([a-zA-Z][a-zA-Z0-9]*)[ \t]*=[ \t]*(.+?)[ \t]*$")
 _FLAG = re.compile(r"^--([a-zA-Z][a-zA-Z0-9-]*)(?:=(\S*))?$")
+_HEREDOC = re.compile(r"(?<![<\w])<<(-?)([\"']?)([A-Za-z0-9_]+)\2(?!<)")
+_HEREDOC_KEYWORDS = frozenset({"RUN", "COPY", "ADD"})
 DEFAULT_SHELL = ("/bin/sh", "-c")
 
 
@@ -98,6 +103,7 @@ class Instruction:
         values: ``ENV``/``ARG``/``LABEL`` pairs, substituted (an ``ARG`` without a value is absent).
         step: BuildKit's ``[i/n]`` number in the stage, None when BuildKit shows no step for it.
         buildkit_text: what BuildKit prints for the step (None when it shows none).
+        heredocs: ``(name, text)`` of each here-document the instruction opens (``<<EOF``), in order.
     """
 
     keyword: str
@@ -114,6 +120,7 @@ class Instruction:
     values: Mapping[str, str] = field(default_factory=dict)
     step: int | None = None
     buildkit_text: str | None = None
+    heredocs: tuple[tuple[str, str], ...] = ()
 
     @property
     def text(self) -> str:
@@ -278,11 +285,30 @@ def _is_comment(raw: str) -> bool:
     return raw.lstrip().startswith("#")
 
 
-def logical_lines(text: str, path: str = "<text>") -> tuple[list[tuple[int, int, str]], dict[str, str]]:
-    """Join continuation lines as Docker's parser does.
+def _heredocs(joined: str, lines: list[str], i: int) -> tuple[tuple[tuple[str, str], ...], int]:
+    """The here-documents a RUN, COPY or ADD opens, read from line ``i`` on; and the line after them."""
+    if joined.split(None, 1)[0].upper() not in _HEREDOC_KEYWORDS:
+        return (), i
+    docs = []
+    for match in _HEREDOC.finditer(joined):
+        dash, name = match.group(1), match.group(3)
+        body = []
+        while i < len(lines):
+            line = lines[i]
+            i += 1
+            if (line.lstrip("\t") if dash else line) == name:
+                break
+            body.append(line.lstrip("\t") if dash else line)
+        docs.append((name, "".join(b + "\n" for b in body)))
+    return tuple(docs), i
+
+
+def logical_lines(text: str, path: str = "<text>") -> tuple[list[tuple[int, int, str, tuple]], dict[str, str]]:
+    """Join continuation lines as Docker's parser does, and read the here-documents an instruction opens.
 
     Returns:
-        ``(first line, last line, joined text)`` per instruction, and the parser directives.
+        ``(first line, last line, joined text, here-documents)`` per instruction, and the parser
+        directives; here-documents are ``(name, text)`` pairs.
 
     Raises:
         DockerfileError: a bad escape directive.
@@ -313,7 +339,8 @@ def logical_lines(text: str, path: str = "<text>") -> tuple[list[tuple[int, int,
             ended = continuation.search(raw) is None
             joined += continuation.sub("", raw)
         if joined.strip():
-            out.append((first, i, joined))
+            docs, i = _heredocs(joined, lines, i)
+            out.append((first, i, joined, docs))
     return out, directives
 
 
@@ -415,7 +442,7 @@ def parse_dockerfile_text(text: str, path: str = "<text>", build_args: Mapping[s
     state = BuildState(env={}, args={})
     step = 0
 
-    for number, (first, last, original) in enumerate(logical, 1):
+    for number, (first, last, original, heredocs) in enumerate(logical, 1):
         where = f"{path}, line {first}"
         word, _, rest = original.partition(" ")
         keyword = word.upper()
@@ -497,6 +524,11 @@ def parse_dockerfile_text(text: str, path: str = "<text>", build_args: Mapping[s
             except SubstitutionError as exc:
                 raise DockerfileError(f"{where}: {keyword} does not parse ({exc})") from None
             bk_text = _uppercase_keyword(bk_text)
+            if keyword == "RUN" and len(heredocs) == 1 and _HEREDOC.fullmatch(rest.strip(" \t")):
+                # A RUN whose whole command is one here-document: BuildKit names it by the script's
+                # first line, "..." when more follow (seen on Docker 28).
+                body = heredocs[0][1].splitlines() or [""]
+                bk_text += f" ({body[0]}{'...' if len(body) > 1 else ''})"
         if keyword in ("COPY", "ADD") and len(words) < 2:
             raise DockerfileError(f"{where}: {keyword} needs at least one source and a destination")
         if keyword == "ENV":
@@ -522,7 +554,7 @@ def parse_dockerfile_text(text: str, path: str = "<text>", build_args: Mapping[s
             state = BuildState(before.env, before.args, before.workdir, before.user, tuple(json_args))
         inst = Instruction(keyword, original, rest, flags, json_args, first, last, number, stage.index, before,
                            words, {k: v for k, v in values.items() if v is not None},
-                           step if bk_text else None, bk_text)
+                           step if bk_text else None, bk_text, heredocs)
         stage.instructions.append(inst)
         instructions.append(inst)
         ends[stage.index] = state
