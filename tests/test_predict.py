@@ -65,7 +65,7 @@ class Scenario:
     expect_after: str | None = None  # what explain() must say of every missed step after the first
     quick: tuple[str, ...] = ()  # the builders it also runs with in the quick tier (main engine)
     builders: tuple[str, ...] = ("buildkit", "classic", "buildah")  # the builders it was tried with
-    rejected_by: dict | None = None  # engine -> what its builders say of the Dockerfile (they refuse it)
+    rejected_by: dict | None = None  # engine, or engine/builder -> what it says of the Dockerfile (it refuses it)
     expect_step: dict | None = None  # builder -> (instruction, what explain() must say of that step)
 
 
@@ -144,6 +144,26 @@ RUN cat /app.py
 """
 # What Docker 20.10 says of --link, with either builder: its Dockerfile reader is older than the flag.
 NO_LINK = {"docker20": "Unknown flag: link"}
+# A here-document (Docker 23+): BuildKit runs it as the RUN's script; Docker 28's classic builder
+# runs, and keys, only the line `RUN <<EOF` (docs/cache-rules.md, 27).
+HEREDOC = f"""{BASE}
+LABEL marker=@M@
+RUN echo @M@ > /marker
+RUN <<EOF
+echo one > /one
+EOF
+COPY app.py /app.py
+"""
+# A file written by a here-document; Docker 28's classic builder refuses it in its own words.
+HEREDOC_COPY = f"""{BASE}
+LABEL marker=@M@
+RUN echo @M@ > /marker
+COPY <<EOF /greeting.txt
+hello
+EOF
+COPY app.py /app.py
+"""
+NO_HEREDOC = "does not know here-documents"
 
 SCENARIOS = [
     Scenario("content edit", lambda c, m: _write(c, "app.py", "print('hello universe')\n"), "app.py", quick=("buildkit",)),
@@ -192,6 +212,12 @@ SCENARIOS = [
              {"buildkit": "environment value MODE changed", "classic": "`ENV MODE=a` -> `ENV MODE=b`"},
              dockerfile=LINK, quick=("buildkit",), builders=("buildkit", "classic"), rejected_by=NO_LINK,
              expect_step={"buildkit": ("COPY --link app.py /app.py", "the copied layer itself comes from the cache")}),
+    Scenario("a here-document's text edited", _edit_dockerfile("echo one > /one", "echo two > /one"),
+             {"buildkit": "the text of its here-document changed (<<EOF)", "classic": None}, dockerfile=HEREDOC,
+             quick=("buildkit",), builders=("buildkit", "classic"), rejected_by={"docker20": NO_HEREDOC}),
+    Scenario("a COPY here-document's text edited", _edit_dockerfile("hello\n", "hello universe\n"),
+             {"buildkit": "<<EOF content changed"}, dockerfile=HEREDOC_COPY, builders=("buildkit", "classic"),
+             rejected_by={"docker20": NO_HEREDOC, "main/classic": "no source files were specified"}),
     Scenario("COPY gains --link", _edit_dockerfile("COPY requirements.txt .", "COPY --link requirements.txt ."),
              {"buildkit": "the instruction changed", "classic": None},
              builders=("buildkit", "classic"), rejected_by=NO_LINK),
@@ -323,7 +349,8 @@ def check_scenario(make_context, built_tags: list[str], builder: str, scenario: 
     ctx, marker = make_context(scenario.dockerfile)
     tag = f"course-test-predict:{marker}"
     built_tags.append(tag)
-    refusal = (scenario.rejected_by or {}).get(engine)
+    refusals = scenario.rejected_by or {}
+    refusal = refusals.get(f"{engine}/{builder}", refusals.get(engine))
     if refusal is not None:
         # This engine's builders refuse the Dockerfile (before or after the edit): the course says so in one line.
         with pytest.raises((BuildError, DockerfileError)) as refused:

@@ -456,6 +456,15 @@ _INDEX_UNREACHABLE = ("Could not find a version", "Max retries exceeded", "No ma
                       "Failed to establish a new connection", "Temporary failure in name resolution")
 
 
+def _inside_heredoc(path: Path, line: int) -> int | None:
+    """The line of the instruction whose here-document holds ``line``, as Docker 23+ reads the file."""
+    try:
+        parsed = parse_dockerfile(path)
+    except DockerfileError:
+        return None
+    return next((i.line for i in parsed.instructions if i.heredocs and i.line < line <= i.end_line), None)
+
+
 def _reason(failure: buildlog.Failure | None, lines: list[str], ctx: Path, dockerfile: str) -> tuple[str, bool]:
     """The learner-facing reason, and whether the Dockerfile itself is at fault (no step ran)."""
     text = "\n".join((failure.logs if failure else []) + [failure.message if failure else ""] + lines[-_TAIL:])
@@ -463,9 +472,13 @@ def _reason(failure: buildlog.Failure | None, lines: list[str], ctx: Path, docke
     if parse:
         what = parse.group(2).strip().rstrip('")')
         flag = re.match(r"Unknown flag: (\S+)", what)
+        heredoc = _inside_heredoc(ctx / dockerfile, int(parse.group(1))) if "unknown instruction" in what else None
         hint = (f"this engine's Dockerfile reader does not know --{flag.group(1)} (a flag of a newer Dockerfile "
                 "syntax than this engine has, or a typo): remove it or update Docker, then build again."
-                if flag else "fix that line and build again.")
+                if flag else
+                f"that line belongs to the here-document opened on line {heredoc}, and this engine's Dockerfile "
+                "reader does not know here-documents (Docker 23 and later do): write the script or file "
+                "another way, or update Docker, then build again." if heredoc else "fix that line and build again.")
         return f"The Dockerfile {ctx / dockerfile} has an error on line {parse.group(1)} ({what}): {hint}", True
     needs = re.search(r"the (--\S+) option requires BuildKit[^\n]*", text)
     if needs:

@@ -17,7 +17,9 @@ cache key made of what that builder really compares:
   20.10 rejects it) makes its layer without its parent: when only the parent
   changed, the copy comes from the cache and only its linking onto the new
   parent runs, which BuildKit prints as the step running.  The classic builder
-  of Docker 28 accepts ``--link`` and ignores it: no change of key.
+  of Docker 28 accepts ``--link`` and ignores it: no change of key.  A RUN's
+  here-document (``RUN <<EOF``, Docker 23+) is part of its BuildKit key; the
+  classic builder of Docker 28 keys and runs only the line ``RUN <<EOF``.
 - Buildah (Podman's builder): keys as classic's (every instruction a step
   chained to the one before, build arguments in a RUN's key, COPY/ADD by
   content and mode), except that every instruction but COPY/ADD is compared
@@ -198,6 +200,9 @@ def simulate(df: Dockerfile, snapshot: ContextSnapshot | None, builder: str,
                 inputs.update(command=inst.command, args=args, workdir=st.workdir, user=st.user)
                 if builder == "buildkit":
                     inputs.update(env=dict(st.env), shell=st.shell, flags=dict(inst.flags))
+                    if inst.heredocs:
+                        # The classic builder of Docker 28 keys (and runs) only the line `RUN <<EOF`.
+                        inputs["heredocs"] = dict(inst.heredocs)
                 key = _h(parent_key, "RUN", _input_keys(inputs))
             elif kw in ("COPY", "ADD"):
                 inputs.update(sources=list(inst.sources), dest=inst.dest, chown=inst.flags.get("chown"),
@@ -212,8 +217,12 @@ def simulate(df: Dockerfile, snapshot: ContextSnapshot | None, builder: str,
                     inputs["from"] = _h("image", inst.flags["from"])
                 elif snapshot is not None:
                     files: dict[str, tuple] = {}
+                    docs = {f"<<{name}": text for name, text in inst.heredocs}
                     for source in inst.sources:
-                        if kw == "ADD" and re.match(r"^[a-z]+://", source):
+                        here = docs.get(source.replace('"', "").replace("'", "").replace("<<-", "<<"))
+                        if here is not None:
+                            files[source] = (hashlib.sha256(here.encode()).hexdigest(), 0o644)  # the document
+                        elif kw == "ADD" and re.match(r"^[a-z]+://", source):
                             files[source] = ("url", 0)  # a URL is fetched and checked at build time
                         else:
                             files.update(select_files(snapshot, source, inst, df.path))
@@ -328,6 +337,9 @@ def _own_reason(new: list[SimStep], k: int, old: list[SimStep], multi: bool) -> 
         notes += _diff_values("environment value", same.inputs["env"], step.inputs["env"])
     if "args" in step.inputs and "args" in same.inputs:
         notes += _diff_values("build argument", same.inputs["args"], step.inputs["args"])
+    if "heredocs" in step.inputs and same.inputs.get("heredocs") != step.inputs["heredocs"]:
+        names = [k for k, v in step.inputs["heredocs"].items() if (same.inputs.get("heredocs") or {}).get(k) != v]
+        notes.append(f"the text of its here-document changed (<<{', <<'.join(names)})")
     for key in ("workdir", "user", "dest", "chown", "chmod", "command", "shell"):
         if key in step.inputs and same.inputs.get(key) != step.inputs.get(key) and not notes:
             notes.append(f"{key} changed ({same.inputs.get(key)!r} -> {step.inputs.get(key)!r})")
