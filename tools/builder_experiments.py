@@ -47,6 +47,7 @@ TARGET = (f"{B} AS one\nLABEL marker=@M@\nCOPY a.txt /a\n{B} AS unrelated\nLABEL
 WORKDIR = f"{B}\nLABEL marker=@M@\nWORKDIR /w\nLABEL x=y\nCOPY a.txt /a.txt\n"
 # Rows that only BuildKit (Docker 23+) can build; they answer the questions of docs/cache-rules.md, 24-30.
 LINK = f"{B}\nLABEL marker=@M@\nENV A=1\nRUN echo @M@ > /m\nCOPY --link a.txt /a.txt\nRUN cat /a.txt\n"
+LINK_BASE = f"{B} AS base\nLABEL marker=@M@\nRUN echo one > /base\nFROM base\nCOPY --link a.txt /a.txt\nRUN cat /a.txt\n"
 META = f"{B}\nLABEL marker=@M@\nWORKDIR /w\nWORKDIR /\nENV A=1\nLABEL x=y\nCOPY a.txt /a.txt\n"
 ADD = f"{B}\nLABEL marker=@M@\nADD a.txt /a.txt\nRUN cat /a.txt\n"
 HEREDOC = f"{B}\nLABEL marker=@M@\nRUN <<EOF\necho @M@ > /m\necho one\nEOF\nCOPY a.txt /a.txt\n"
@@ -178,8 +179,9 @@ SCENARIOS: dict[str, tuple[str, Callable[[Path], None], dict]] = {
     "23": ("trailing spaces after a RUN, after a COPY",
            edit_text(DF, "RUN echo done\n", "RUN echo done   \n"),
            {"more": [edit_text(DF, "COPY a.txt /a.txt\n", "COPY a.txt /a.txt   \n")]}),
-    "24": ("COPY --link after a RUN that re-runs (ENV A=1 -> A=2)", edit_text(DF, "ENV A=1", "ENV A=2"),
-           {"df": LINK, "more": [write("a.txt", "a2\n")]}),
+    "24": ("COPY --link after a RUN that re-runs (ENV A=1 -> A=2); then a.txt edited; then a new base stage",
+           edit_text(DF, "ENV A=1", "ENV A=2"),
+           {"df": LINK, "more": [write("a.txt", "a2\n"), (LINK_BASE, edit_text(DF, "echo one", "echo two"))]}),
     "25": ("WORKDIR (new folder, then /), ENV, LABEL: steps and layers (nothing edited)", lambda c: None,
            {"df": META, "show_first": True}),
     "26": ("ADD of a local file: touch, then chmod 755", lambda c: os.utime(c / "a.txt", (1e9, 1e9)),
@@ -213,8 +215,8 @@ def run(cli, name: str, edit: Callable[[Path], None], df: str = STD, files: dict
         print("   first build: " + "; ".join(f"{state} {inst}" for inst, state in first.steps))
     for inst, state in second.steps:
         print(f"   {state:4} {inst}")
-    kept = sum(1 for a, b in zip(first.layers, second.layers) if a == b)
-    print(f"   layers: {len(first.layers)} then {len(second.layers)}, the first {kept} the same")
+    same = " ".join("=" if a == b else "new" for a, b in zip(first.layers, second.layers))
+    print(f"   layers: {len(first.layers)} then {len(second.layers)}, by position against the first build: {same}")
     words = Counter(w for line in second.output for w in PIP_WORDS if w in line)
     if words:
         print("   pip said: " + ", ".join(f"{w} x{n}" for w, n in words.items()))
