@@ -10,7 +10,7 @@ Every scenario runs on the engine in use (the main one: Docker 28, containerd
 store, buildx) and on a private Docker 20.10 engine (overlay2, BuildKit built
 into its client): the rules differ between the two (docs/cache-rules.md).  The
 quick tier runs a few scenarios on the main engine; the rest, and Docker 20.10,
-are in the full tier (``-m full``).
+are in the full tier (``./course test --full``).
 """
 from __future__ import annotations
 
@@ -166,7 +166,8 @@ COPY app.py /app.py
 NO_HEREDOC = "does not know here-documents"
 
 SCENARIOS = [
-    Scenario("content edit", lambda c, m: _write(c, "app.py", "print('hello universe')\n"), "app.py", quick=("buildkit",)),
+    Scenario("content edit", lambda c, m: _write(c, "app.py", "print('hello universe')\n"), "app.py",
+             quick=("buildkit",)),
     Scenario("touch only", lambda c, m: os.utime(c / "app.py", (1e9, 1e9))),
     Scenario("chmod", lambda c, m: os.chmod(c / "app.py", 0o755), "app.py"),
     Scenario("edit an ignored file", lambda c, m: _write(c, "debug.log", "more noise\n")),
@@ -211,7 +212,8 @@ SCENARIOS = [
     Scenario("COPY --link after a step that re-runs", _edit_dockerfile("MODE=a", "MODE=b"),
              {"buildkit": "environment value MODE changed", "classic": "`ENV MODE=a` -> `ENV MODE=b`"},
              dockerfile=LINK, quick=("buildkit",), builders=("buildkit", "classic"), rejected_by=NO_LINK,
-             expect_step={"buildkit": ("COPY --link app.py /app.py", "the copied layer itself comes from the cache")}),
+             expect_step={"buildkit": ("COPY --link app.py /app.py",
+                                       "the copied layer itself comes from the cache")}),
     Scenario("a here-document's text edited", _edit_dockerfile("echo one > /one", "echo two > /one"),
              {"buildkit": "the text of its here-document changed (<<EOF)", "classic": None}, dockerfile=HEREDOC,
              quick=("buildkit",), builders=("buildkit", "classic"), rejected_by={"20": NO_HEREDOC}),

@@ -47,7 +47,8 @@ TARGET = (f"{B} AS one\nLABEL marker=@M@\nCOPY a.txt /a\n{B} AS unrelated\nLABEL
 WORKDIR = f"{B}\nLABEL marker=@M@\nWORKDIR /w\nLABEL x=y\nCOPY a.txt /a.txt\n"
 # Rows that only BuildKit (Docker 23+) can build; they answer the questions of docs/cache-rules.md, 24-30.
 LINK = f"{B}\nLABEL marker=@M@\nENV A=1\nRUN echo @M@ > /m\nCOPY --link a.txt /a.txt\nRUN cat /a.txt\n"
-LINK_BASE = f"{B} AS base\nLABEL marker=@M@\nRUN echo one > /base\nFROM base\nCOPY --link a.txt /a.txt\nRUN cat /a.txt\n"
+LINK_BASE = (f"{B} AS base\nLABEL marker=@M@\nRUN echo one > /base\n"
+             "FROM base\nCOPY --link a.txt /a.txt\nRUN cat /a.txt\n")
 META = f"{B}\nLABEL marker=@M@\nWORKDIR /w\nWORKDIR /\nENV A=1\nLABEL x=y\nCOPY a.txt /a.txt\n"
 ADD = f"{B}\nLABEL marker=@M@\nADD a.txt /a.txt\nRUN cat /a.txt\n"
 HEREDOC = f"{B}\nLABEL marker=@M@\nRUN <<EOF\necho @M@ > /m\necho one\nEOF\nCOPY a.txt /a.txt\n"
