@@ -298,11 +298,11 @@ def scenario_engine(request, monkeypatch):
 def built_tags(scenario_engine):
     from docker.errors import NotFound
 
-    from course_helpers.engine.client import client
+    from course_helpers.engine.client import client, list_images
 
     engine = client()
     tags: list[str] = []
-    before = {img.id for img in engine.images.list(filters={"dangling": True})}
+    before = {img.id for img in list_images(engine, filters={"dangling": True})}
     yield tags
     for name in tags:  # tags and image ids this test made; nothing else
         try:
@@ -312,10 +312,10 @@ def built_tags(scenario_engine):
     # The classic builder leaves an untagged image for each stage the final one copies from;
     # remove those this test made (new since it started, and carrying its marker in their history).
     markers = [t.split(":", 1)[1] for t in tags if t.startswith("course-test-predict:")]
-    for img in engine.images.list(filters={"dangling": True}):
+    for img in list_images(engine, filters={"dangling": True}):  # skips one another run removed meanwhile
         if img.id in before:
             continue
-        try:  # another run on a shared engine may remove a dangling image between the list and here
+        try:  # ... or removes after it was listed
             steps = " ".join(row.get("CreatedBy", "") for row in img.history())
             if any(m in steps for m in markers):
                 engine.images.remove(img.id, force=True)
