@@ -59,10 +59,11 @@ def append_record(path: Path, record: dict[str, Any]) -> None:
             os.close(fd)
 
 
-def rewrite_records(path: Path, keep: Callable[[dict[str, Any]], bool]) -> None:
-    """Keep only the records ``keep`` accepts, with no record appended meanwhile lost."""
+def rewrite_records(path: Path, keep: Callable[[dict[str, Any]], bool],
+                    change: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> None:
+    """Keep only the records ``keep`` accepts (as ``change`` makes them), with no record appended meanwhile lost."""
     with locked(path):
-        kept = [item for item in read_records(path) if keep(item)]
+        kept = [change(item) if change else item for item in read_records(path) if keep(item)]
         write_atomic(path, "".join(json.dumps(item, separators=(",", ":")) + "\n" for item in kept))
 
 

@@ -289,3 +289,55 @@ def test_listing_survives_images_removed_by_another_kernel(engine):
                 engine.images.remove(ident, force=True)
     assert len(seen) == 30 and all(n > 0 for n in seen)
     assert not any(_exists(engine.images.get, ident) for ident in made)
+
+
+@pytest.fixture
+def course_client():
+    """The course's BuildKit client, probed (once per process) before own_session's state folder hides
+    the Docker release the course set up."""
+    from course_helpers.engine.cli import buildkit_client
+
+    return buildkit_client()
+
+
+def test_the_course_removes_its_own_build_records_and_no_others(engine, base, course_client, own_session, tmp_path):
+    """``docker buildx history`` records: the course's go with fresh_start and cleanup, a learner's stay."""
+    from course_helpers.builder.build import build
+    from course_helpers.engine import claims
+    from course_helpers.engine.build_history import build_ref, no_history_reason, read_record, remove_records
+    from course_helpers.engine.housekeeping import cleanup, fresh_start
+    from course_helpers.errors import CourseError
+
+    cli = course_client
+    reason = no_history_reason(cli)
+    if reason:
+        pytest.skip(reason)
+    repo = f"ct-rec-{uuid.uuid4().hex[:8]}"
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(f"FROM {BASE_IMAGE}\nRUN echo {uuid.uuid4().hex} > /marker\n")
+    learner_ref = None
+    try:
+        lesson = build(ctx, f"{repo}:lesson", builder="buildkit", progress=False)
+        # The learner builds the same folder, under the same repository, with the same client.
+        subprocess.run(cli.build_command() + ["--metadata-file", str(tmp_path / "meta.json"), "-t", f"{repo}:mine",
+                                              str(ctx)], env=cli.environment(), check=True, capture_output=True)
+        learner_ref = build_ref(tmp_path / "meta.json")
+        assert lesson.build_ref and learner_ref and read_record(lesson.build_ref).ref == lesson.build_ref
+        report = fresh_start(repo, quiet=True)
+        assert report.build_records == 1 and "the engine's record of 1 of their builds went too" in str(report)
+        with pytest.raises(CourseError, match=f"The engine has no build record {lesson.build_ref}"):
+            read_record(lesson.build_ref)
+        assert read_record(learner_ref).ref == learner_ref
+        assert fresh_start(repo, quiet=True).build_records == 0  # forgotten once gone
+        again = build(ctx, f"{repo}:again", builder="buildkit", progress=False)
+        assert cleanup().build_records == 1
+        with pytest.raises(CourseError):
+            read_record(again.build_ref)
+        assert read_record(learner_ref).ref == learner_ref
+    finally:
+        claims.release()
+        if learner_ref:
+            remove_records(cli, [learner_ref])  # the test's own stand-in for a learner's record
+        for img in engine.images.list(name=repo):
+            engine.images.remove(img.id, force=True)

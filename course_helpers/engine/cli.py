@@ -47,6 +47,8 @@ class BuildkitClient:
         progress: the machine-readable progress mode to ask for: ``"rawjson"`` or ``"plain"``.
         extra_env: variables this client needs besides the engine's (``DOCKER_CONFIG`` for the
             course's own client, whose buildx lives there).
+        options: the options its ``buildx build --help`` lists (``--check``, ``--metadata-file``, ...);
+            empty for a built-in client, which has none of buildx's.
     """
 
     path: str
@@ -54,6 +56,11 @@ class BuildkitClient:
     via: Literal["buildx", "builtin"]
     progress: Literal["rawjson", "plain"]
     extra_env: dict[str, str] = field(default_factory=dict, compare=False)
+    options: frozenset[str] = field(default_factory=frozenset, compare=False)
+
+    def offers(self, option: str) -> bool:
+        """True when its build command takes ``option`` (e.g. ``"--check"``)."""
+        return option in self.options
 
     def build_command(self) -> list[str]:
         """The argv prefix of a build, up to (not including) its options."""
@@ -166,10 +173,11 @@ def probe(path: str) -> ClientProbe:
     buildx = _run([path, "buildx", "version"], extra)
     if buildx is not None and buildx.returncode == 0:
         helptext = _run([path, "buildx", "build", "--help"], extra)
-        rawjson = helptext is not None and "rawjson" in helptext.stdout
-        progress: Literal["rawjson", "plain"] = "rawjson" if rawjson else "plain"
+        text = helptext.stdout if helptext is not None else ""
+        progress: Literal["rawjson", "plain"] = "rawjson" if "rawjson" in text else "plain"
+        options = frozenset(re.findall(r"^\s+(?:-\w, )?(--[\w-]+)", text, re.MULTILINE))
         return ClientProbe(path, version, f"buildx plugin, progress {progress}",
-                           BuildkitClient(path, version, "buildx", progress, extra))
+                           BuildkitClient(path, version, "buildx", progress, extra, options))
     if _major(version) < 23:
         return ClientProbe(path, version, "BuildKit built in (DOCKER_BUILDKIT=1), progress plain",
                            BuildkitClient(path, version, "builtin", "plain"))

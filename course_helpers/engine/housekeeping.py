@@ -11,7 +11,10 @@
 * BuildKit's cache has no labels.  Lessons do not depend on it (their first
   build uses no cache, and each run's workspace is unique), so
   :func:`fresh_start` only tidies: it prunes unused records created during
-  this repository's recorded builds, and none created during another's.
+  this repository's recorded builds, and none created during another's;
+* the engine's build records (``docker buildx history``) go by the ids that
+  buildx gave the course's own builds, never by name or age: the engine keeps
+  only its latest records, and the course's should not push the learner's out.
 """
 from __future__ import annotations
 
@@ -26,6 +29,8 @@ from docker.errors import APIError, ImageNotFound, NotFound
 from ..config import BASE_IMAGE, LABEL_CLAIM, LABEL_CONTAINER, LABEL_SESSION, SESSION_ID, owner_alive
 from ..formatting import format_size, parse_time
 from . import claims, ownership
+from .build_history import remove_records
+from .cli import buildkit_client
 from .client import list_containers, list_images, resolve
 from .session import course_call
 
@@ -108,10 +113,12 @@ class CleanupReport:
     problems: list[str] = field(default_factory=list)
     left: list[str] = field(default_factory=list)
     scope: str = "this session"
+    build_records: int = 0
 
     def __str__(self) -> str:
+        records = f", and {self.build_records} build record(s) of its builds" if self.build_records else ""
         text = (f"removed {len(self.containers)} container(s) and {len(self.images)} image(s) made by "
-                f"{self.scope}; the base image and everything else were left alone")
+                f"{self.scope}{records}; the base image and everything else were left alone")
         if self.images:
             text += "\nimages: " + "; ".join(sorted(self.images))
         if self.containers:
@@ -176,9 +183,22 @@ def cleanup(all_sessions: bool = False, *, client: docker.DockerClient | None = 
     report.images = _remove_images(cli, targets, report.problems)
     report.containers.sort()
     ownership.forget_images(course_ids - {img.id for img in list_images(cli, all=True)})
+    report.build_records = _remove_build_records(ownership.build_refs(session=session))
     if all_sessions:
         report.left = _left_alone(cli, ownership.course_image_ids())
     return report
+
+
+def _remove_build_records(refs: list[str]) -> int:
+    """Remove the engine's records of these course builds (``docker buildx history rm``); how many went.
+
+    Never ``docker buildx history ls``: on Docker 28.5 it can crash the engine (moby/buildkit#6598).
+    """
+    if not refs:
+        return 0
+    gone = remove_records(buildkit_client(), refs)
+    ownership.forget_refs(gone)
+    return len(gone)
 
 
 # ---------------------------------------------------------------- fresh_start
@@ -219,6 +239,7 @@ class FreshStartReport:
     left: list[str] = field(default_factory=list)
     cache_records: int = 0
     cache_bytes: int = 0
+    build_records: int = 0
     seconds: float = 0.0
     printed: bool = False
 
@@ -230,7 +251,10 @@ class FreshStartReport:
         if self.untagged:
             text += f", {len(self.untagged)} untagged image(s) that earlier course builds left behind"
         text += (f", and {self.cache_records} unused build-cache record(s) ({format_size(self.cache_bytes)}) "
-                 f"of earlier {self.repository} lessons.")
+                 f"of earlier {self.repository} lessons")
+        if self.build_records:
+            text += f"; the engine's record of {self.build_records} of their builds went too (docker buildx history)"
+        text += "."
         if self.left:
             text += " Left alone, being yours: " + "; ".join(self.left) + "."
         text += " Your own images, containers and build cache are untouched."
@@ -299,9 +323,10 @@ def fresh_start(repository: str, *, wait: bool = True, quiet: bool = False,
     Claims ``repository`` on the engine for this notebook (waiting, with a
     message, while another notebook holds it), then removes the images of
     ``repository`` that course builds made, the course's containers of them,
-    untagged course images, and the unused build-cache records made by
-    earlier builds of this repository's lessons.  What the learner made,
-    even FROM a course image, stays.
+    untagged course images, the unused build-cache records made by
+    earlier builds of this repository's lessons, and the engine's build
+    records of those builds (by the ids buildx gave them).  What the learner
+    made, even FROM a course image, stays.
 
     Args:
         repository: e.g. ``"flask-demo"``.
@@ -338,6 +363,7 @@ def fresh_start(repository: str, *, wait: bool = True, quiet: bool = False,
     report.images.sort()
     _remove_untagged_course_images(cli, course_ids, report)
     _prune_lesson_cache(cli, repository, report)
+    report.build_records = _remove_build_records(ownership.build_refs(repository))
     report.seconds = time.perf_counter() - started
     if not quiet:
         print(report)

@@ -7,7 +7,9 @@ record, per engine, in the state folder:
 * every image id its builds produced (``images.jsonl``); an image a learner
   builds FROM a course image has another id, and is never the course's;
 * every build it ran, with its repository and time window (``builds.jsonl``),
-  which is how the build cache of one lesson's builds is told apart.
+  which is how the build cache of one lesson's builds is told apart, and the id
+  of the engine's record of that build (``docker buildx history``) when buildx
+  gave one, which is how the course removes its own records and no one else's.
 
 Containers need no record: the course marks those it creates with a label
 that no image carries (:data:`~course_helpers.config.LABEL_CONTAINER`).
@@ -35,17 +37,18 @@ def repository_of(tag: str | None) -> str | None:
 
 
 def record_build(image_id: str, tag: str | None, builder: str, start: float, end: float,
-                 folder: Path | None = None) -> None:
+                 folder: Path | None = None, ref: str | None = None) -> None:
     """Note an image the course built, and when its build ran (a failed build has no image).
 
     Args:
         folder: the engine's state folder, found before the build (the engine may be gone after it).
+        ref: the id of the engine's build record (``docker buildx history``), when buildx said it.
     """
     folder = folder or engine_dir()
     if image_id:
         append_record(folder / "images.jsonl", {"id": image_id, "tag": tag, "session": SESSION_ID})
-    append_record(folder / "builds.jsonl", {"repository": repository_of(tag), "builder": builder,
-                                            "start": start, "end": end, "session": SESSION_ID})
+    build = {"repository": repository_of(tag), "builder": builder, "start": start, "end": end, "session": SESSION_ID}
+    append_record(folder / "builds.jsonl", build | ({"ref": ref} if ref else {}))
 
 
 def course_image_ids(session: str | None = None) -> set[str]:
@@ -65,6 +68,20 @@ def build_windows(repository: str | None = None) -> list[tuple[float, float, str
         if repository is None or window[2] == repository:
             out.append(window)
     return out
+
+
+def build_refs(repository: str | None = None, session: str | None = None) -> list[str]:
+    """Ids of the engine's build records that course builds made (of one repository, one session, when given)."""
+    return [item["ref"] for item in read_records(engine_dir() / "builds.jsonl")
+            if isinstance(item.get("ref"), str) and repository in (None, item.get("repository"))
+            and session in (None, item.get("session"))]
+
+
+def forget_refs(gone: list[str]) -> None:
+    """Drop these build-record ids (the records were removed); the build windows stay."""
+    if gone:
+        rewrite_records(engine_dir() / "builds.jsonl", lambda item: True,
+                        lambda item: {k: v for k, v in item.items() if not (k == "ref" and v in gone)})
 
 
 def forget_images(gone: set[str]) -> None:
