@@ -1,27 +1,30 @@
-"""The build-log parsers on streams recorded from this project's engine (tests/fixtures/).
+"""The build-log parsers on streams recorded from this project's engines (tests/fixtures/).
 
-Recorded with ``python tests/fixtures/record_streams.py``: BuildKit plain output of the 20.10
-client and the classic builder's SDK stream, for a cold (--no-cache), a cached, an edit
-(app.py changed), a failed (package index unreachable), a multi-stage, a missing-COPY-source
-and a syntax-error build; plus the tty transcript of the seed article; and Podman's (Buildah's)
-stream, recorded with ``tests/fixtures/record_podman_streams.py``.  No engine needed.
+Recorded with ``python tests/fixtures/record_streams.py FORMAT...``, for a cold (--no-cache), a
+cached, an edit (app.py changed), a failed (package index unreachable), a multi-stage, a
+missing-COPY-source and a syntax-error build: BuildKit plain output of the 20.10 client and the
+classic builder's SDK stream (Docker 20.10), and buildx 0.29.1's rawjson and plain output
+(Docker 28.5.2, containerd store; with a build whose failure cancels another stage); plus the tty
+transcript of the seed article; and Podman's (Buildah's) stream, recorded with
+``tests/fixtures/record_podman_streams.py``.  No engine needed.
 """
 from __future__ import annotations
 
 import base64
 import json
-import os
-import subprocess
-import uuid
+import re
 from pathlib import Path
+from typing import Iterable
 
 import pytest
 
 from course_helpers.errors import DockerfileError
-from course_helpers.builder.logs import (ClassicParser, PlainParser, parse_buildkit_plain, parse_buildkit_rawjson,
-                                     parse_buildkit_tty, parse_classic, read_instructions)
+from course_helpers.builder.logs import (ClassicParser, PlainParser, RawjsonParser, context_transfer,
+                                         parse_buildkit_plain, parse_buildkit_rawjson, parse_buildkit_tty, parse_classic,
+                                         read_instructions)
 from course_helpers.config import REPO_ROOT
 from course_helpers.builder.report import BuildReport, Step
+from course_helpers.formatting import parse_time
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ARTICLE = Path("/work/shared/seed/learning-docker-layers.txt")
@@ -200,85 +203,212 @@ def test_article_transcript_same_model():
     assert [s.cached for s in fifth] == [True, True, True, True, False]
 
 
-# --- BuildKit rawjson -----------------------------------------------------------------------------
+# --- BuildKit rawjson: buildx 0.29.1 on Docker 28.5.2 (containerd store) ----------------------------
+# Each scenario was also built in --progress=plain by the same client (buildx_plain_*.txt), in a context
+# of its own that met the same cache: the two modes describe one build each, the same build.
 
-def _rawjson_client():
-    from course_helpers.engine.cli import buildkit_client
-    cli = buildkit_client()
-    return cli if cli is not None and cli.progress == "rawjson" else None
-
-
-def test_rawjson_live_build(tmp_path):
-    cli = _rawjson_client()
-    if cli is None:
-        pytest.skip("no docker client with --progress=rawjson on this machine")
-    ctx = tmp_path / "app"
-    ctx.mkdir()
-    (ctx / "Dockerfile").write_text(f"FROM python:3.11-slim-bookworm\nWORKDIR /w\nRUN echo {uuid.uuid4().hex}\n")
-    cmd = cli.build_command() + ["--progress=rawjson", str(ctx)]
-    out = subprocess.run(cmd, capture_output=True, text=True, env=cli.environment())
-    steps = parse_buildkit_rawjson((out.stderr + out.stdout).splitlines(),
-                                   read_instructions((ctx / "Dockerfile").read_text()))
-    assert [s.instruction.split()[0] for s in steps] == ["FROM", "WORKDIR", "RUN"]
-    assert steps[2].cached is False
+RAWJSON_SCENARIOS = {"cold": "simple", "cached": "simple", "edit": "simple", "failed": "failed",
+                     "multistage": "multistage", "missing_copy": "missing_copy", "syntax": "syntax",
+                     "canceled": "canceled", "link": "link"}
 
 
-def test_rawjson_copy_link_is_one_step(tmp_path):
-    """BuildKit makes ``COPY --link`` of two vertices in one progress group: the copy, and its LINK onto
-    the parent.  When a step before it re-runs, the copy is CACHED and the link runs; the parser shows
-    one step, not cached, as BuildKit's own printers do (docs/cache-rules.md, 24)."""
-    cli = _rawjson_client()
-    if cli is None:
-        pytest.skip("no docker client with --progress=rawjson on this machine")
-    ctx = tmp_path / "app"
-    ctx.mkdir()
-    marker = uuid.uuid4().hex
-    (ctx / "a.txt").write_text(marker)
-    outputs = []
-    for mode in ("a", "b"):
-        text = f"FROM python:3.11-slim-bookworm\nRUN echo {marker} {mode}\nCOPY --link a.txt /a.txt\nRUN cat /a.txt\n"
-        (ctx / "Dockerfile").write_text(text)
-        cmd = cli.build_command() + ["--progress=rawjson", str(ctx)]
-        out = subprocess.run(cmd, capture_output=True, text=True, env=cli.environment())
-        assert out.returncode == 0, out.stderr[-2000:]
-        outputs.append(((out.stderr + out.stdout).splitlines(), read_instructions(text)))
-    lines, instructions = outputs[1]
-    vertices = {}
+def raw_lines(name: str) -> list[str]:
+    return (FIXTURES / f"rawjson_{name}.jsonl").read_text().splitlines()
+
+
+def rawjson(name: str, dockerfile: str | None = "simple") -> tuple[RawjsonParser, list[str]]:
+    """The parser fed with a recording, and the plain lines it printed for it."""
+    parser = RawjsonParser(instructions(dockerfile) if dockerfile else None)
+    printed = [line for raw in raw_lines(name) for line in parser.feed(raw)] + parser.finish()
+    return parser, printed
+
+
+def buildx_plain(name: str, dockerfile: str | None = "simple") -> tuple[PlainParser, list[str]]:
+    parser = PlainParser(instructions(dockerfile) if dockerfile else None)
+    lines = (FIXTURES / f"buildx_plain_{name}.txt").read_text().splitlines()
     for line in lines:
-        for v in json.loads(line).get("vertexes") or [] if line.startswith("{") else []:
-            vertices.setdefault(v["digest"], {}).update(v)
-    link = [v for v in vertices.values() if "COPY --link" in v.get("name", "")]
-    assert sorted((v["name"], bool(v.get("cached"))) for v in link) == [
-        ("[3/4] COPY --link a.txt /a.txt", True), ("[3/4] LINK COPY --link a.txt /a.txt", False)]
-    steps = parse_buildkit_rawjson(lines, instructions)
-    assert [(s.index, s.instruction, s.cached) for s in steps[1:]] == [
-        (2, f"RUN echo {marker} b", False), (3, "COPY --link a.txt /a.txt", False), (4, "RUN cat /a.txt", False)]
+        parser.feed(line)
+    return parser, lines
 
 
-def test_rawjson_parser_on_constructed_status():
-    """Constructed by hand from BuildKit's SolveStatus schema (not recorded: no rawjson client here)."""
-    def vx(digest, name, **kw):
-        return {"digest": digest, "name": name, **kw}
-    t0, t1 = "2024-05-01T10:00:00.000000001Z", "2024-05-01T10:00:01.800000000Z"
-    lines = [
-        {"vertexes": [vx("sha256:a", "[internal] load build definition from Dockerfile", started=t0, completed=t0)]},
-        {"vertexes": [vx("sha256:b", "[1/3] FROM docker.io/library/python:3.11-slim-bookworm", started=t0,
-                         completed=t0)]},
-        {"vertexes": [vx("sha256:c", "[2/3] WORKDIR /w", cached=True, started=t0, completed=t0)]},
-        {"vertexes": [vx("sha256:d", "[3/3] RUN exit 3", started=t0)]},
-        {"logs": [{"vertex": "sha256:d", "stream": 2, "data": base64.b64encode(b"oops\n").decode()}]},
-        {"vertexes": [vx("sha256:d", "[3/3] RUN exit 3", started=t0, completed=t1,
-                         error='process "/bin/sh -c exit 3" did not complete successfully: exit code: 3')]},
-    ]
-    from course_helpers.builder.logs import RawjsonParser
-    parser = RawjsonParser()
-    for item in lines:
-        parser.feed(json.dumps(item))
-    assert [(s.instruction, s.cached, s.seconds) for s in parser.steps()] == [
-        ("FROM python:3.11-slim-bookworm", True, 0.0), ("WORKDIR /w", True, 0.0), ("RUN exit 3", False, 1.8)]
+def test_rawjson_cold_cached_and_edit_builds():
+    cold, cached, edit = (rawjson(name)[0].steps() for name in ("cold", "cached", "edit"))
+    # Docker 28 too takes WORKDIR from the cache under --no-cache.
+    assert states(cold) == [(SIMPLE[0], True), (SIMPLE[1], True), (SIMPLE[2], False), (SIMPLE[3], False)]
+    assert [s.index for s in cold] == [1, 2, 3, 4] and {s.stage for s in cold} == {"0"}
+    assert cold[0].seconds == 0.0 and cold[3].seconds > 0.5  # the base was present; pip ran
+    assert all(s.cached and s.seconds == 0.0 for s in cached)
+    assert states(edit) == [(SIMPLE[0], True), (SIMPLE[1], True), (SIMPLE[2], False), (SIMPLE[3], False)]
+
+
+def test_rawjson_step_time_is_the_vertex_time_of_its_last_run():
+    started = completed = None
+    for raw in raw_lines("cold"):
+        for vx in json.loads(raw).get("vertexes") or [] if raw.startswith("{") else []:
+            if vx["name"] == "[4/4] RUN pip3 install -r requirements.txt" and vx.get("completed"):
+                started, completed = parse_time(vx["started"]), parse_time(vx["completed"])
+    assert completed is not None
+    assert rawjson("cold")[0].steps()[3].seconds == round(completed - started, 1)
+
+
+def test_rawjson_without_dockerfile_restores_from():
+    assert "[1/4] FROM docker.io/library/python:3.11-slim-bookworm@sha256:" in "\n".join(raw_lines("cached"))
+    assert [s.instruction for s in parse_buildkit_rawjson(raw_lines("cached"))] == SIMPLE
+    assert [s.instruction for s in parse_buildkit_rawjson("\n".join(raw_lines("cached")))] == SIMPLE
+
+
+def test_rawjson_output_comes_in_chunks_and_is_read_as_lines():
+    chunks = [base64.b64decode(log["data"]).decode() for raw in raw_lines("cold") if raw.startswith("{")
+              for log in json.loads(raw).get("logs") or []]
+    # Seen: a progress bar arrives without its newline, which comes alone in the next chunk.
+    assert any(not c.endswith("\n") for c in chunks) and "\n" in chunks
+    pip = rawjson("cold")[0].steps()[3].output
+    assert pip[0] == "Collecting flask==2.3.1" and "" not in pip
+    assert any(line.startswith("Successfully installed ") for line in pip)
+
+    def shape(lines: list[str]) -> list[str]:  # speeds and bar lengths differ between two runs
+        return sorted(re.sub(r"━+", "━", re.sub(r"[\d.]+ [kM]B/s", "S", line)) for line in lines)
+
+    assert shape(pip) == shape(buildx_plain("cold")[0].steps()[3].output)
+
+
+def test_rawjson_failed_run():
+    parser, printed = rawjson("failed", "failed")
     failure = parser.failure()
-    assert failure.exit_code == 3 and failure.step.index == 3 and failure.logs == ["oops"]
-    assert parse_buildkit_rawjson([json.dumps(x) for x in lines])[2].instruction == "RUN exit 3"
+    assert failure is not None and failure.step is not None
+    assert (failure.step.index, failure.total, failure.exit_code) == (4, 4, 1)
+    assert failure.step.instruction.startswith("RUN pip3 install --index-url http://127.0.0.1:9/simple")
+    assert any("Could not find a version" in line for line in failure.logs)
+    # buildx's last words come after the JSON as text, and reach the learner as they are.
+    assert printed[-1].startswith("ERROR: failed to build: failed to solve: process ")
+
+
+def test_rawjson_multistage():
+    steps = rawjson("multistage", "multistage")[0].steps()
+    assert [(s.stage, s.index, s.instruction) for s in steps] == [
+        ("build", 1, "FROM python:3.11-slim-bookworm AS build"), ("build", 2, "WORKDIR /src"),
+        ("build", 3, "RUN echo built > /src/out.txt"),
+        ("1", 1, "FROM python:3.11-slim-bookworm"), ("1", 2, "COPY --from=build /src/out.txt /out.txt")]
+    bare = parse_buildkit_rawjson(raw_lines("multistage"))
+    assert [(s.stage, s.instruction) for s in bare] == [(s.stage, s.instruction) for s in steps]
+
+
+def test_rawjson_missing_copy_source():
+    failure = rawjson("missing_copy", "missing_copy")[0].failure()
+    assert failure is not None and failure.step is not None
+    assert (failure.step.index, failure.step.instruction, failure.exit_code) == (3, "COPY nothere.txt .", None)
+    assert '"/nothere.txt": not found' in failure.message
+
+
+def test_rawjson_syntax_error_has_no_step():
+    parser, _ = rawjson("syntax", "syntax")
+    failure = parser.failure()
+    assert parser.steps() == [] and failure is not None and failure.step is None
+    assert "line 3: unknown instruction: RUNN" in failure.message
+
+
+def test_rawjson_a_stage_canceled_by_another_failure_is_not_the_failure():
+    errors = {vx["name"]: vx["error"] for raw in raw_lines("canceled") if raw.startswith("{")
+              for vx in json.loads(raw).get("vertexes") or [] if vx.get("error")}
+    assert "context canceled" in errors["[slow 2/2] RUN sleep 5 && echo slept > /slept"]
+    parser, printed = rawjson("canceled", "canceled")
+    failure = parser.failure()
+    assert failure is not None and failure.step is not None
+    assert (failure.step.stage, failure.step.instruction) == ("1", "COPY nothere.txt .")
+    assert any(line.endswith(" CANCELED") for line in printed)  # as buildx prints it in plain mode
+    # COPY --from=slow never started: it is no step of this build.
+    assert "COPY --from=slow /slept /slept" not in [s.instruction for s in parser.steps()]
+
+
+def test_rawjson_copy_link_is_one_step_of_two_vertices():
+    """BuildKit makes ``COPY --link`` of two vertices in one progress group: the copy, and its LINK onto
+    the parent.  After a step before it re-ran, the copy is CACHED and the link runs: one step, not
+    cached, as buildx prints it in plain mode too (docs/cache-rules.md, 24)."""
+    vertices: dict[str, dict] = {}
+    for raw in raw_lines("link"):
+        for vx in json.loads(raw).get("vertexes") or [] if raw.startswith("{") else []:
+            vertices.setdefault(vx["digest"], {}).update(vx)
+    parts = [v for v in vertices.values() if "COPY --link" in v["name"]]
+    assert sorted((v["name"], bool(v.get("cached"))) for v in parts) == [
+        ("[4/5] COPY --link app.py /app.py", True), ("[4/5] LINK COPY --link app.py /app.py", False)]
+    assert {v["progressGroup"]["name"] for v in parts} == {"[4/5] COPY --link app.py /app.py"}
+    parser, printed = rawjson("link", "link")
+    assert [(s.index, s.instruction, s.badge) for s in parser.steps()] == [
+        (1, "FROM python:3.11-slim-bookworm", "BASE"), (2, "WORKDIR /x", "CACHED"), (3, "COPY marker.txt /m.txt", "RAN"),
+        (4, "COPY --link app.py /app.py", "RAN"), (5, "RUN cat /app.py > /dev/null", "RAN")]
+    assert {line.split(" ", 1)[1] for line in printed if "COPY --link" in line} == {"[4/5] COPY --link app.py /app.py"}
+
+
+def test_rawjson_internal_vertices_are_printed_not_counted():
+    _, printed = rawjson("cold")
+    names = {line.split(" ", 1)[1] for line in printed if re.match(r"^#\d+ \[internal\]", line)}
+    assert names == {"[internal] load build definition from Dockerfile", "[internal] load .dockerignore",
+                     "[internal] load metadata for docker.io/library/python:3.11-slim-bookworm",
+                     "[internal] load build context"}
+    assert any(re.match(r"^#\d+ exporting to image$", line) for line in printed)
+    assert len(rawjson("cold")[0].steps()) == 4
+
+
+def test_rawjson_context_transfer_is_what_the_plain_lines_say():
+    sent = context_transfer("\n".join(raw_lines("cold")))
+    assert sent is not None and sent > 100  # the build context's, not the .dockerignore's 2B
+    assert sent == context_transfer("\n".join(rawjson("cold")[1]))
+    assert context_transfer((FIXTURES / "buildx_plain_cold.txt").read_text()) > 100
+
+
+def _vertex_ends(lines: list[str]) -> dict[str, str | None]:
+    """Vertex name -> how its last run ended (DONE, CACHED, ERROR, CANCELED), from plain lines."""
+    names: dict[str, str] = {}
+    ends: dict[str, str | None] = {}
+    for line in lines:
+        match = re.match(r"^#(\d+) (.*)$", line)
+        if not match or match.group(1) == "0":  # #0: buildx's "building with ... instance"
+            continue
+        key, rest = match.groups()
+        if key not in names:
+            names[key] = rest
+            ends[rest] = None
+        elif rest in ("CACHED", "CANCELED") or rest.startswith(("DONE ", "ERROR:")):
+            ends[names[key]] = rest.split()[0].rstrip(":")
+    return ends
+
+
+@pytest.mark.parametrize("name", RAWJSON_SCENARIOS)
+def test_rawjson_and_plain_give_the_learner_the_same_build(name):
+    dockerfile = RAWJSON_SCENARIOS[name]
+    raw, printed = rawjson(name, dockerfile)
+    plain_parser, plain_lines = buildx_plain(name, dockerfile)
+
+    def table(steps: Iterable[Step]) -> list[tuple]:
+        return [(s.stage, s.index, s.instruction, s.badge) for s in steps]
+
+    ends, plain_ends = _vertex_ends(printed), _vertex_ends(plain_lines)
+    a, b = raw.failure(), plain_parser.failure()
+    assert (a is None) == (b is None)
+    if a is None:
+        assert table(raw.steps()) == table(plain_parser.steps())
+    else:
+        assert (a.step and a.step.instruction, a.total, a.exit_code) == (b.step and b.step.instruction, b.total,
+                                                                          b.exit_code)
+        same = re.compile(r"ref \S+::\S+:")  # the context's session ids differ from build to build
+        assert same.sub("ref:", a.message) == same.sub("ref:", b.message)
+        # Which other steps a failure cancels before they end is a race: such a step is no step of
+        # its build (it neither ran nor came from the cache), and the rest agree.
+        canceled = {k for k, v in [*ends.items(), *plain_ends.items()] if v == "CANCELED"}
+        assert table(s for s in raw.steps() if not _named(s, canceled)) == \
+            table(s for s in plain_parser.steps() if not _named(s, canceled))
+        ends = {k: v for k, v in ends.items() if k not in canceled}
+        plain_ends = {k: v for k, v in plain_ends.items() if k not in canceled}
+    # The live lines: the same vertices, ending the same way.  A FROM may end DONE or CACHED from one
+    # run to the next (the base is resolved once or twice); the course shows it as BASE either way.
+    assert set(ends) == set(plain_ends)
+    assert {k: v for k, v in ends.items() if "] FROM " not in k} == \
+        {k: v for k, v in plain_ends.items() if "] FROM " not in k}
+
+
+def _named(step: Step, names: set[str]) -> bool:
+    """Whether a vertex of these names (``[stage-1 2/4] WORKDIR /x``) is this step."""
+    return any(re.match(rf"^\[(\S+ )?{step.index}/\d+\] ", n) and n.endswith(step.instruction) for n in names)
 
 
 # --- the report's presentation ---------------------------------------------------------------------------

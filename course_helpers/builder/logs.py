@@ -26,7 +26,7 @@ from typing import Any, Iterable
 
 from ..config import LABEL_PREFIX
 from ..dockerfile.parse import Dockerfile, parse_dockerfile_text
-from ..formatting import parse_time
+from ..formatting import format_size, parse_time
 from .report import Step
 
 
@@ -130,6 +130,7 @@ class _Vertex:
     seconds: float | None = None
     error: str | None = None
     pulled: bool = False
+    canceled: bool = False
     logs: list[str] = field(default_factory=list)
 
 
@@ -227,7 +228,8 @@ class _VertexSteps:
         seen_stage_order: dict[str, int] = {}
         for v in sorted(vertices, key=lambda v: (v.index == 1, v.order)):
             seen_stage_order.setdefault(self._stage_of(v), len(seen_stage_order))
-        steps = [self._step(v, lookup) for v in vertices]
+        # A vertex canceled because another step failed neither ran nor came from the cache.
+        steps = [self._step(v, lookup) for v in vertices if not v.canceled]
         if self.instructions:
             # A FROM vertex shared with another build running at the same time may print under
             # that build's label ("[1/7] FROM ..."), which is none of our steps: our stages' FROMs
@@ -307,7 +309,7 @@ class PlainParser:
         elif rest.startswith("ERROR"):
             vertex.error = rest.split(":", 1)[1].strip() if ":" in rest else rest
         elif rest.startswith("CANCELED"):
-            pass
+            vertex.canceled = True
         else:
             logged = _TIMESTAMPED.match(rest)
             if logged:
@@ -349,96 +351,219 @@ def parse_buildkit_plain(text_or_lines: str | Iterable[str],
 
 # --- BuildKit rawjson ----------------------------------------------------------------------------
 
+def solve_status(line: str | dict[str, Any]) -> dict[str, Any] | None:
+    """One line of ``--progress=rawjson`` output as a SolveStatus dict, or None when it is not one.
+
+    buildx prints the build's last words (the Dockerfile excerpt around a failing line, and
+    ``ERROR: failed to build: ...``) as plain text after the JSON lines.
+    """
+    if isinstance(line, dict):
+        return line
+    text = line.strip()
+    if not text.startswith("{"):
+        return None
+    try:
+        status = json.loads(text)
+    except ValueError:
+        return None
+    return status if isinstance(status, dict) else None
+
+
+def _elapsed(start: Any, end: Any) -> float:
+    a, b = parse_time(start), parse_time(end)
+    return max(0.0, b - a) if a is not None and b is not None else 0.0
+
+
+class SolveStatusPrinter:
+    """Turns SolveStatus objects into the lines ``--progress=plain`` prints for them.
+
+    buildx draws its plain progress from the same objects, so a learner reads the same
+    ``#5 [2/4] WORKDIR /usr/src/app`` / ``#5 CACHED`` / ``#8 DONE 2.2s`` lines in either
+    mode.  What the real streams showed, and this follows:
+
+    * a vertex comes many times: named, then started, then completed (``cached`` only on
+      a later update), and may start again after it completed (the FROM of a build on the
+      containerd store runs once, then again as CACHED): a run prints its end when it ends
+      otherwise than the run before, under a header printed when the vertex first has
+      something to show, as buildx does;
+    * a RUN's output comes in chunks that do not follow lines (a progress bar, then its
+      newline alone), so lines are put together per vertex and stream;
+    * when one step fails, BuildKit cancels the others with ``context canceled`` errors:
+      those print as ``CANCELED``, as buildx prints them, and are not the build's failure;
+    * a step BuildKit makes of several vertices (``COPY --link``: the copy, then ``LINK`` onto
+      the parent) names them in one progress group, which buildx prints as one vertex, ended
+      when all of them are, and CACHED only when all of them are.
+    """
+
+    def __init__(self) -> None:
+        # Keys are what buildx prints as one vertex: a vertex's digest, or "group:<id>" for a group.
+        self._number: dict[str, int] = {}
+        self._names: dict[str, str] = {}
+        self._key: dict[str, str] = {}  # digest -> key
+        self._runs: dict[str, dict[str, dict[str, Any]]] = {}  # key -> digest -> its current run
+        self._ended: dict[str, tuple[tuple, str]] = {}  # key -> the runs that ended, and how
+        self._statuses: set[tuple[str, str, str]] = set()  # (vertex, id, started) printed as done
+        self._partial: dict[tuple[str, int], tuple[str, Any]] = {}  # (key, stream) -> unfinished line, its time
+        self._current: str | None = None
+
+    def _header(self, digest: str, out: list[str]) -> int:
+        """The vertex's number; its header goes first when the lines before were another vertex's."""
+        number = self._number.setdefault(digest, len(self._number) + 1)
+        if self._current != digest:
+            out += ["", f"#{number} {self._names.get(digest, '')}"]
+            self._current = digest
+        return number
+
+    def _log_lines(self, key: str, text: str, stamp: Any, out: list[str]) -> None:
+        number = self._header(key, out)
+        at = _elapsed(self._started(key), stamp)
+        for line in text.split("\n"):
+            line = line.rstrip("\r").rsplit("\r", 1)[-1]  # what a terminal leaves of a redrawn line
+            out.append(f"#{number} {at:.3f} {line}")
+
+    def _started(self, key: str) -> str | None:
+        """When the current run of the vertex (the first of its group's) started."""
+        stamps = [r["started"] for r in self._runs.get(key, {}).values() if r["started"]]
+        return min(stamps, key=lambda t: parse_time(t) or 0) if stamps else None
+
+    def _flush(self, key: str | None, out: list[str]) -> None:
+        for part in [k for k in self._partial if key is None or k[0] == key]:
+            text, stamp = self._partial.pop(part)
+            self._log_lines(part[0], text, stamp, out)
+
+    def feed(self, status: dict[str, Any]) -> list[str]:
+        """The plain lines one SolveStatus adds."""
+        out: list[str] = []
+        for vx in status.get("vertexes") or []:
+            digest = vx.get("digest", "")
+            group = vx.get("progressGroup") or {}
+            key = self._key.setdefault(digest, f"group:{group['id']}" if group.get("id") else digest)
+            self._names[key] = (group.get("name") if key != digest else None) or vx.get("name", "")
+            runs = self._runs.setdefault(key, {})
+            run = runs.setdefault(digest, {"started": None})
+            if vx.get("started") and vx["started"] != run["started"]:  # its first run, or a new one
+                runs[digest] = run = {"started": vx["started"]}
+            run.update({k: vx[k] for k in ("completed", "cached", "error") if vx.get(k)})
+            if all(r.get("completed") for r in runs.values()):
+                self._end(key, out)
+        for st in status.get("statuses") or []:
+            key, ident = self._key.get(st.get("vertex", ""), ""), st.get("id", "")
+            done = (key, ident, str(st.get("started")))
+            if not st.get("completed") or done in self._statuses or key not in self._names:
+                continue
+            self._statuses.add(done)
+            number = self._header(key, out)
+            current, total = int(st.get("current") or 0), int(st.get("total") or 0)
+            amount = (f" {format_size(current)} / {format_size(total)}" if total else
+                      f" {format_size(current)}" if current else "")
+            out.append(f"#{number} {ident}{amount} {_elapsed(st.get('started'), st['completed']):.1f}s done")
+        for log in status.get("logs") or []:
+            key, stream = self._key.get(log.get("vertex", ""), ""), int(log.get("stream") or 1)
+            try:
+                data = base64.b64decode(log.get("data") or "").decode("utf-8", "replace")
+            except ValueError:
+                continue
+            before, stamp = self._partial.pop((key, stream), ("", log.get("timestamp")))
+            *lines, rest = (before + data).split("\n")
+            if rest:
+                self._partial[(key, stream)] = (rest, stamp if before else log.get("timestamp"))
+            if lines:
+                self._log_lines(key, "\n".join(lines), stamp, out)
+        return out
+
+    def _end(self, key: str, out: list[str]) -> None:
+        """Print how the current runs of the vertex (or of every vertex in its group) ended.
+
+        A run that ends as the one before did (DONE again) prints nothing more, as in buildx; one
+        that ends otherwise does (the base's FROM: DONE, then CACHED).
+        """
+        runs = self._runs[key]
+        signature = tuple(sorted((d, r["started"]) for d, r in runs.items()))
+        before = self._ended.get(key)
+        if before is not None and before[0] == signature:
+            return
+        errors = [r["error"] for r in runs.values() if r.get("error")]
+        real = [e for e in errors if "context canceled" not in e]
+        if real:
+            word = f"ERROR: {real[0]}"
+        elif errors:
+            word = "CANCELED"
+        elif all(r.get("cached") for r in runs.values()):
+            word = "CACHED"
+        else:
+            end = max(runs.values(), key=lambda r: parse_time(r["completed"]) or 0)["completed"]
+            word = f"DONE {_elapsed(self._started(key), end):.1f}s"
+        self._ended[key] = (signature, word.split()[0])
+        self._flush(key, out)
+        if before is not None and before[1] == word.split()[0]:
+            return
+        out.append(f"#{self._header(key, out)} {word}")
+        self._current = None  # whatever it prints next comes under a new header, as in buildx
+
+    def finish(self) -> list[str]:
+        """Lines still unfinished when the stream ends."""
+        out: list[str] = []
+        self._flush(None, out)
+        return out
+
+
 class RawjsonParser:
     """Incremental parser of ``--progress=rawjson`` output (BuildKit SolveStatus, one JSON per line).
+
+    Each status is turned into the lines ``--progress=plain`` prints (:class:`SolveStatusPrinter`),
+    which a :class:`PlainParser` reads: the two modes give one step list by one path.
 
     Args:
         instructions: the Dockerfile's instructions, as for :class:`PlainParser`.
     """
 
     def __init__(self, instructions: list[Instruction] | None = None):
-        self._v = _VertexSteps(instructions)
-        self._times: dict[str, tuple[float | None, float | None]] = {}
-        # A step BuildKit makes of several vertices (COPY --link: the copy, then "LINK" onto the
-        # parent) comes in one progress group, and its own printers show the group as one step,
-        # CACHED only when every vertex in it is: key such vertices by their group.
-        self._group_of: dict[str, str] = {}
-        self._parts: dict[str, dict[str, bool]] = {}
+        self._printer = SolveStatusPrinter()
+        self._plain = PlainParser(instructions)
 
-    def feed(self, line: str | dict[str, Any]) -> None:
-        """Take one status object (a JSON line or an already decoded dict)."""
-        if isinstance(line, str):
-            line = line.strip()
-            if not line.startswith("{"):
-                if re.match(r"^(error|failed|ERROR)", line):
-                    self._v.top_errors.append(line)
-                return
-            try:
-                status = json.loads(line)
-            except ValueError:
-                return
-        else:
-            status = line
-        for vx in status.get("vertexes") or []:
-            digest = vx.get("digest", "")
-            group = vx.get("progressGroup") or {}
-            name = vx.get("name", "")
-            if group.get("id") and _HEADER.match(str(group.get("name", "")).strip()):
-                self._group_of[digest] = "group:" + group["id"]
-                name = group["name"]
-            key = self._group_of.get(digest, digest)
-            vertex = self._v.header(key, name) if key not in self._v.skipped else None
-            if vertex is None:
-                continue
-            parts = self._parts.setdefault(key, {})
-            parts[digest] = parts.get(digest, False) or bool(vx.get("cached"))
-            vertex.cached = all(parts.values())
-            started, completed = self._times.get(digest, (None, None))
-            started = parse_time(vx.get("started")) or started
-            completed = parse_time(vx.get("completed")) or completed
-            self._times[digest] = (started, completed)
-            if started is not None and completed is not None:
-                vertex.seconds = round(sum((c or 0) - (b or 0) for d, (b, c) in self._times.items()
-                                           if self._group_of.get(d, d) == key and b and c), 1)
-            if vx.get("error"):
-                vertex.error = vx["error"]
-        for st in status.get("statuses") or []:
-            digest = st.get("vertex", "")
-            vertex = self._v.by_key.get(self._group_of.get(digest, digest))
-            if vertex is not None and _PULL.match(st.get("id", "") + (" 1 / 1" if st.get("total") else "")):
-                vertex.pulled = True
-        for log in status.get("logs") or []:
-            digest = log.get("vertex", "")
-            vertex = self._v.by_key.get(self._group_of.get(digest, digest))
-            if vertex is not None:
-                try:
-                    data = base64.b64decode(log.get("data") or "").decode("utf-8", "replace")
-                except ValueError:
-                    continue
-                vertex.logs.extend(data.splitlines())
+    def feed(self, line: str | dict[str, Any]) -> list[str]:
+        """Take one line of output (a JSON line, an already decoded dict, or buildx's closing text).
+
+        Returns:
+            The lines ``--progress=plain`` shows for it, for a live view.
+        """
+        status = solve_status(line)
+        out = [str(line).rstrip("\r\n")] if status is None else self._printer.feed(status)
+        for text in out:
+            self._plain.feed(text)
+        return out
+
+    def finish(self) -> list[str]:
+        """At the end of the stream: the output lines still unfinished (a last line without newline)."""
+        out = self._printer.finish()
+        for text in out:
+            self._plain.feed(text)
+        return out
 
     def steps(self) -> list[Step]:
         """The steps seen so far, in Dockerfile order."""
-        return self._v.steps()
+        self.finish()
+        return self._plain.steps()
 
     def failure(self) -> Failure | None:
         """Why the build failed, or None."""
-        return self._v.failure()
+        self.finish()
+        return self._plain.failure()
 
 
-def parse_buildkit_rawjson(lines: Iterable[str | dict[str, Any]],
+def parse_buildkit_rawjson(lines: str | Iterable[str | dict[str, Any]],
                            instructions: list[Instruction] | None = None) -> list[Step]:
     """Steps of a BuildKit ``--progress=rawjson`` log (one SolveStatus JSON object per line).
 
     Args:
-        lines: the JSON lines (or decoded dicts).
+        lines: the whole output, or its lines (or decoded dicts).
         instructions: as for :func:`parse_buildkit_plain`.
 
     Returns:
         The steps, as :func:`parse_buildkit_plain` gives them.
     """
     parser = RawjsonParser(instructions)
-    for line in _lines(lines) if isinstance(lines, str) else lines:
+    for line in _lines(lines):
         parser.feed(line)
     return parser.steps()
 
@@ -473,11 +598,8 @@ def context_transfer(log: str) -> int | None:
     vertex_key: str | None = None
     for line in log.splitlines():
         line = line.strip()
-        if line.startswith("{"):
-            try:
-                status = json.loads(line)
-            except ValueError:
-                continue
+        status = solve_status(line)
+        if status is not None:
             for vx in status.get("vertexes") or []:
                 if vx.get("name") == _CONTEXT_VERTEX:
                     vertex_key = vx.get("digest")
