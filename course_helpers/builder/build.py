@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from ..config import session_labels
 from ..dockerfile.parse import LAYER_INSTRUCTIONS, parse_dockerfile
+from ..engine.build_history import build_ref
 from ..engine.cli import BuildkitClient, buildkit_client, describe_probes
 from ..engine.client import client as engine_client, reset as reset_client, try_client
 from ..engine.ownership import engine_dir, record_build
@@ -121,21 +122,21 @@ def build(context: str | Path, tag: str | None = None, *, dockerfile: str = "Doc
     say = LiveLog(tag or "an untagged image", progress)
     args = dict(build_args or {})
     start = time.time()
-    image_id = ""
+    image_id, ref = "", None
     kind = "buildah" if podman else "buildkit" if cli else "classic"
     records = engine_dir()  # before building: afterwards the engine may be gone
     try:
-        image_id, log, steps = _run_builder(cli, client, ctx, dockerfile, tag, no_cache, args, target,
-                                            instructions, say, podman)
+        image_id, log, steps, ref = _run_builder(cli, client, ctx, dockerfile, tag, no_cache, args, target,
+                                                 instructions, say, podman)
     except BaseException:
         say.finish(None)  # the error shows the log's last lines; the whole log folds away
         raise
     finally:
         end = time.time()
-        record_build(image_id, tag, kind, start, end, folder=records)
+        record_build(image_id, tag, kind, start, end, folder=records, ref=ref)
     report = BuildReport(image_id=image_id, tags=[tag] if tag else [], builder=kind,
                          seconds=end - start, log=log, steps=steps, context=str(ctx), dockerfile=dockerfile,
-                         build_args=args, no_cache=no_cache, target=target,
+                         build_args=args, no_cache=no_cache, target=target, build_ref=ref,
                          command=terminal_command(cli, ctx, dockerfile, tag, no_cache, args, target, podman))
     try:
         # The image is the target's stage (the last stage when no target is given).
@@ -189,13 +190,17 @@ def terminal_command(cli: BuildkitClient | None, ctx: Path, dockerfile: str, tag
 def _run_builder(cli: BuildkitClient | None, client: "docker.DockerClient | None", ctx: Path, dockerfile: str,
                  tag: str | None, no_cache: bool, args: dict[str, str], target: str | None,
                  instructions: list[buildlog.Instruction], say: Callable[[str], None],
-                 podman: bool = False) -> tuple[str, str, list[Step]]:
-    """Run the build with BuildKit (a CLI), or through the SDK: the classic builder, or Buildah on Podman."""
+                 podman: bool = False) -> tuple[str, str, list[Step], str | None]:
+    """Run the build with BuildKit (a CLI), or through the SDK: the classic builder, or Buildah on Podman.
+
+    Returns:
+        The image id, the builder's output, the steps, and the engine's build record id (buildx only).
+    """
     try:
         if cli is not None:
             return _build_buildkit(cli, ctx, dockerfile, tag, no_cache, args, target, instructions, say)
         return _build_classic(client, ctx, dockerfile, tag, no_cache, args, target, instructions, say,
-                              buildah=podman)
+                              buildah=podman) + (None,)
     except BuildError:
         # A build that failed because the engine went away is not the Dockerfile's fault.
         if client is None and try_client(timeout=5) is None:
@@ -298,20 +303,26 @@ def _stop(proc: subprocess.Popen) -> None:
 
 def _build_buildkit(cli: BuildkitClient, ctx: Path, dockerfile: str, tag: str | None, no_cache: bool,
                     build_args: dict[str, str], target: str | None, instructions: list[buildlog.Instruction],
-                    say: Callable[[str], None]) -> tuple[str, str, list[Step]]:
+                    say: Callable[[str], None]) -> tuple[str, str, list[Step], str | None]:
+    """Run the CLI; returns the image id, the output, the steps, and the engine's build record id if told."""
+    rawjson = cli.progress == "rawjson"
     parser: buildlog.PlainParser | buildlog.RawjsonParser
-    parser = (buildlog.RawjsonParser if cli.progress == "rawjson" else buildlog.PlainParser)(instructions)
+    parser = buildlog.RawjsonParser(instructions) if rawjson else buildlog.PlainParser(instructions)
     with tempfile.TemporaryDirectory(prefix="course-build-") as tmp:
         iidfile = os.path.join(tmp, "iid")
+        metadata = os.path.join(tmp, "metadata.json")
         cmd = cli.build_command() + [f"--progress={cli.progress}", "--iidfile", iidfile,
                                      "-f", str(ctx / dockerfile)]
+        # buildx writes the build record's ref there (docker buildx history inspect REF).
+        cmd += ["--metadata-file", metadata] if cli.offers("--metadata-file") else []
         cmd += [f"--label={key}={value}" for key, value in session_labels().items()]
         cmd += [f"--build-arg={key}={value}" for key, value in build_args.items()]
         cmd += ["-t", tag] if tag else []
         cmd += ["--no-cache"] if no_cache else []
         cmd += ["--target", target] if target else []
         cmd.append(str(ctx))
-        lines: list[str] = []
+        lines: list[str] = []  # what the CLI printed: the report's log
+        shown: list[str] = []  # what the learner reads: the same, in plain form when it was rawjson
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                 errors="replace", env=cli.environment(), stdin=subprocess.DEVNULL,
                                 start_new_session=True,
@@ -321,44 +332,30 @@ def _build_buildkit(cli: BuildkitClient, ctx: Path, dockerfile: str, tag: str | 
             for raw in proc.stdout:
                 line = raw.rstrip("\n")
                 lines.append(line)
-                parser.feed(line)
-                if cli.progress == "plain" and not _DIGEST_LINE.match(line):
-                    say(line)
-                elif cli.progress == "rawjson":
-                    _say_rawjson(line, say)
+                if isinstance(parser, buildlog.RawjsonParser):
+                    # The learner reads what --progress=plain prints, whichever mode the course asked for.
+                    _show(parser.feed(line), shown, say)
+                else:
+                    parser.feed(line)
+                    _show([] if _DIGEST_LINE.match(line) else [line], shown, say)
+            if isinstance(parser, buildlog.RawjsonParser):
+                _show(parser.finish(), shown, say)
         except BaseException:
             _stop(proc)  # KeyboardInterrupt (the stop button) or any error: no orphan build
             raise
         code = proc.wait()
         log = "\n".join(lines)
         if code != 0:
-            raise _build_error(parser.failure(), lines, shlex.join(cmd), ctx, dockerfile, code)
+            raise _build_error(parser.failure(), shown, shlex.join(cmd), ctx, dockerfile, code)
         image_id = Path(iidfile).read_text().strip()
-    return image_id, log, parser.steps()
+        ref = build_ref(metadata)
+    return image_id, log, parser.steps(), ref
 
 
-def _say_rawjson(line: str, say: Callable[[str], None]) -> None:
-    """Turn one SolveStatus line into readable lines: finished vertices and RUN output."""
-    import base64
-    import json
-
-    try:
-        status = json.loads(line)
-    except ValueError:
-        say(line)
-        return
-    for vx in status.get("vertexes") or []:
-        if vx.get("cached"):
-            say(f"CACHED {vx.get('name', '')}")
-        elif vx.get("error"):
-            say(f"ERROR  {vx.get('name', '')}: {vx['error']}")
-        elif vx.get("completed"):
-            say(f"DONE   {vx.get('name', '')}")
-        elif vx.get("started"):
-            say(f"...    {vx.get('name', '')}")
-    for log in status.get("logs") or []:
-        for text in base64.b64decode(log.get("data") or "").decode("utf-8", "replace").splitlines():
-            say(f"       {text}")
+def _show(texts: list[str], shown: list[str], say: Callable[[str], None]) -> None:
+    for text in texts:
+        shown.append(text)
+        say(text)
 
 
 def _build_classic(client: "docker.DockerClient | None", ctx: Path, dockerfile: str, tag: str | None,
@@ -470,8 +467,13 @@ def _reason(failure: buildlog.Failure | None, lines: list[str], ctx: Path, docke
     text = "\n".join((failure.logs if failure else []) + [failure.message if failure else ""] + lines[-_TAIL:])
     parse = re.search(r"(?:dockerfile parse error|parse error) (?:on )?line (\d+): (.*)", text, re.IGNORECASE)
     if parse:
-        what = parse.group(2).strip().rstrip('")')
-        flag = re.match(r"Unknown flag: (\S+)", what)
+        what = parse.group(2).strip()
+        # The SDK wraps the engine's words in ("..."); Docker 28's own brackets stay.
+        while what.endswith('"') or (what.endswith(")") and what.count(")") > what.count("(")):
+            what = what[:-1]
+        # Docker 28 adds a guess: "unknown instruction: RUNN (did you mean RUN?)".
+        what = re.sub(r" \((did you mean \S+\?)\)$", r", \1", what)
+        flag = re.match(r"unknown flag: (?:--)?([\w-]+)", what, re.IGNORECASE)
         heredoc = _inside_heredoc(ctx / dockerfile, int(parse.group(1))) if "unknown instruction" in what else None
         hint = (f"this engine's Dockerfile reader does not know --{flag.group(1)} (a flag of a newer Dockerfile "
                 "syntax than this engine has, or a typo): remove it or update Docker, then build again."

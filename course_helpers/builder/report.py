@@ -2,10 +2,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ..errors import CourseError
-from ..formatting import Html, command_text, format_seconds, format_size, short_id as short_image_id, table_html
+from ..formatting import (Html, command_text, format_seconds, format_size, short_id as short_image_id, table_html,
+                          table_text)
 
+if TYPE_CHECKING:  # the engine's side is imported when a record is asked for: the parsers need none of it
+    from ..engine.build_history import BuildRecord
 
 _BADGE_COLOURS = {"CACHED": "#2e7d32", "RAN": "#ef6c00", "BASE": "#757575"}
 
@@ -73,6 +77,8 @@ class BuildReport:
         target: the stage it built (``--target``), None for the last.
         command: the ``docker build`` that does the same on a terminal, with the client and
             builder the course used (shown under the step table).
+        build_ref: the id of the engine's own record of this build (``docker buildx history
+            inspect REF``), when the client is buildx; None otherwise.
     """
 
     image_id: str
@@ -87,6 +93,7 @@ class BuildReport:
     no_cache: bool = False
     target: str | None = None
     command: str = ""
+    build_ref: str | None = None
 
     @property
     def short_id(self) -> str:
@@ -125,6 +132,24 @@ class BuildReport:
         from .logs import context_transfer
 
         return context_transfer(self.log) if self.builder == "buildkit" else None
+
+    def engine_record(self) -> "CachedCounts":
+        """This build as the engine recorded it (``docker buildx history``), beside the course's own count.
+
+        Raises:
+            CourseError: the build has no record to read: it did not run through buildx, or this
+                client has no ``buildx history``.
+        """
+        from ..engine.build_history import no_history_reason, read_record
+        from ..engine.cli import buildkit_client
+
+        if self.builder != "buildkit" or self.build_ref is None:
+            cli = buildkit_client()
+            reason = no_history_reason(cli) if self.builder == "buildkit" else None
+            raise CourseError(reason or f"The engine keeps a build record only of builds run through buildx, and "
+                              f"this one ran with builder={self.builder!r} and gave no record id: build with "
+                              "builder='buildkit' on a client with buildx.")
+        return CachedCounts(self, read_record(self.build_ref))
 
     @property
     def all_cached(self) -> bool:
@@ -167,3 +192,40 @@ class BuildReport:
 def _badge(text: str) -> Html:
     return Html(f"<span style='background:{_BADGE_COLOURS[text]};color:white;padding:1px 6px;"
                 f"border-radius:3px;font-size:85%'>{text}</span>")
+
+
+@dataclass
+class CachedCounts:
+    """How many steps of one build came from the cache: the course's count beside the engine's.
+
+    The engine's build record counts every step BuildKit solved, which is more than the
+    Dockerfile's steps: its ``[internal]`` loads (the Dockerfile, the base image's metadata,
+    ``.dockerignore``, the build context), the FROM and the export to the image store.
+    """
+
+    report: BuildReport
+    record: "BuildRecord"
+
+    def rows(self) -> list[list[str]]:
+        steps = [s for s in self.report.steps if not s.is_from]
+        return [["the course's step table", str(len(self.report.cached_steps)), str(len(steps)),
+                 "the Dockerfile's steps, FROM (BASE) left out"],
+                ["the engine's build record", str(self.record.cached_steps), str(self.record.total_steps),
+                 "every step BuildKit solved: its [internal] loads, FROM, the Dockerfile's steps, the export"]]
+
+    def title(self) -> str:
+        tags = ", ".join(self.report.tags) or self.report.short_id
+        return f"cached steps of {tags}, as the course and the engine count them"
+
+    def text(self) -> str:
+        table = table_text(["COUNTED BY", "CACHED", "OF", "WHAT IS COUNTED"], self.rows())
+        return "\n".join([self.title(), table, command_text(self.record.command)])
+
+    def __str__(self) -> str:
+        return self.text()
+
+    __repr__ = __str__
+
+    def _repr_html_(self) -> str:
+        return table_html(["counted by", "cached", "of", "what is counted"], self.rows(), title=self.title(),
+                          align={"cached": "right", "of": "right"}, command=self.record.command)
