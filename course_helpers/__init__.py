@@ -18,7 +18,7 @@ from .cache.explain import Explanation, explain
 from .cache.predict import Prediction, check_prediction, predict
 from .cache.quiz import PredictionQuiz, prediction_quiz
 from .dockerfile.context import context_size
-from .dockerfile.lint import lint
+from .dockerfile.lint import build_checks, compare_linters, lint
 from .engine.base_image import ensure_base_image
 from .engine.client import client
 from .engine.housekeeping import cleanup, fresh_start
@@ -43,8 +43,8 @@ __all__ = [
     "BuildError", "BuildReport", "ContainerExited", "CourseError", "DockerfileError", "EngineUnavailable",
     "Explanation", "Explorer", "ImageDiff", "InvalidName", "Layer", "LessonBusy", "LessonInterrupted", "Prediction",
     "PredictionQuiz", "RecordedBuilds", "SetupError", "Step",
-    "add_clutter", "build", "builders_available", "check_prediction", "check_setup", "check_wasted_space", "cleanup", "client",
-    "context_size", "diff_images", "edit", "ensure_base_image", "ensure_engine", "explain", "explore",
+    "add_clutter", "build", "build_checks", "builders_available", "check_prediction", "check_setup", "check_wasted_space", "cleanup", "client",
+    "compare_linters", "context_size", "diff_images", "edit", "ensure_base_image", "ensure_engine", "explain", "explore",
     "format_seconds", "format_size", "fresh_start", "history", "images", "index_caching", "installed_vs_index",
     "lint", "pip_activity", "plot_step_times", "predict", "prediction_quiz", "recorded_builds", "run_app", "run_command", "same_image",
     "simulate_commit", "tag", "using_podman", "workspace", "write_wasteful_dockerfile",

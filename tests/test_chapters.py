@@ -124,6 +124,77 @@ def test_lint_of_a_missing_file_is_a_sentence(tmp_path):
         lint(tmp_path / "nothing-here")
 
 
+# ---------------------------------------------------------------- BuildKit's build checks
+
+def _checking_client():
+    from course_helpers.engine.cli import buildkit_client, describe_probes
+
+    cli = buildkit_client()
+    if cli is None or not cli.offers("--check"):
+        pytest.skip(f"no docker client here has `buildx build --check` (tried: {describe_probes()})")
+    return cli
+
+
+def test_build_checks_and_hadolint_on_the_articles_dockerfile(repo, tmp_path, monkeypatch):
+    from course_helpers.dockerfile.lint import build_checks, compare_linters
+    from course_helpers.exercises.linting import ARTICLE_DOCKERFILE
+
+    _checking_client()
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "Dockerfile").write_text(ARTICLE_DOCKERFILE)
+    checks = build_checks(tmp_path / "app")
+    assert [(c.line, c.rule, c.instruction) for c in checks] == [
+        (9, "JSONArgsRecommended", 'CMD "python3 -m flask run --host=0.0.0.0"')]
+    assert checks[0].url.startswith("https://docs.docker.com/") and checks.unavailable is None
+    assert str(checks).startswith("BuildKit's build checks on app/Dockerfile: 1 finding(s)")
+    assert str(checks).endswith("on your terminal:\n  $ docker buildx build --check app")
+    assert "JSONArgsRecommended</a>" in checks._repr_html_()
+    # Both see the quoted CMD; only hadolint knows pip's cache.
+    assert compare_linters(tmp_path / "app").rows() == [
+        ["7", "RUN pip3 install -r requirements.txt", "DL3042", "-"],
+        ["9", 'CMD "python3 -m flask run --host=0.0.0.0"', "DL3025", "JSONArgsRecommended"]]
+
+
+def test_build_checks_find_their_own_rules_and_a_dockerfile_that_does_not_parse(repo, tmp_path):
+    from course_helpers.dockerfile.lint import build_checks
+
+    _checking_client()
+    (tmp_path / "Dockerfile").write_text(f"FROM {BASE} as base\nENV A 1\nWORKDIR app\nCMD python3\n")
+    assert build_checks(tmp_path).rules == ["FromAsCasing", "LegacyKeyValueFormat", "WorkdirRelativePath",
+                                            "JSONArgsRecommended"]
+    (tmp_path / "broken.Dockerfile").write_text(f"FROM {BASE}\nRUNN echo hi\n")
+    broken = build_checks(tmp_path / "broken.Dockerfile", context=tmp_path)
+    assert broken.rules == [] and "line 2: unknown instruction: RUNN" in broken.error
+    assert "docker buildx build --check -f " in str(broken)
+    with pytest.raises(CourseError, match="There is no Dockerfile at"):
+        build_checks(tmp_path / "nothing-here")
+
+
+def test_build_checks_without_check_are_one_sentence(tmp_path, monkeypatch):
+    """A client without --check (20.10, buildx 0.13; run for real in test_build's full tier): one sentence."""
+    import dataclasses
+
+    import course_helpers.dockerfile.lint as lint_module
+    from course_helpers.engine.cli import BuildkitClient
+
+    (tmp_path / "Dockerfile").write_text(f"FROM {BASE}\nCMD python3\n")
+    older = [BuildkitClient("/usr/bin/docker", "20.10.24+dfsg1", "builtin", "plain"),
+             BuildkitClient("/usr/bin/docker", "26.1.5+dfsg1", "buildx", "plain", options=frozenset({"--load"}))]
+    for client in older + [None]:
+        monkeypatch.setattr(lint_module, "buildkit_client", lambda client=client: client)
+        checks = lint_module.build_checks(tmp_path)
+        assert checks == [] and checks.unavailable and str(checks) == checks.unavailable
+        assert checks.unavailable.count(". ") == 0 and checks.unavailable.endswith(".")
+        side = lint_module.compare_linters(tmp_path)
+        assert side.rows() == [["2", "CMD python3", "DL3025", "-"]] and str(side).endswith(checks.unavailable)
+    monkeypatch.setattr(lint_module, "buildkit_client", lambda: older[0])
+    assert "docker client here (docker 20.10.24+dfsg1, no buildx) does not have" in \
+        lint_module.build_checks(tmp_path).unavailable
+    assert dataclasses.replace(older[1], options=frozenset({"--check"})).offers("--check") and not older[1].offers(
+        "--check")
+
+
 # ---------------------------------------------------------------- the engine
 
 def test_context_size_lists_exactly_what_the_engine_copies(repo, tmp_path):
