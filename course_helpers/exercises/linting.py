@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ..dockerfile.lint import lint
 from ..errors import CourseError
+from ..formatting import shown_path
 from ..lesson.exercise import ExerciseResult, build_for_check, grade
 from ..lesson.run import run_app
 from ..lesson.workspace import workspace
@@ -32,10 +33,15 @@ CMD "python3 -m flask run --host=0.0.0.0"
 
 
 def prepare(name: str = "130-linting") -> Path:
-    """A fresh copy of the sample app with the article's Dockerfile, quoted CMD and all."""
+    """A fresh copy of the sample app with the article's Dockerfile, quoted CMD and all.
+
+    Returns:
+        The folder, named as a command would name it from here (``../workspace/130-linting`` in a
+        notebook): the exercise cell's ``%%writefile`` prints that, not this machine's absolute path.
+    """
     folder = workspace(name)
     (folder / "Dockerfile").write_text(ARTICLE_DOCKERFILE)
-    return folder
+    return Path(shown_path(folder))
 
 
 def check_lint(folder: str | Path, tag: str = "lint-demo:exercise") -> ExerciseResult:
