@@ -428,7 +428,7 @@ def test_a_classic_build_has_no_engine_record(app, tags):
 
 _ON_AN_OLDER_ENGINE = """
 import json, sys
-from course_helpers import build, build_checks
+from course_helpers import CourseError, build, build_checks
 from course_helpers.engine.cli import buildkit_client
 
 ctx, repo = sys.argv[1], sys.argv[2]
@@ -436,10 +436,14 @@ cli = buildkit_client()
 lines = []
 cold = build(ctx, repo + ":cold", no_cache=True, progress=lines.append)
 cached = build(ctx, repo + ":cached", progress=False)
+try:
+    record = str(cached.engine_record())
+except CourseError as exc:
+    record = str(exc)
 print(json.dumps({"client": [cli.via, cli.progress, cli.version], "lines": lines,
                   "cold": [[s.instruction, s.badge] for s in cold.steps],
                   "cached": [[s.instruction, s.badge] for s in cached.steps],
-                  "ref": cached.build_ref, "checks": str(build_checks(ctx))}))
+                  "record": record, "checks": str(build_checks(ctx))}))
 """
 
 
@@ -453,7 +457,7 @@ def test_an_older_client_builds_in_plain_mode_and_notebook_130_runs(release, via
     if os.geteuid() != 0 or not shutil.which("iptables"):
         pytest.skip("a private engine needs root and iptables (./course setup installs it), and this machine lacks them")
     engine = start_private_engine(f"rj{release[-2:]}", release=release, progress=None)
-    with engine:
+    try:
         ensure_base_image(cli=engine.client(), pull=False, progress=None)
         # A process of its own probes the clients afresh; PYTHONPATH: this checkout's helpers, in its kernels too.
         env = {**os.environ, **engine.client_env, "COURSE_WORKSPACE": str(tmp_path / "ws"),
@@ -470,6 +474,8 @@ def test_an_older_client_builds_in_plain_mode_and_notebook_130_runs(release, via
         assert [b for _, b in seen["cold"]][2:] == ["RAN", "RAN"] and seen["cold"][0] == [SIMPLE_FROM, "BASE"]
         assert [b for _, b in seen["cached"]] == ["BASE", "CACHED", "CACHED", "CACHED"]
         assert any(line.endswith("] COPY . .") for line in seen["lines"])  # the plain lines, as printed
+        assert seen["record"].startswith("The docker client here (docker ") and "has no `docker buildx history`" \
+            in seen["record"] and seen["record"].count(". ") == 0
         assert seen["checks"].startswith("BuildKit's build checks need `docker buildx build --check`, which the "
                                          "docker client here (docker ") and seen["checks"].count(". ") == 0
         # Chapter 130 runs there too: its build-checks cell says the sentence instead of failing.
@@ -478,3 +484,5 @@ def test_an_older_client_builds_in_plain_mode_and_notebook_130_runs(release, via
                                 "notebooks/130-linting.ipynb"], cwd=REPO_ROOT, env=env, capture_output=True,
                                text=True, timeout=900)
         assert nbval.returncode == 0, nbval.stdout[-3000:]
+    finally:
+        engine.stop(wipe=True)

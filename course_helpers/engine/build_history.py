@@ -98,7 +98,7 @@ def no_history_reason(cli: BuildkitClient | None) -> str | None:
         return ("No docker client here runs BuildKit builds, so there is no build record to read: install "
                 "the buildx plugin.")
     if not has_history(cli):
-        what = f"buildx of docker {cli.version}" if cli.via == "buildx" else f"docker {cli.version} (no buildx)"
+        what = f"docker {cli.version} with buildx" if cli.via == "buildx" else f"docker {cli.version}, no buildx"
         return (f"The docker client here ({what}) has no `docker buildx history`, so the engine's own build "
                 "records cannot be read: a newer buildx (Docker 28's 0.29 has it) can.")
     return None
