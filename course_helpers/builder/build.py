@@ -305,9 +305,8 @@ def _build_buildkit(cli: BuildkitClient, ctx: Path, dockerfile: str, tag: str | 
                     build_args: dict[str, str], target: str | None, instructions: list[buildlog.Instruction],
                     say: Callable[[str], None]) -> tuple[str, str, list[Step], str | None]:
     """Run the CLI; returns the image id, the output, the steps, and the engine's build record id if told."""
-    rawjson = cli.progress == "rawjson"
     parser: buildlog.PlainParser | buildlog.RawjsonParser
-    parser = buildlog.RawjsonParser(instructions) if rawjson else buildlog.PlainParser(instructions)
+    parser = (buildlog.RawjsonParser if cli.progress == "rawjson" else buildlog.PlainParser)(instructions)
     with tempfile.TemporaryDirectory(prefix="course-build-") as tmp:
         iidfile = os.path.join(tmp, "iid")
         metadata = os.path.join(tmp, "metadata.json")
@@ -353,6 +352,7 @@ def _build_buildkit(cli: BuildkitClient, ctx: Path, dockerfile: str, tag: str | 
 
 
 def _show(texts: list[str], shown: list[str], say: Callable[[str], None]) -> None:
+    """Pass lines to the live view, keeping them for the error's tail."""
     for text in texts:
         shown.append(text)
         say(text)
