@@ -449,8 +449,9 @@ print(json.dumps({"client": [cli.via, cli.progress, cli.version], "lines": lines
 
 @pytest.mark.full
 @pytest.mark.parametrize("release, via", [("docker20", "builtin"), ("docker26", "buildx")])
-def test_an_older_client_builds_in_plain_mode_and_notebook_130_runs(release, via, tmp_path):
-    """Docker 20.10's client (BuildKit built in) and Docker 26's buildx 0.13.1 offer no rawjson and no --check."""
+def test_an_older_client_builds_in_plain_mode_and_says_what_it_lacks(release, via, tmp_path):
+    """Docker 20.10's client (BuildKit built in) and Docker 26's buildx 0.13.1: no rawjson, no build records,
+    no --check.  (tests/test_engines.py runs every notebook there, 130's build checks cell included.)"""
     from course_helpers.engine.base_image import ensure_base_image
     from course_helpers.engine.daemon import start_private_engine
 
@@ -459,7 +460,7 @@ def test_an_older_client_builds_in_plain_mode_and_notebook_130_runs(release, via
     engine = start_private_engine(f"rj{release[-2:]}", release=release, progress=None)
     try:
         ensure_base_image(cli=engine.client(), pull=False, progress=None)
-        # A process of its own probes the clients afresh; PYTHONPATH: this checkout's helpers, in its kernels too.
+        # A process of its own probes the clients afresh; PYTHONPATH: this checkout's helpers.
         env = {**os.environ, **engine.client_env, "COURSE_WORKSPACE": str(tmp_path / "ws"),
                "PYTHONPATH": str(REPO_ROOT)}
         ctx = tmp_path / "app"
@@ -478,11 +479,5 @@ def test_an_older_client_builds_in_plain_mode_and_notebook_130_runs(release, via
             in seen["record"] and seen["record"].count(". ") == 0
         assert seen["checks"].startswith("BuildKit's build checks need `docker buildx build --check`, which the "
                                          "docker client here (docker ") and seen["checks"].count(". ") == 0
-        # Chapter 130 runs there too: its build-checks cell says the sentence instead of failing.
-        nbval = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval",
-                                "--nbval-sanitize-with", "notebooks/sanitize.cfg", "--nbval-current-env",
-                                "notebooks/130-linting.ipynb"], cwd=REPO_ROOT, env=env, capture_output=True,
-                               text=True, timeout=900)
-        assert nbval.returncode == 0, nbval.stdout[-3000:]
     finally:
         engine.stop(wipe=True)
