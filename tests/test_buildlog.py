@@ -4,9 +4,9 @@ Recorded with ``python tests/fixtures/record_streams.py FORMAT...``, for a cold 
 cached, an edit (app.py changed), a failed (package index unreachable), a multi-stage, a
 missing-COPY-source and a syntax-error build: BuildKit plain output of the 20.10 client and the
 classic builder's SDK stream (Docker 20.10), and buildx 0.29.1's rawjson and plain output
-(Docker 28.5.2, containerd store; with a build whose failure cancels another stage); plus the tty
-transcript of the seed article; and Podman's (Buildah's) stream, recorded with
-``tests/fixtures/record_podman_streams.py``.  No engine needed.
+(Docker 28.5.2, containerd store; also a build whose failure cancels another stage, and a
+COPY --link onto a new parent); plus the tty transcript of the seed article; and Podman's
+(Buildah's) stream, recorded with ``tests/fixtures/record_podman_streams.py``.  No engine needed.
 """
 from __future__ import annotations
 
