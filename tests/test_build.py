@@ -90,7 +90,9 @@ def quiet(docker_client):
     (`` ---> 1a2b3c4d5e6f``), limited to images that did not exist before the test, and removed
     newest first without force (an image someone else built on is left alone).
     """
-    before = {i.id for i in docker_client.images.list(all=True)}
+    # The ids alone, in one call: images.list() inspects each image, and on the shared engine one
+    # removed meanwhile by another run, or a slow answer, made the fixture fail before the test.
+    before = {row["Id"] for row in docker_client.api.images(all=True)}
     lines: list[str] = []
     yield lines.append
     ids = [m.group(1) for line in lines for m in [re.match(r"^ ---> ([0-9a-f]{12})$", line)] if m]
