@@ -212,3 +212,65 @@ def test_stopping_the_tls_engine_leaves_the_first_engines_network_as_it_was(tls_
     out = engine.containers.run(BASE_IMAGE, ["python3", "-c", "print('first engine still runs containers')"],
                                 remove=True, labels=session_labels())
     assert b"still runs" in out
+
+
+# --- engines of several releases at once: each start empties the iptables chains they share -------------
+
+def _rules_naming(bridge: str) -> list[str]:
+    """The rules that name ``bridge``, in order (published ports left out: other runs' containers come and go)."""
+    out = []
+    for table in ("filter", "nat"):
+        listing = subprocess.run(["iptables", "-t", table, "-S"], capture_output=True, text=True).stdout
+        out += [f"{table}: {r}" for r in listing.splitlines()
+                if f" {bridge} " in f" {r} " and "--dport" not in r]
+    return out
+
+
+def _reaches_the_index(cli) -> str:
+    """'' when pip in a container of this engine downloads a package from the index, else what it said."""
+    from course_helpers.config import session_labels
+
+    try:
+        out = cli.containers.run(BASE_IMAGE, ["sh", "-c", "timeout 60 pip3 download -q --no-deps -d /tmp six "
+                                              "&& echo REACHED"], remove=True, stderr=True, labels=session_labels())
+    except Exception as exc:  # the container's exit status: pip could not reach the index
+        return str(exc)[-300:]
+    return "" if b"REACHED" in out else out.decode(errors="replace")[-300:]
+
+
+def test_engines_of_three_releases_keep_each_others_network(engine):
+    """Docker 28, 20.10 and 26 beside the main Docker 28, started and stopped in turn: pip works on each.
+
+    Seen before this was fixed: a Docker 28 engine lost its forwarding rules when another engine started,
+    and pip inside its builds failed on name lookups.
+    """
+    import shutil
+
+    from course_helpers.engine.base_image import ensure_base_image
+    from course_helpers.engine.daemon import start_private_engine
+
+    if os.geteuid() != 0 or not shutil.which("iptables"):
+        pytest.skip("private engines need root and iptables (./course setup installs it), and this machine lacks them")
+    steps = [("start", "net28", "docker28"), ("start", "net20", "docker20"), ("start", "net26", "docker26"),
+             ("start", "net28b", "docker28"), ("stop", "net20", ""), ("stop", "net28", ""),
+             ("start", "net20b", "docker20"), ("stop", "net28b", ""), ("stop", "net26", "")]
+    running: dict = {}
+    own: dict[str, list[str]] = {"docker0": _rules_naming("docker0")}
+    try:
+        for action, name, release in steps:
+            if action == "start":
+                running[name] = start_private_engine(name, release=release, progress=None)
+                ensure_base_image(progress=None, pull=False, cli=running[name].client())
+                own[running[name].bridge] = _rules_naming(running[name].bridge)
+            else:
+                running.pop(name).stop(wipe=True)
+            where = f"after {action} {name}"
+            # Every engine still running keeps its own rules, in their order, and its containers the network.
+            for bridge in ["docker0"] + [e.bridge for e in running.values()]:
+                assert _rules_naming(bridge) == own[bridge], f"{where}: the rules for {bridge} changed"
+            for label, cli in [("the main engine", engine)] + [(n, e.client()) for n, e in running.items()]:
+                problem = _reaches_the_index(cli)
+                assert problem == "", f"{where}: pip in a container of {label} did not reach the index: {problem}"
+    finally:
+        for eng in running.values():
+            eng.stop(wipe=True)

@@ -17,12 +17,19 @@ bridge.  Rules learnt on this machine:
   of several releases and both image stores run side by side;
 * stopping removes the bridge and the iptables rules that name it, and
   nothing else;
-* the chains dockerd keeps (``DOCKER``, ``DOCKER-ISOLATION-STAGE-1/2``) are
+* the chains dockerd keeps (``DOCKER``, ``DOCKER-ISOLATION-STAGE-1/2``, and
+  since Docker 28 ``DOCKER-FORWARD``, ``DOCKER-CT``, ``DOCKER-BRIDGE``) are
   shared by every engine on the machine, and a dockerd that starts removes and
   re-creates them: seen here, starting a second engine took the first engine's
   rules for docker0 out of them (its isolation ``DROP`` and its hairpin
-  ``RETURN``).  So the rules of the other engines are read before a private
-  engine starts and before it stops, and the ones that went missing are put back.
+  ``RETURN``), and a Docker 28 start took another Docker 28 engine's forwarding
+  rules, after which pip in that engine's builds could not resolve a name.  So
+  the rules of the other engines are read before an engine starts (a private
+  one, or the main one :mod:`.provision` starts) and before a private one stops,
+  and the ones that went missing are put back where they were in their chain
+  (an ``ACCEPT`` moved above the isolation jumps would let traffic past them).
+  One machine-wide lock covers each read-start-restore, so two engines
+  starting at once cannot each put back a list that misses the other's rules.
 
 Example:
     >>> with start_private_engine("standin") as eng:          # doctest: +SKIP
@@ -30,6 +37,8 @@ Example:
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import ipaddress
 import json
 import os
@@ -133,7 +142,14 @@ class PrivateEngine:
                 cli.close()
             except Exception:
                 pass
-        before = docker_chain_rules()
+        with keeping_other_engines_rules(self.bridge):
+            self._end_process()
+        _remove_bridge(self.bridge)
+        shutil.rmtree(self.exec_root, ignore_errors=True)
+        if wipe:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+    def _end_process(self) -> None:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
@@ -141,11 +157,6 @@ class PrivateEngine:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        restore_rules(before, self.bridge)
-        _remove_bridge(self.bridge)
-        shutil.rmtree(self.exec_root, ignore_errors=True)
-        if wipe:
-            shutil.rmtree(self.root, ignore_errors=True)
 
     def __enter__(self) -> "PrivateEngine":
         return self
@@ -191,19 +202,38 @@ def _remove_bridge(name: str) -> None:
     _run(["ip", "link", "del", name], check=False)
 
 
+#: Machine-wide, whichever checkout or HOME starts the engine: /run is the machine's.
+RULES_LOCK = Path("/run/lock/docker-layers-course-iptables.lock")
+
+
+def _shared(rule: str) -> bool:
+    """A rule of dockerd's shared chains (``DOCKER*``), or FORWARD's jump into one (20.10's isolation jump)."""
+    return bool(re.match(r"-A DOCKER\S* ", rule) or re.match(r"-A FORWARD (.* )?-j DOCKER\S*$", rule))
+
+
 def docker_chain_rules() -> dict[str, list[str]]:
-    """The rules of dockerd's shared chains (``DOCKER*``), per table, as ``iptables -S`` prints them."""
+    """The rules of dockerd's shared chains, per table, in order, as ``iptables -S`` prints them."""
+    if not shutil.which("iptables"):
+        return {}
     return {table: [rule for rule in _run(["iptables", "-t", table, "-S"], check=False).stdout.splitlines()
-                    if re.match(r"-A DOCKER\S* ", rule)]
+                    if _shared(rule)]
             for table in ("filter", "nat")}
 
 
+def _chain(rule: str) -> str:
+    return rule.split()[1]
+
+
 def restore_rules(before: dict[str, list[str]], bridge: str) -> list[str]:
-    """Put back the rules of other engines that a private dockerd's start or stop removed.
+    """Put back the rules of other engines that a dockerd's start or stop removed, each where it was.
+
+    A missing rule goes right after the rule that preceded it in ``before`` and is
+    still there (or first in its chain), so the order within each chain is kept.
 
     Args:
         before: :func:`docker_chain_rules` read before the start (or the stop).
-        bridge: the private engine's bridge: rules naming it are its own and are not put back.
+        bridge: the bridge of the engine that started or stopped: rules naming it are its own and
+            are not put back.
 
     Returns:
         The rules put back, as ``table: rule``.
@@ -211,14 +241,54 @@ def restore_rules(before: dict[str, list[str]], bridge: str) -> list[str]:
     now = docker_chain_rules()
     restored = []
     for table, rules in before.items():
-        missing = [rule for rule in rules if rule not in now.get(table, [])
-                   and not re.search(rf"(^|\s){re.escape(bridge)}(\s|$)", rule)
-                   and not re.fullmatch(r"-A \S+ -j RETURN", rule)]  # a chain's last rule: dockerd makes it
-        for rule in reversed(missing):  # each goes first, so they end up in their old order, above RETURN
-            chain, _, spec = rule[3:].partition(" ")
-            _run(["iptables", "-t", table, "-I", chain, "1", *shlex.split(spec)], check=False)
+        current = list(now.get(table, []))
+        after: dict[str, int] = {}  # chain -> how many of its current rules the next missing one goes after
+        for rule in rules:
+            chain = _chain(rule)
+            in_chain = [r for r in current if _chain(r) == chain]
+            if rule in in_chain:
+                after[chain] = in_chain.index(rule) + 1
+                continue
+            if (re.search(rf"(^|\s){re.escape(bridge)}(\s|$)", rule)
+                    or re.fullmatch(r"-A \S+ -j RETURN", rule)):  # a chain's last rule: dockerd makes it
+                continue
+            position = after.get(chain, 0) + 1
+            spec = rule[3:].partition(" ")[2]
+            if _run(["iptables", "-t", table, "-I", chain, str(position), *shlex.split(spec)],
+                    check=False).returncode != 0:
+                continue  # e.g. a chain that no longer exists
+            at = current.index(in_chain[position - 2]) + 1 if position > 1 else (
+                current.index(in_chain[0]) if in_chain else len(current))
+            current.insert(at, rule)
+            after[chain] = position
             restored.append(f"{table}: {rule}")
     return restored
+
+
+@contextlib.contextmanager
+def keeping_other_engines_rules(bridge: str):
+    """Around an engine's start or stop: read the shared chains, and afterwards put back what went missing.
+
+    Holds :data:`RULES_LOCK`, so another engine's start or stop waits (never nest these).
+
+    Args:
+        bridge: that engine's bridge (its own rules are not put back).
+
+    Yields:
+        A list that holds, after the block, the rules put back (``table: rule``).
+    """
+    RULES_LOCK.parent.mkdir(parents=True, exist_ok=True)
+    with open(RULES_LOCK, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            before = docker_chain_rules()
+            restored: list[str] = []
+            try:
+                yield restored
+            finally:
+                restored.extend(restore_rules(before, bridge))
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _make_tls(folder: Path) -> TLSFiles:
@@ -306,33 +376,38 @@ def start_private_engine(name: str, *, tls: bool = False, progress: Progress | N
            f"--pidfile={exec_root / 'dockerd.pid'}", f"--bridge={bridge}", "--log-level=warn", *listen]
     say(progress, f"starting a private engine '{name}' (Docker from {rel.suite}, {store} store; {host}, "
                   f"bridge {bridge} {net}, data in {root})")
-    others = docker_chain_rules()
     env = dict(os.environ, PATH=f"{rel.bin}{os.pathsep}{os.environ.get('PATH', '')}")  # its containerd, runc, tini
-    with open(log, "ab") as out:
-        process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                   start_new_session=True, env=env)
-    engine = PrivateEngine(name, host, root, exec_root, bridge, process, files, log, rel, store)
+    with keeping_other_engines_rules(bridge) as restored:  # its start re-creates the shared chains without them
+        with open(log, "ab") as out:
+            process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                       start_new_session=True, env=env)
+        engine = PrivateEngine(name, host, root, exec_root, bridge, process, files, log, rel, store)
+        version, problem = _wait_answering(engine, timeout)
+        if version is None:
+            engine._end_process()
+    if version is None:
+        _remove_bridge(bridge)
+        shutil.rmtree(exec_root, ignore_errors=True)
+        raise SetupError(f"The private engine '{name}' {problem}; read {log}.")
+    if restored:
+        say(progress, f"put back {len(restored)} iptables rules of other engines that its start removed")
+    say(progress, f"private engine '{name}' answers: Docker {version}")
+    return engine
+
+
+def _wait_answering(engine: PrivateEngine, timeout: float) -> tuple[str | None, str]:
+    """Its version once it answers, else None and what happened (it exited, or did not answer in time)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if process.poll() is not None:
-            engine.stop()
-            restore_rules(others, bridge)
-            raise SetupError(f"The private engine '{name}' exited at start (code {process.returncode}); "
-                             f"read {log}.")
+        if engine.process.poll() is not None:
+            return None, f"exited at start (code {engine.process.returncode})"
         try:
             cli = engine.client()
             cli.ping()
+            return cli.version().get("Version", "?"), ""
         except Exception:
             time.sleep(0.5)
-            continue
-        restored = restore_rules(others, bridge)  # its start re-created the shared chains without them
-        if restored:
-            say(progress, f"put back {len(restored)} iptables rules of other engines that its start removed")
-        say(progress, f"private engine '{name}' answers: Docker {cli.version().get('Version', '?')}")
-        return engine
-    engine.stop()
-    restore_rules(others, bridge)
-    raise SetupError(f"The private engine '{name}' did not answer within {timeout:.0f} s; read {log}.")
+    return None, f"did not answer within {timeout:.0f} s"
 
 
 def stop_private_engine(name: str, timeout: float = 30) -> bool:
@@ -345,18 +420,17 @@ def stop_private_engine(name: str, timeout: float = 30) -> bool:
         Whether it was running.
     """
     exec_root = Path(f"/run/dlc-{name}")
-    before = docker_chain_rules()
-    try:
-        pid = int((exec_root / "dockerd.pid").read_text().strip())
-        os.kill(pid, signal.SIGTERM)
-    except (OSError, ValueError):
-        pid = 0
-    deadline = time.monotonic() + timeout
-    while pid and time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
-        time.sleep(0.2)
-    if pid and Path(f"/proc/{pid}").exists():
-        os.kill(pid, signal.SIGKILL)
-    restore_rules(before, f"crs-br-{name}")
+    with keeping_other_engines_rules(f"crs-br-{name}"):
+        try:
+            pid = int((exec_root / "dockerd.pid").read_text().strip())
+            os.kill(pid, signal.SIGTERM)
+        except (OSError, ValueError):
+            pid = 0
+        deadline = time.monotonic() + timeout
+        while pid and time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+            time.sleep(0.2)
+        if pid and Path(f"/proc/{pid}").exists():
+            os.kill(pid, signal.SIGKILL)
     _remove_bridge(f"crs-br-{name}")
     shutil.rmtree(exec_root, ignore_errors=True)
     return bool(pid)

@@ -27,6 +27,7 @@ import docker
 from ..config import state_dir
 from ..errors import EngineUnavailable, SetupError
 from .client import reset, try_client, where
+from .daemon import keeping_other_engines_rules
 from .endpoint import resolve as resolve_endpoint
 from .packages import DEFAULT_RELEASE, daemon_config, ensure_release, record_engine, release
 from .streaming import Progress, run_streamed, say
@@ -126,11 +127,15 @@ def ensure_engine(progress: Progress | None = print, engine: str | None = None) 
         cmd = [str(rel.bin / "dockerd"), f"--config-file={config}"]
         env = dict(os.environ, PATH=f"{rel.bin}{os.pathsep}{os.environ.get('PATH', '')}")
     say(progress, f"starting dockerd in the background (log: {log})")
-    with open(log, "ab") as out:
-        # A new session, so the daemon outlives this process and the terminal.
-        subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                         start_new_session=True, env=env)
-    cli = _wait_for_engine(progress, 60, log)
+    # Its start empties the chains it shares with private engines running beside it: put theirs back.
+    with keeping_other_engines_rules("docker0") as restored:
+        with open(log, "ab") as out:
+            # A new session, so the daemon outlives this process and the terminal.
+            subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                             start_new_session=True, env=env)
+        cli = _wait_for_engine(progress, 60, log)
+    if restored:
+        say(progress, f"put back {len(restored)} iptables rules of other engines that its start removed")
     reset()
     version = cli.version().get("Version", "?")
     if choice != "debian":
