@@ -8,8 +8,8 @@ culling.  Then the root-per-learner fallback on its own.  The finalizer runs
 ``down --purge`` and then removes, by name, anything of the test learners
 still there (processes, mounts, accounts), so a failed test leaves nothing.
 
-Its folder is /var/lib/dlc-classroom-test; the course copy, Python environment
-and proxy there are kept between runs (they are software, not learners' data).
+Its folder is /var/lib/dlc-classroom-test; the course copy, Python environment,
+proxy and Docker release there are kept between runs (they are software, not learners' data).
 """
 from __future__ import annotations
 
@@ -35,9 +35,17 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(sys.platform != "linux" or os.geteuid() != 0,
                        reason="a classroom needs root on Linux (system users, loop disks, engines)"),
-    pytest.mark.skipif(not Path("/usr/share/docker.io/contrib/dockerd-rootless.sh").exists(),
-                       reason="Debian's docker.io (dockerd, dockerd-rootless.sh) is not installed: run ./course setup"),
+    pytest.mark.skipif(not shutil.which("apt-get") or not shutil.which("dpkg-deb"),
+                       reason="the classroom fetches Docker from Debian's archive, and apt-get or dpkg-deb is missing"),
 ]
+
+
+def _docker() -> str:
+    """The classroom's docker client, the one on the learners' PATH (no other is on this machine)."""
+    from course_helpers.classroom.engines import engine_release
+    from course_helpers.classroom.state import Paths
+
+    return str(engine_release(Paths(CLASSROOM_DIR)).bin / "docker")
 
 
 def _env() -> dict[str, str]:
@@ -185,8 +193,12 @@ def test_servers_start_through_the_rest_api_each_with_their_own_engine(room):
         cli = _client(env["DOCKER_HOST"])
         info = cli.info()
         assert any("rootless" in opt for opt in info.get("SecurityOptions", [])), info.get("SecurityOptions")
+        assert "io.containerd.snapshotter" in str(info.get("DriverStatus")), info.get("DriverStatus")
         assert cli.images.get("python:3.11-slim-bookworm")
         cli.close()
+        # Their kernels and terminals have the classroom's client, with buildx from their ~/.docker.
+        code, out = _run_as(name, ["docker", "buildx", "version"], timeout=60)
+        assert code == 0 and "buildx" in out, out
     # Their dockerd runs as them, not as root.
     from course_helpers.classroom.learners import lookup
 
@@ -243,9 +255,9 @@ def test_each_learners_images_exist_only_on_their_own_engine(room, engine):
 
 def test_a_learner_cannot_reach_another_learners_engine(room):
     me, other = NAMES[0], NAMES[1]
-    code, out = _run_as(me, ["/usr/bin/docker", "-H", room.seats[other].host, "version"], timeout=60)
+    code, out = _run_as(me, [_docker(), "-H", room.seats[other].host, "version"], timeout=60)
     assert code != 0 and "permission denied" in out.lower(), out
-    code, out = _run_as(me, ["/usr/bin/docker", "-H", room.seats[me].host, "version", "--format",
+    code, out = _run_as(me, [_docker(), "-H", room.seats[me].host, "version", "--format",
                              "{{.Server.Version}}"], timeout=60)
     assert code == 0, out
 
@@ -269,7 +281,7 @@ def test_one_learners_full_disk_cleanup_and_prune_leave_the_others_alone(room):
     me, others = NAMES[0], NAMES[1:]
     python = f"{CLASSROOM_DIR}/venv/bin/python"
     # Fill the learner's engine disk from a container, as a runaway build would.
-    code, out = _run_as(me, ["/usr/bin/docker", "run", "--name", "fill-the-disk", "python:3.11-slim-bookworm", "sh",
+    code, out = _run_as(me, [_docker(), "run", "--name", "fill-the-disk", "python:3.11-slim-bookworm", "sh",
                              "-c", "fallocate -l $(( ($(df -k --output=avail / | tail -1) - 65536) * 1024 )) /fill && "
                                    "head -c 128M /dev/zero > /more"])
     try:
@@ -282,7 +294,7 @@ def test_one_learners_full_disk_cleanup_and_prune_leave_the_others_alone(room):
                                        "tag='flask-demo:again', progress=False)\nprint('ran:', r.ran_steps)"])
             assert code == 0 and "ran: []" in out, out[-1500:]
     finally:
-        _run_as(me, ["/usr/bin/docker", "rm", "-f", "fill-the-disk"])
+        _run_as(me, [_docker(), "rm", "-f", "fill-the-disk"])
     # Then the learner cleans up as hard as Docker lets them.
     before = {name: _snapshot(room.seats[name].host) for name in others}
     assert all(snap[1] for snap in before.values()), "the others should have build cache to lose"
@@ -290,7 +302,7 @@ def test_one_learners_full_disk_cleanup_and_prune_leave_the_others_alone(room):
                                            "print(cleanup(all_sessions=True)); fresh_start('flask-demo')"])
     assert code == 0, out
     for cmd in (["builder", "prune", "-af"], ["system", "prune", "-af"]):
-        code, out = _run_as(me, ["/usr/bin/docker", *cmd])
+        code, out = _run_as(me, [_docker(), *cmd])
         assert code == 0, out
     images, cache, containers = _snapshot(room.seats[me].host)
     assert not images and not cache and not containers, "the learner's own prune should have emptied their engine"
@@ -354,10 +366,10 @@ def test_root_fallback_gives_a_learner_a_root_engine_only_they_can_use(room):
         assert host == engines.docker_host(learner, engines.ROOT)
         assert subprocess.run(["ip", "link", "show", bridge], capture_output=True).returncode == 0
         env = {"HOME": str(learner.home), "PATH": "/usr/bin:/bin", "DOCKER_HOST": host}
-        ok = _as_learner(FALLBACK, ["/usr/bin/docker", "image", "ls", "--format", "{{.Repository}}"], env=env)
+        ok = _as_learner(FALLBACK, [_docker(), "image", "ls", "--format", "{{.Repository}}"], env=env)
         out = ok.communicate(timeout=60)[0]
         assert ok.returncode == 0 and "python" in out, out
-        stranger = _as_learner(NAMES[0], ["/usr/bin/docker", "-H", host, "version"],
+        stranger = _as_learner(NAMES[0], [_docker(), "-H", host, "version"],
                                env={"HOME": f"/home/{NAMES[0]}", "PATH": "/usr/bin:/bin"})
         out = stranger.communicate(timeout=60)[0]
         assert stranger.returncode != 0 and "permission denied" in out.lower(), out

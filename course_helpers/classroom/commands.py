@@ -45,7 +45,7 @@ def _choose_engine(where: Paths, wanted: str, first: learners.Learner, disk_gb: 
     if wanted == engines.ROOT:
         return engines.ROOT, "asked for with --engine root"
     setup.ensure_packages(rootless=True, progress=progress)
-    reason = engines.rootless_problem()
+    reason = engines.rootless_problem(where)
     if reason is None:
         if engines.open_tun():
             progress(f"made {engines.TUN} usable by every user (mode 0666, Debian's default), "
@@ -119,11 +119,14 @@ def up(count: int, *, prefix: str = "learner", port: int = 8000, engine: str = "
     setup.ensure_packages(rootless=False, progress=progress)
     setup.ensure_venv(where, progress)
     setup.ensure_proxy(where, progress)
+    rel = setup.ensure_docker(where, progress)
     keys = load_secrets(where)
     for name in names:
         keys["passwords"].setdefault(name, _password())
     save_secrets(where, keys)
     accounts = [learners.ensure_learner(name, keys["passwords"][name], where.course, progress) for name in names]
+    for learner in accounts:
+        learners.link_buildx(learner, rel.docker_config / "cli-plugins" / "docker-buildx")
     settings.engine, settings.fallback_reason = _choose_engine(where, engine, accounts[0], disk_gb, progress)
     if settings.engine == engines.ROOT:
         progress(f"rootless Docker cannot run here ({settings.fallback_reason}); each learner gets a root dockerd "
@@ -224,7 +227,7 @@ def down(purge: bool = False, progress=print) -> None:
         shutil.rmtree(where.hub, ignore_errors=True)
         shutil.rmtree(where.disks, ignore_errors=True)
         shutil.rmtree(where.engines, ignore_errors=True)
-        progress(f"classroom removed; its software stays in {where.venv} and {where.proxy}")
+        progress(f"classroom removed; its software stays in {where.venv}, {where.proxy} and {where.docker}")
     else:
         progress(f"classroom down; the {len(settings.learners)} learners' accounts, work and engine disks are kept "
                  "(./course classroom down --purge removes them)")

@@ -1,6 +1,10 @@
 """A learner's own Docker engine: rootless, or (weaker) a root dockerd of its own.
 
-**Rootless** (the default): Debian's ``dockerd-rootless.sh`` runs as the
+Both are the course's default Docker release (Docker 28 from Debian's
+packages, with the containerd image store, as learners have it), unpacked into
+the classroom's folder (:func:`engine_release`) so that learners can run it.
+
+**Rootless** (the default): that release's ``dockerd-rootless.sh`` runs as the
 learner, inside a user namespace made by ``rootlesskit``, with ``slirp4netns``
 for its network.  Root inside it is the learner outside it: a container the
 learner starts cannot do more on the machine than the learner could.  Its
@@ -20,14 +24,16 @@ import os
 import shutil
 import signal
 import subprocess
+import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from docker.errors import DockerException
 
 from ..config import BASE_IMAGE, process_start
 from ..engine.client import from_env
+from ..engine.packages import DEFAULT_RELEASE, Release, daemon_config, release
 from ..errors import SetupError
 from ..statefiles import write_atomic
 from .learners import Learner, ensure_disk, mount_point
@@ -35,7 +41,6 @@ from .state import Paths
 
 ROOTLESS = "rootless"
 ROOT = "root"
-CONTRIB = Path("/usr/share/docker.io/contrib")  # where Debian's docker.io keeps dockerd-rootless.sh
 #: The Debian packages a rootless engine needs, by the program each provides.
 ROOTLESS_PACKAGES = {"rootlesskit": "rootlesskit", "slirp4netns": "slirp4netns", "newuidmap": "uidmap",
                      "fuse-overlayfs": "fuse-overlayfs"}
@@ -68,6 +73,14 @@ class EngineState:
     problem: str = ""
 
 
+def engine_release(where: Paths) -> Release:
+    """The Docker release of the classroom's engines and of the learners' client, in the classroom's folder.
+
+    ``./course classroom up`` places it there (:func:`course_helpers.engine.packages.place_release`).
+    """
+    return replace(release(DEFAULT_RELEASE), home=where.docker / DEFAULT_RELEASE)
+
+
 def private_name(learner: Learner) -> str:
     """The root-per-learner engine's short name (``daemon.py`` allows 8 characters): from the uid, unique here."""
     return f"cl{learner.uid}"[:8]
@@ -85,10 +98,11 @@ def missing_packages() -> list[str]:
     return sorted({pkg for prog, pkg in ROOTLESS_PACKAGES.items() if not shutil.which(prog)})
 
 
-def rootless_problem() -> str | None:
+def rootless_problem(where: Paths) -> str | None:
     """Why rootless Docker cannot run on this machine, in one sentence; None when nothing is known to stop it."""
-    if not (CONTRIB / "dockerd-rootless.sh").is_file():
-        return f"{CONTRIB}/dockerd-rootless.sh is missing (it ships with Debian's docker.io)."
+    script = engine_release(where).contrib / "dockerd-rootless.sh"
+    if not script.is_file():
+        return f"{script} is missing: run ./course classroom up again to unpack Docker there."
     missing = missing_packages()
     if missing:
         return f"the packages {', '.join(missing)} are not installed."
@@ -169,12 +183,15 @@ def _start_rootless(where: Paths, learner: Learner, timeout: float, progress) ->
     os.chown(runtime, learner.uid, learner.gid)
     runtime.chmod(0o700)
     data = mount_point(where, learner)
-    env = {"HOME": str(learner.home), "USER": learner.name, "LOGNAME": learner.name,
-           "XDG_RUNTIME_DIR": str(runtime), "PATH": f"{CONTRIB}:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"}
+    rel = engine_release(where)
+    # Its dockerd, containerd and runc come first; rootlesskit and slirp4netns are the machine's packages.
+    env = {"HOME": str(learner.home), "USER": learner.name, "LOGNAME": learner.name, "XDG_RUNTIME_DIR": str(runtime),
+           "PATH": f"{rel.contrib}:{rel.bin}:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"}
+    config = rootless_config(where)
     log = where.engine_log(learner.name)
     with open(log, "ab") as out:
         process = subprocess.Popen(
-            ["dockerd-rootless.sh", f"--data-root={data}", "--log-level=warn"],
+            ["dockerd-rootless.sh", f"--config-file={config}", f"--data-root={data}", "--log-level=warn"],
             user=learner.uid, group=learner.gid, extra_groups=[], env=env, cwd=learner.home,
             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     _children[learner.name] = process
@@ -191,11 +208,25 @@ def _start_rootless(where: Paths, learner: Learner, timeout: float, progress) ->
     raise SetupError(f"{learner.name}'s rootless engine did not answer within {timeout:.0f} s: {_last_error(log)}")
 
 
+def rootless_config(where: Paths) -> Path:
+    """The rootless engines' dockerd configuration (their image store), where learners can read it.
+
+    Without it a rootless dockerd reads the learner's own ``~/.config/docker/daemon.json``.
+    """
+    path = where.docker / "daemon-rootless.json"
+    text = json.dumps(daemon_config(engine_release(where)))
+    if not path.is_file() or path.read_text() != text:
+        write_atomic(path, text)
+        path.chmod(0o644)
+    return path
+
+
 def _start_root(where: Paths, learner: Learner, timeout: float, progress) -> str:
     from ..engine.daemon import start_private_engine
 
     engine = start_private_engine(private_name(learner), data_root=mount_point(where, learner),
-                                  socket_group=str(learner.gid), progress=progress, timeout=timeout)
+                                  socket_group=str(learner.gid), progress=progress, timeout=timeout,
+                                  release=engine_release(where).name)
     _children[learner.name] = engine.process
     _write_pid(where, learner, engine.process.pid)
     return engine.host

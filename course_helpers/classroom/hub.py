@@ -19,6 +19,7 @@ from typing import Any
 import requests
 
 from ..errors import SetupError
+from .engines import engine_release
 from .learners import COURSE_FOLDER
 from .state import Paths, Settings, load_secrets, load_settings
 
@@ -54,7 +55,8 @@ def configure(c: Any, where: Paths) -> None:
     c.Spawner.cmd = [str(venv_bin / "jupyterhub-singleuser")]
     c.Spawner.notebook_dir = f"~/{COURSE_FOLDER}"
     c.Spawner.default_url = "/lab/tree/notebooks/000-check-your-setup.ipynb"
-    c.Spawner.environment = {"PATH": f"{venv_bin}:/usr/local/bin:/usr/bin:/bin"}
+    # The classroom's docker client (buildx linked into each learner's ~/.docker) for kernels and terminals.
+    c.Spawner.environment = {"PATH": f"{venv_bin}:{engine_release(where).bin}:/usr/local/bin:/usr/bin:/bin"}
     c.LocalProcessSpawner.ip = "127.0.0.1"
     # A server waits for its engine and the base image import: seconds, more when the whole room arrives.
     c.Spawner.start_timeout = 300

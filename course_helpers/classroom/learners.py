@@ -148,6 +148,23 @@ def ensure_learner(name: str, password: str, course: Path, progress=print) -> Le
     return learner
 
 
+def link_buildx(learner: Learner, plugin: Path) -> None:
+    """Give the learner's docker client the classroom's buildx: a link in ``~/.docker/cli-plugins``.
+
+    The docker CLI looks for plugins there; a link (not ``DOCKER_CONFIG``) leaves their
+    ``~/.docker`` writable for buildx's own state.  A plugin of their own is left alone.
+    """
+    plugins = learner.home / ".docker" / "cli-plugins"
+    link = plugins / "docker-buildx"
+    if link.exists() and not link.is_symlink():
+        return
+    plugins.mkdir(parents=True, exist_ok=True)
+    link.unlink(missing_ok=True)
+    link.symlink_to(plugin)
+    for path in (plugins.parent, plugins, link):
+        os.chown(path, learner.uid, learner.gid, follow_symlinks=False)
+
+
 def _free_subordinate_range() -> int:
     used = [0]
     for table in ("/etc/subuid", "/etc/subgid"):

@@ -18,7 +18,8 @@ from pathlib import Path
 from ..config import REPO_ROOT
 from ..engine.streaming import run_streamed
 from ..errors import SetupError
-from .engines import missing_packages
+from ..engine.packages import Release, place_release
+from .engines import engine_release, missing_packages
 from .hub import proxy_command
 from .state import Paths
 
@@ -122,6 +123,12 @@ def ensure_venv(where: Paths, progress=print) -> Path:
                   f"{where.course}[test,classroom]"], quiet, "Installing the classroom's Python packages")
     stamp_file.write_text(_stamp(where))
     return python
+
+
+def ensure_docker(where: Paths, progress=print) -> Release:
+    """The course's Docker release in the classroom's folder, where every learner can run it (checked when there)."""
+    rel = engine_release(where)
+    return place_release(rel.name, rel.folder, progress)
 
 
 def _node_major() -> int:

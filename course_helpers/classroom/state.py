@@ -9,6 +9,8 @@ Layout under the classroom folder (``/var/lib/docker-layers-course`` unless
     course/     a copy of the course (package, notebooks, sample app) that every user can read
     venv/       the Python environment the hub and the learners' servers run from
     proxy/      configurable-http-proxy, installed with npm
+    docker/     the course's Docker release (dockerd, dockerd-rootless.sh, the client, buildx),
+                unpacked again here because the course's own copy is under /root
 
 The folder lives outside any home: learners' servers run its ``venv`` and
 ``course``, and a rootless engine writes under ``engines/<learner>``, so every
@@ -58,6 +60,10 @@ class Paths:
     @property
     def proxy(self) -> Path:
         return self.root / "proxy"
+
+    @property
+    def docker(self) -> Path:
+        return self.root / "docker"
 
     @property
     def settings(self) -> Path:

@@ -37,7 +37,7 @@ import os
 import re
 import shutil
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..config import state_dir
@@ -57,16 +57,23 @@ class Release:
         suite: the Debian suite it comes from.
         packages: what to fetch; their binaries end up in ``bin/``.
         store: the image store its engine uses by default: ``containerd`` or ``overlay2``.
+        home: where it is unpacked, when not in the course's state folder (see :func:`place_release`).
     """
 
     name: str
     suite: str
     packages: tuple[str, ...]
     store: str
+    home: Path | None = None
 
     @property
     def folder(self) -> Path:
-        return state_dir() / "docker" / self.name
+        return self.home or state_dir() / "docker" / self.name
+
+    @property
+    def contrib(self) -> Path:
+        """Debian's extras for the engine: ``dockerd-rootless.sh`` and its set-up tool."""
+        return self.folder / "root" / "usr/share/docker.io/contrib"
 
     @property
     def bin(self) -> Path:
@@ -296,6 +303,36 @@ def ensure_release(name: str = DEFAULT_RELEASE, progress: Progress | None = prin
         _link(rel, roots)
         write_atomic(rel.folder / "versions.json", json.dumps(versions, indent=1, sort_keys=True))
         say(progress, "fetched: " + ", ".join(f"{pkg} {ver}" for pkg, ver in versions.items()))
+    return rel
+
+
+def place_release(name: str, folder: Path, progress: Progress | None = print) -> Release:
+    """A copy of a release in ``folder``, for users who cannot read the course's state folder (under /root).
+
+    The packages :func:`ensure_release` fetched (and its choice of runc) are unpacked
+    again there, so every file keeps the mode its package gives it; an up-to-date copy is
+    only checked.
+
+    Returns:
+        The release as placed in ``folder``.
+
+    Raises:
+        SetupError: as :func:`ensure_release`.
+    """
+    source = ensure_release(name, progress)
+    rel = replace(source, home=Path(folder))
+    with locked(rel.folder / "versions.json"):
+        if rel.ready() and rel.versions() == source.versions():
+            return rel
+        say(progress, f"unpacking Docker from {source.folder} into {rel.folder}")
+        _unpack({deb.name: deb for deb in (source.folder / "debs").glob("*.deb")}, rel.folder / "root")
+        roots = {"*": rel.folder / "root"}
+        if (source.folder / "runc-root").is_dir():  # the machine's own runc, as the source has
+            _unpack({deb.name: deb for deb in (source.folder / "runc-debs").glob("*.deb")}, rel.folder / "runc-root")
+            roots["runc"] = rel.folder / "runc-root"
+        _link(rel, roots)
+        write_atomic(rel.folder / "versions.json", json.dumps(source.versions(), indent=1, sort_keys=True))
+        (rel.folder / "versions.json").chmod(0o644)
     return rel
 
 
