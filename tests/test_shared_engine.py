@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -226,6 +227,25 @@ def _rules_naming(bridge: str) -> list[str]:
     return out
 
 
+def _accepted_before_isolation(bridges: list[str]) -> list[str]:
+    """ACCEPT rules for traffic from these bridges that come before the isolation jump of their chain.
+
+    Such a rule lets a container past the rules that keep engines' networks apart; a rule put back
+    first in its chain (as this module once did) is one.
+    """
+    listing = subprocess.run(["iptables", "-S"], capture_output=True, text=True).stdout.splitlines()
+    early = []
+    for chain in ("FORWARD", "DOCKER-FORWARD"):
+        isolated = False
+        for rule in (r for r in listing if r.startswith(f"-A {chain} ")):
+            if re.search(r"-j (DOCKER-ISOLATION-STAGE-1|DOCKER-FORWARD)$", rule):
+                isolated = True
+            elif (not isolated and rule.endswith("-j ACCEPT")
+                  and any(re.search(rf"(^| )-i {b}( |$)", rule) for b in bridges)):
+                early.append(rule)
+    return early
+
+
 def _reaches_the_index(cli) -> str:
     """'' when pip in a container of this engine downloads a package from the index, else what it said."""
     from course_helpers.config import session_labels
@@ -268,6 +288,8 @@ def test_engines_of_three_releases_keep_each_others_network(engine):
             # Every engine still running keeps its own rules, in their order, and its containers the network.
             for bridge in ["docker0"] + [e.bridge for e in running.values()]:
                 assert _rules_naming(bridge) == own[bridge], f"{where}: the rules for {bridge} changed"
+            early = _accepted_before_isolation([e.bridge for e in running.values()])
+            assert not early, f"{where}: rules put back above the isolation jump: {early}"
             for label, cli in [("the main engine", engine)] + [(n, e.client()) for n, e in running.items()]:
                 problem = _reaches_the_index(cli)
                 assert problem == "", f"{where}: pip in a container of {label} did not reach the index: {problem}"

@@ -126,8 +126,8 @@ def build(context: str | Path, tag: str | None = None, *, dockerfile: str = "Doc
     kind = "buildah" if podman else "buildkit" if cli else "classic"
     records = engine_dir()  # before building: afterwards the engine may be gone
     try:
-        image_id, log, steps, ref = _run_builder(cli, client, ctx, dockerfile, tag, no_cache, args, target,
-                                                 instructions, say, podman)
+        image_id, log, steps, ref, sent = _run_builder(cli, client, ctx, dockerfile, tag, no_cache, args, target,
+                                                       instructions, say, podman)
     except BaseException:
         say.finish(None)  # the error shows the log's last lines; the whole log folds away
         raise
@@ -136,7 +136,7 @@ def build(context: str | Path, tag: str | None = None, *, dockerfile: str = "Doc
         record_build(image_id, tag, kind, start, end, folder=records, ref=ref)
     report = BuildReport(image_id=image_id, tags=[tag] if tag else [], builder=kind,
                          seconds=end - start, log=log, steps=steps, context=str(ctx), dockerfile=dockerfile,
-                         build_args=args, no_cache=no_cache, target=target, build_ref=ref,
+                         build_args=args, no_cache=no_cache, target=target, build_ref=ref, sent_bytes=sent,
                          command=terminal_command(cli, ctx, dockerfile, tag, no_cache, args, target, podman))
     try:
         # The image is the target's stage (the last stage when no target is given).
@@ -190,17 +190,19 @@ def terminal_command(cli: BuildkitClient | None, ctx: Path, dockerfile: str, tag
 def _run_builder(cli: BuildkitClient | None, client: "docker.DockerClient | None", ctx: Path, dockerfile: str,
                  tag: str | None, no_cache: bool, args: dict[str, str], target: str | None,
                  instructions: list[buildlog.Instruction], say: Callable[[str], None],
-                 podman: bool = False) -> tuple[str, str, list[Step], str | None]:
+                 podman: bool = False) -> tuple[str, str, list[Step], str | None, int | None]:
     """Run the build with BuildKit (a CLI), or through the SDK: the classic builder, or Buildah on Podman.
 
     Returns:
-        The image id, the builder's output, the steps, and the engine's build record id (buildx only).
+        The image id, the builder's output, the steps, the engine's build record id (buildx only),
+        and the bytes of context the course sent (SDK builds only).
     """
     try:
         if cli is not None:
-            return _build_buildkit(cli, ctx, dockerfile, tag, no_cache, args, target, instructions, say)
-        return _build_classic(client, ctx, dockerfile, tag, no_cache, args, target, instructions, say,
-                              buildah=podman) + (None,)
+            return (*_build_buildkit(cli, ctx, dockerfile, tag, no_cache, args, target, instructions, say), None)
+        image_id, log, steps, sent = _build_classic(client, ctx, dockerfile, tag, no_cache, args, target,
+                                                    instructions, say, buildah=podman)
+        return image_id, log, steps, None, sent
     except BuildError:
         # A build that failed because the engine went away is not the Dockerfile's fault.
         if client is None and try_client(timeout=5) is None:
@@ -361,19 +363,31 @@ def _show(texts: list[str], shown: list[str], say: Callable[[str], None]) -> Non
 def _build_classic(client: "docker.DockerClient | None", ctx: Path, dockerfile: str, tag: str | None,
                    no_cache: bool, build_args: dict[str, str], target: str | None,
                    instructions: list[buildlog.Instruction],
-                   say: Callable[[str], None], buildah: bool = False) -> tuple[str, str, list[Step]]:
-    """The SDK's build: the legacy builder on dockerd, Buildah on Podman (``buildah=True``)."""
+                   say: Callable[[str], None], buildah: bool = False) -> tuple[str, str, list[Step], int]:
+    """The SDK's build: the legacy builder on dockerd, Buildah on Podman (``buildah=True``).
+
+    The context is packed here, as the SDK would pack it for ``path=``, so that its size (all of it,
+    every build: neither builder asks only for what changed) is known.
+    """
+    from docker.api.build import process_dockerfile
     from docker.errors import APIError
+    from docker.utils import tar
 
     api = _sdk(client).api
     parser: buildlog.ClassicParser | buildlog.BuildahParser
     parser = (buildlog.BuildahParser(instructions, clock=time.monotonic) if buildah
               else buildlog.ClassicParser(instructions, clock=time.monotonic))
-    kwargs: dict[str, Any] = dict(path=str(ctx), tag=tag, rm=True, forcerm=True, decode=True,
+    ignore = ctx / ".dockerignore"
+    exclude = ([line.strip() for line in ignore.read_text().splitlines() if line.strip()
+                and not line.strip().startswith("#")] if ignore.is_file() else None)
+    context = tar(str(ctx), exclude=exclude, dockerfile=process_dockerfile(dockerfile, str(ctx)))
+    sent = os.fstat(context.fileno()).st_size
+    kwargs: dict[str, Any] = dict(fileobj=context, custom_context=True, tag=tag, rm=True, forcerm=True, decode=True,
                                   labels=session_labels(), nocache=no_cache, buildargs=build_args or None,
                                   dockerfile=dockerfile, target=target)
     # forcerm: a failed step's container is removed too, so a failed build leaves none behind.
-    command = "docker.APIClient.build(" + ", ".join(f"{k}={v!r}" for k, v in kwargs.items()) + ")"
+    shown = {"path": str(ctx), **{k: v for k, v in kwargs.items() if k not in ("fileobj", "custom_context")}}
+    command = "docker.APIClient.build(" + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ")"
     lines: list[str] = []
     made = _ClassicImages()
     try:
@@ -394,6 +408,8 @@ def _build_classic(client: "docker.DockerClient | None", ctx: Path, dockerfile: 
         api.close()
         reset_client()
         raise
+    finally:
+        context.close()  # a temporary file: closing removes it
     log = "\n".join(lines)
     failure = parser.failure()
     if failure is not None or parser.image_id is None:
@@ -405,7 +421,7 @@ def _build_classic(client: "docker.DockerClient | None", ctx: Path, dockerfile: 
         if buildah and failure is not None and failure.step is not None:
             total = sum(1 for i in instructions if i.stage == failure.step.stage) or None
         raise _build_error(failure, lines, command, ctx, dockerfile, None, total)
-    return parser.image_id, log, parser.steps()
+    return parser.image_id, log, parser.steps(), sent
 
 
 class _ClassicImages:

@@ -79,6 +79,8 @@ class BuildReport:
             builder the course used (shown under the step table).
         build_ref: the id of the engine's own record of this build (``docker buildx history
             inspect REF``), when the client is buildx; None otherwise.
+        sent_bytes: the bytes of context the course sent to the classic builder or Buildah
+            (None for BuildKit, which fetches what it needs itself).
     """
 
     image_id: str
@@ -94,6 +96,7 @@ class BuildReport:
     target: str | None = None
     command: str = ""
     build_ref: str | None = None
+    sent_bytes: int | None = None
 
     @property
     def short_id(self) -> str:
@@ -124,14 +127,15 @@ class BuildReport:
 
     @property
     def context_bytes(self) -> int | None:
-        """Bytes of build context BuildKit reported receiving (``transferring context: ...``), or None.
+        """Bytes of build context the builder received, or None when that is not known.
 
-        BuildKit sends only what changed since its last build from the same folder; the classic
-        builder sends everything and reports nothing here (None).
+        BuildKit reports it (``transferring context: ...``) and asks only for what changed since
+        its last build from the same folder; the classic builder and Buildah get all of it, every
+        build, and the figure is what the course sent them (:attr:`sent_bytes`).
         """
         from .logs import context_transfer
 
-        return context_transfer(self.log) if self.builder == "buildkit" else None
+        return context_transfer(self.log) if self.builder == "buildkit" else self.sent_bytes
 
     def engine_record(self) -> "CachedCounts":
         """This build as the engine recorded it (``docker buildx history``), beside the course's own count.
