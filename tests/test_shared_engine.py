@@ -218,13 +218,17 @@ def test_stopping_the_tls_engine_leaves_the_first_engines_network_as_it_was(tls_
 # --- engines of several releases at once: each start empties the iptables chains they share -------------
 
 def _rules_naming(bridge: str) -> list[str]:
-    """The rules that name ``bridge``, in order (published ports left out: other runs' containers come and go)."""
+    """The rules that name ``bridge``, in order, each once (published ports left out: other runs' containers come and go).
+
+    A rule twice in a chain does what it does once: seen on the shared machine, when another checkout's older
+    code put back the same rules as this one at the same moment, without the lock.
+    """
     out = []
     for table in ("filter", "nat"):
         listing = subprocess.run(["iptables", "-t", table, "-S"], capture_output=True, text=True).stdout
         out += [f"{table}: {r}" for r in listing.splitlines()
                 if f" {bridge} " in f" {r} " and "--dport" not in r]
-    return out
+    return list(dict.fromkeys(out))
 
 
 def _accepted_before_isolation(bridges: list[str]) -> list[str]:
