@@ -99,6 +99,8 @@ class Failure:
         total: how many steps the failing step's count runs to (``[4/4]`` -> 4), or None.
         exit_code: the failing RUN's exit code, or None.
         logs: what the failing step printed.
+        phase: the builder's own work that failed, as BuildKit names it (``"exporting to image"``),
+            when no step did; None otherwise.
     """
 
     message: str
@@ -106,6 +108,7 @@ class Failure:
     total: int | None = None
     exit_code: int | None = None
     logs: list[str] = field(default_factory=list)
+    phase: str | None = None
 
 
 def _exit_code(text: str) -> int | None:
@@ -155,7 +158,8 @@ class _VertexSteps:
     def __init__(self, instructions: list[Instruction] | None):
         self.instructions = instructions
         self.by_key: dict[str, _Vertex] = {}
-        self.skipped: set[str] = set()  # [internal], exporting, ...: not Dockerfile steps
+        self.skipped: dict[str, str] = {}  # key -> name of [internal], exporting, ...: not Dockerfile steps
+        self.phase_errors: list[tuple[str, str]] = []  # (name, error) of those that failed
         self.top_errors: list[str] = []
 
     def header(self, key: str, name: str) -> _Vertex | None:
@@ -163,7 +167,7 @@ class _VertexSteps:
             return self.by_key[key]
         match = _HEADER.match(name.strip())
         if not match:
-            self.skipped.add(key)
+            self.skipped[key] = name.strip()
             return None
         vertex = _Vertex(_stage_label(match.group("stage")), int(match.group("i")),
                          int(match.group("n")), match.group("text").strip(), len(self.by_key))
@@ -262,6 +266,9 @@ class _VertexSteps:
             vertex = failed[0]
             return Failure(message=vertex.error or "", step=self._step(vertex, _lookup(self.instructions)),
                            total=vertex.total, exit_code=_exit_code(vertex.error or ""), logs=vertex.logs)
+        if self.phase_errors:
+            name, error = self.phase_errors[0]
+            return Failure(message=error, phase=name)
         if self.top_errors:
             return Failure(message=self.top_errors[-1], exit_code=_exit_code(self.top_errors[-1]))
         return None
@@ -295,6 +302,8 @@ class PlainParser:
             return
         key, rest = match.groups()
         if key in self._v.skipped:
+            if rest.startswith("ERROR"):
+                self._v.phase_errors.append((self._v.skipped[key], rest.split(":", 1)[-1].strip()))
             return
         vertex = self._v.by_key.get(key)
         if vertex is None:
@@ -378,6 +387,8 @@ class RawjsonParser:
             key = vx.get("digest", "")
             vertex = self._v.header(key, vx.get("name", "")) if key not in self._v.skipped else None
             if vertex is None:
+                if vx.get("error"):
+                    self._v.phase_errors.append((self._v.skipped.get(key, ""), vx["error"]))
                 continue
             vertex.cached = vertex.cached or bool(vx.get("cached"))
             started, completed = self._times.get(key, (None, None))
