@@ -48,10 +48,39 @@ class BuildError(CourseError):
         self.command = command
 
     def __str__(self) -> str:
-        text = self.args[0]
-        if self.log_tail:
-            text += "\n--- last lines of the build output ---\n" + self.log_tail
-        return text
+        return with_build_tail(self.args[0], self.log_tail)
+
+
+class EngineFault(CourseError):
+    """The engine failed at its own part of a build (exporting, unpacking or storing the image), not at a step.
+
+    Not a :class:`BuildError`: no change to the Dockerfile fixes it, and a check that grades the
+    learner's Dockerfile must not count it against them.
+
+    Attributes:
+        kind: which fault (:mod:`course_helpers.builder.faults` names them), e.g. ``"unpack race"``.
+        engine_error: the engine's own words.
+        retried: True when the course had already built once more and the engine failed again.
+        log_tail: the last lines of the build output.
+        command: the command that ran.
+    """
+
+    def __init__(self, message: str, *, kind: str = "", engine_error: str = "", retried: bool = False,
+                 log_tail: str = "", command: str | None = None):
+        super().__init__(message)
+        self.kind = kind
+        self.engine_error = engine_error
+        self.retried = retried
+        self.log_tail = log_tail
+        self.command = command
+
+    def __str__(self) -> str:
+        return with_build_tail(self.args[0], self.log_tail)
+
+
+def with_build_tail(message: str, tail: str) -> str:
+    """A build failure's sentence, then the last lines of the build's output when there are any."""
+    return message + ("\n--- last lines of the build output ---\n" + tail if tail else "")
 
 
 class ContainerExited(CourseError):
@@ -110,6 +139,12 @@ def is_connection_error(exc: BaseException) -> bool:
     return False
 
 
+def disk_full(doing: str) -> str:
+    """The one sentence for an engine whose disk filled up."""
+    return (f"The engine ran out of disk space while {doing}: free some with ./course clean or "
+            "`docker system df`, then try again.")
+
+
 def engine_stopped(doing: str) -> EngineUnavailable:
     """The one sentence for an engine that went away while the course used it."""
     return EngineUnavailable(f"The Docker engine stopped answering while {doing}: {ENGINE_STOPPED_HINT}.")
@@ -142,8 +177,7 @@ def from_engine(exc: BaseException, doing: str) -> CourseError | None:
             return CourseError(f"The port is already taken on this machine while {doing}: pass another "
                                "port, or stop what uses it.")
         if "no space left on device" in text:
-            return CourseError(f"The engine ran out of disk space while {doing}: free some with "
-                               "./course clean or `docker system df`, then try again.")
+            return CourseError(disk_full(doing))
         return CourseError(f"The engine refused the request while {doing}: {text}")
     return None
 

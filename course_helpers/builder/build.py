@@ -37,10 +37,11 @@ from ..engine.client import client as engine_client, reset as reset_client, try_
 from ..engine.ownership import engine_dir, record_build
 from ..engine.podman import engine_is_podman
 from ..engine.session import course_call
-from ..errors import BuildError, DockerfileError, check_image_name, engine_stopped, is_connection_error
+from ..errors import BuildError, DockerfileError, EngineFault, check_image_name, engine_stopped, is_connection_error
 from ..formatting import shell_line, shown_path
 from ..layers.history import layer_history
 from . import logs as buildlog
+from .faults import engine_fault, fault_error
 from .progress import LiveLog
 from .report import BuildReport, Step
 
@@ -83,6 +84,8 @@ def build(context: str | Path, tag: str | None = None, *, dockerfile: str = "Doc
         BuildError: the context is missing, ``builder="buildkit"`` but no docker CLI here can run
             BuildKit, or the build failed (the message names the step, instruction and exit code,
             and what to do; ``log_tail`` and ``command`` hold the details).
+        EngineFault: the engine failed at its own work (exporting, unpacking, storing the image),
+            which no change to the Dockerfile fixes.
         DockerfileError: the Dockerfile is missing, or ``target`` names no stage of it.
         ValueError: ``builder`` is not one of ``auto``, ``buildkit``, ``classic``, ``buildah``.
     """
@@ -196,7 +199,7 @@ def _run_builder(cli: BuildkitClient | None, client: "docker.DockerClient | None
             return _build_buildkit(cli, ctx, dockerfile, tag, no_cache, args, target, instructions, say)
         return _build_classic(client, ctx, dockerfile, tag, no_cache, args, target, instructions, say,
                               buildah=podman)
-    except BuildError:
+    except (BuildError, EngineFault):
         # A build that failed because the engine went away is not the Dockerfile's fault.
         if client is None and try_client(timeout=5) is None:
             raise engine_stopped(f"building {tag or 'the image'}") from None
@@ -332,7 +335,7 @@ def _build_buildkit(cli: BuildkitClient, ctx: Path, dockerfile: str, tag: str | 
         code = proc.wait()
         log = "\n".join(lines)
         if code != 0:
-            raise _build_error(parser.failure(), lines, shlex.join(cmd), ctx, dockerfile, code)
+            raise _build_error(parser.failure(), lines, shlex.join(cmd), ctx, dockerfile, code, doing=_doing(tag))
         image_id = Path(iidfile).read_text().strip()
     return image_id, log, parser.steps()
 
@@ -407,7 +410,7 @@ def _build_classic(client: "docker.DockerClient | None", ctx: Path, dockerfile: 
         total = max((i.number for i in instructions), default=None)
         if buildah and failure is not None and failure.step is not None:
             total = sum(1 for i in instructions if i.stage == failure.step.stage) or None
-        raise _build_error(failure, lines, command, ctx, dockerfile, None, total)
+        raise _build_error(failure, lines, command, ctx, dockerfile, None, total, doing=_doing(tag))
     return parser.image_id, log, parser.steps()
 
 
@@ -452,6 +455,10 @@ def _events(stream: Iterable[Any]) -> Iterable[dict[str, Any]]:
 
 # --- failures ----------------------------------------------------------------------------------
 
+def _doing(tag: str | None) -> str:
+    return f"building {tag or 'an untagged image'}"
+
+
 _INDEX_UNREACHABLE = ("Could not find a version", "Max retries exceeded", "No matching distribution",
                       "Failed to establish a new connection", "Temporary failure in name resolution")
 
@@ -483,13 +490,21 @@ def _reason(failure: buildlog.Failure | None, lines: list[str], ctx: Path, docke
                  r"checking on sources under", text):  # the last: Buildah's words
         return (f"a file that COPY names is not in the build context {ctx} (or .dockerignore excludes it): "
                 "create it or fix the path in the Dockerfile."), False
+    if failure is None or failure.step is None:
+        # No step failed and no pattern named a line: do not send the learner to fix an instruction.
+        return ("read the last lines of its output below for what the builder could not do: a line or file of "
+                "yours named there is where to look, anything else is the engine's (then build again)."), False
     return "read the last lines of its output below, fix the instruction, and build again.", False
 
 
 def _build_error(failure: buildlog.Failure | None, lines: list[str], command: str, ctx: Path,
-                 dockerfile: str, process_code: int | None, learner_total: int | None = None) -> BuildError:
-    reason, dockerfile_fault = _reason(failure, lines, ctx, dockerfile)
+                 dockerfile: str, process_code: int | None, learner_total: int | None = None, *,
+                 doing: str = "building the image") -> BuildError | EngineFault:
     tail = "\n".join(lines[-_TAIL:])
+    fault = engine_fault(failure, lines)
+    if fault is not None:  # the engine's own work failed: no sentence here may ask for a Dockerfile edit
+        return fault_error(fault, doing, retried=False, log_tail=tail, command=command)
+    reason, dockerfile_fault = _reason(failure, lines, ctx, dockerfile)
     step = failure.step if failure else None
     code = failure.exit_code if failure else None
     if step is not None and not dockerfile_fault:
