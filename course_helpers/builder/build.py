@@ -20,6 +20,7 @@ PR_SET_PDEATHSIG on Linux), so no orphan tags an image later.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import shlex
@@ -41,7 +42,7 @@ from ..errors import BuildError, DockerfileError, EngineFault, check_image_name,
 from ..formatting import shell_line, shown_path
 from ..layers.history import layer_history
 from . import logs as buildlog
-from .faults import engine_fault, fault_error
+from .faults import Fault, engine_fault, fault_error, retry_note
 from .progress import LiveLog
 from .report import BuildReport, Step
 
@@ -85,7 +86,8 @@ def build(context: str | Path, tag: str | None = None, *, dockerfile: str = "Doc
             BuildKit, or the build failed (the message names the step, instruction and exit code,
             and what to do; ``log_tail`` and ``command`` hold the details).
         EngineFault: the engine failed at its own work (exporting, unpacking, storing the image),
-            which no change to the Dockerfile fixes.
+            which no change to the Dockerfile fixes.  When it failed to unpack the image it had just
+            built (moby/buildkit#6521), the build ran once more first, saying so in its output.
         DockerfileError: the Dockerfile is missing, or ``target`` names no stage of it.
         ValueError: ``builder`` is not one of ``auto``, ``buildkit``, ``classic``, ``buildah``.
     """
@@ -127,9 +129,10 @@ def build(context: str | Path, tag: str | None = None, *, dockerfile: str = "Doc
     image_id = ""
     kind = "buildah" if podman else "buildkit" if cli else "classic"
     records = engine_dir()  # before building: afterwards the engine may be gone
+    run = functools.partial(_run_builder, cli, client, ctx, dockerfile, tag, no_cache, args, target, instructions, say,
+                            podman)
     try:
-        image_id, log, steps = _run_builder(cli, client, ctx, dockerfile, tag, no_cache, args, target,
-                                            instructions, say, podman)
+        image_id, log, steps = _once_more_after_unpack_race(run, say, _doing(tag))
     except BaseException:
         say.finish(None)  # the error shows the log's last lines; the whole log folds away
         raise
@@ -335,6 +338,9 @@ def _build_buildkit(cli: BuildkitClient, ctx: Path, dockerfile: str, tag: str | 
         code = proc.wait()
         log = "\n".join(lines)
         if code != 0:
+            fault = engine_fault(parser.failure(), lines)
+            if fault is not None and fault.retry:
+                raise _UnpackRace(fault, log, parser.steps(), "\n".join(lines[-_TAIL:]), shlex.join(cmd))
             raise _build_error(parser.failure(), lines, shlex.join(cmd), ctx, dockerfile, code, doing=_doing(tag))
         image_id = Path(iidfile).read_text().strip()
     return image_id, log, parser.steps()
@@ -455,8 +461,39 @@ def _events(stream: Iterable[Any]) -> Iterable[dict[str, Any]]:
 
 # --- failures ----------------------------------------------------------------------------------
 
+class _UnpackRace(Exception):
+    """A BuildKit build whose steps all ran but whose image the engine failed to unpack (faults.UNPACK_RACE)."""
+
+    def __init__(self, fault: Fault, log: str, steps: list[Step], tail: str, command: str):
+        super().__init__(fault.words)
+        self.fault, self.log, self.steps, self.tail, self.command = fault, log, steps, tail, command
+
+
 def _doing(tag: str | None) -> str:
     return f"building {tag or 'an untagged image'}"
+
+
+def _once_more_after_unpack_race(run: Callable[[], tuple[str, str, list[Step]]], say: Callable[[str], None],
+                                 doing: str) -> tuple[str, str, list[Step]]:
+    """Run the build; when the engine fails to unpack its image (moby/buildkit#6521), say so and run it once more.
+
+    The second build meets the cache the first one left: a step that ran the first time and
+    is cached the second is reported as ran, with its first time and output, as one build
+    that had unpacked would have reported it.
+    """
+    try:
+        return run()
+    except _UnpackRace as race:
+        first = race
+    note = retry_note(first.fault)
+    say(note)
+    try:
+        image_id, log, steps = run()
+    except _UnpackRace as again:
+        raise fault_error(again.fault, doing, retried=True, log_tail=again.tail, command=again.command) from None
+    ran = {(s.stage, s.index): s for s in first.steps if not s.cached and not s.is_from}
+    steps = [ran.get((s.stage, s.index), s) if s.cached else s for s in steps]
+    return image_id, "\n".join([first.log, note, log]), steps
 
 
 _INDEX_UNREACHABLE = ("Could not find a version", "Max retries exceeded", "No matching distribution",

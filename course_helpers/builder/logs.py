@@ -459,7 +459,9 @@ def context_transfer(log: str) -> int | None:
     reports a few bytes; the classic builder sends the whole context every time and does not report it.
 
     Args:
-        log: the builder's whole output (``BuildReport.log``).
+        log: the builder's whole output (``BuildReport.log``).  After a retry (see
+            :func:`~course_helpers.builder.build.build`) it holds two builds: the first one sent the
+            context, the second only what changed since, so the larger figure is the build's.
 
     Returns:
         Bytes (rounded as BuildKit prints them, e.g. 52.43MB), or None when the log does not say.
@@ -478,7 +480,7 @@ def context_transfer(log: str) -> int | None:
                     vertex_key = vx.get("digest")
             for st in status.get("statuses") or []:
                 if st.get("vertex") == vertex_key and st.get("id") == "transferring context:":
-                    sent = int(st.get("current") or 0)
+                    sent = max(sent or 0, int(st.get("current") or 0))
             continue
         match = _PLAIN.match(line)
         if not match:
@@ -489,7 +491,7 @@ def context_transfer(log: str) -> int | None:
         elif key == vertex_key and rest.startswith("transferring context:"):
             words = rest[len("transferring context:"):].split()
             size = parse_size(words[0]) if words else None
-            sent = size if size is not None else sent
+            sent = max(sent or 0, size) if size is not None else sent
     return sent
 
 
