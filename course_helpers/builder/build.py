@@ -31,13 +31,14 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
-from ..config import session_labels
+from ..config import SESSION_ID, session_labels
 from ..dockerfile.parse import LAYER_INSTRUCTIONS, parse_dockerfile
 from ..engine.cli import BuildkitClient, buildkit_client, describe_probes
 from ..engine.client import client as engine_client, reset as reset_client, try_client
 from ..engine.ownership import engine_dir, record_build
 from ..engine.podman import engine_is_podman
 from ..engine.session import course_call
+from ..engine.snapshots import drop_half_made, hold_previous
 from ..errors import BuildError, DockerfileError, EngineFault, check_image_name, engine_stopped, is_connection_error
 from ..formatting import shell_line, shown_path
 from ..layers.history import layer_history
@@ -132,7 +133,15 @@ def build(context: str | Path, tag: str | None = None, *, dockerfile: str = "Doc
     run = functools.partial(_run_builder, cli, client, ctx, dockerfile, tag, no_cache, args, target, instructions, say,
                             podman)
     try:
-        image_id, log, steps = _once_more_after_unpack_race(run, say, _doing(tag))
+        # A BuildKit build that moves a tag on the containerd store may lose the old image's
+        # snapshots mid-unpack (engine/snapshots.py): keep them until it is done.
+        with hold_previous(_sdk(client), tag) if cli is not None else contextlib.nullcontext() as previous:
+            try:
+                image_id, log, steps = _once_more_after_unpack_race(run, say, _doing(tag))
+            except EngineFault:
+                if cli is not None:
+                    drop_half_made(_sdk(client), tag, previous, SESSION_ID)
+                raise
     except BaseException:
         say.finish(None)  # the error shows the log's last lines; the whole log folds away
         raise
