@@ -27,7 +27,27 @@ class InvalidName(CourseError, ValueError):
     """An image name or other argument Docker would refuse, caught before the engine sees it."""
 
 
-class BuildError(CourseError):
+class BuildOutput(CourseError):
+    """A failed build: its sentence, then the last lines of its output.
+
+    Attributes:
+        log_tail: the last lines of the build output.
+        command: the command that ran.
+    """
+
+    def __init__(self, message: str, *, log_tail: str = "", command: str | None = None):
+        super().__init__(message)
+        self.log_tail = log_tail
+        self.command = command
+
+    def __str__(self) -> str:
+        text = self.args[0]
+        if self.log_tail:
+            text += "\n--- last lines of the build output ---\n" + self.log_tail
+        return text
+
+
+class BuildError(BuildOutput):
     """A ``docker build`` failed.
 
     Attributes:
@@ -40,18 +60,13 @@ class BuildError(CourseError):
 
     def __init__(self, message: str, *, step: int | None = None, instruction: str | None = None,
                  exit_code: int | None = None, log_tail: str = "", command: str | None = None):
-        super().__init__(message)
+        super().__init__(message, log_tail=log_tail, command=command)
         self.step = step
         self.instruction = instruction
         self.exit_code = exit_code
-        self.log_tail = log_tail
-        self.command = command
-
-    def __str__(self) -> str:
-        return with_build_tail(self.args[0], self.log_tail)
 
 
-class EngineFault(CourseError):
+class EngineFault(BuildOutput):
     """The engine failed at its own part of a build (exporting, unpacking or storing the image), not at a step.
 
     Not a :class:`BuildError`: no change to the Dockerfile fixes it, and a check that grades the
@@ -67,20 +82,10 @@ class EngineFault(CourseError):
 
     def __init__(self, message: str, *, kind: str = "", engine_error: str = "", retried: bool = False,
                  log_tail: str = "", command: str | None = None):
-        super().__init__(message)
+        super().__init__(message, log_tail=log_tail, command=command)
         self.kind = kind
         self.engine_error = engine_error
         self.retried = retried
-        self.log_tail = log_tail
-        self.command = command
-
-    def __str__(self) -> str:
-        return with_build_tail(self.args[0], self.log_tail)
-
-
-def with_build_tail(message: str, tail: str) -> str:
-    """A build failure's sentence, then the last lines of the build's output when there are any."""
-    return message + ("\n--- last lines of the build output ---\n" + tail if tail else "")
 
 
 class ContainerExited(CourseError):
