@@ -2,7 +2,8 @@
 
 Without an engine: the classification of BuildKit's own output of the unpack race
 (``tests/fixtures/{plain,rawjson}_unpack_race.*``, recorded from a private Docker 28
-engine on the containerd store while :mod:`unpack_fault` made the fault happen), and
+engine on the containerd store while :mod:`unpack_fault` made the fault happen) and of a
+full disk while unpacking (``*_disk_full.*``, the same engine on a 700 MB tmpfs), and
 of the recorded Dockerfile failures, which stay the Dockerfile's.
 
 On a private Docker 28 engine on the containerd store (the ``full`` tier), with
@@ -62,6 +63,20 @@ def test_the_unpack_race_is_named_from_buildkits_own_output(parser, name, tmp_pa
     assert "not a problem in your Dockerfile" in sentence and "fix the" not in sentence
     assert "restart Docker" in sentence and "building flask-demo:first" in sentence
     assert "parent snapshot sha256:" in sentence and not any(len(w) > 80 for w in sentence.split())
+
+
+@pytest.mark.parametrize("parser, name", [(PlainParser, "plain_disk_full.txt"),
+                                          (RawjsonParser, "rawjson_disk_full.jsonl")])
+def test_a_full_disk_while_unpacking_is_the_engines_disk(parser, name, tmp_path):
+    """Recorded from a private engine whose data root was a 700 MB tmpfs, building a 150 MB RUN layer."""
+    failure, lines = _parsed(parser(), name)
+    assert failure is not None and failure.step is None and failure.phase == "exporting to image"
+    fault = faults.engine_fault(failure, lines)
+    assert fault is not None and fault.kind == faults.DISK_FULL and not fault.retry
+    error = _build_error(failure, lines, "docker buildx build ...", tmp_path, "Dockerfile", 1,
+                         doing="building disk:full")
+    assert isinstance(error, EngineFault) and not isinstance(error, BuildError)
+    assert error.args[0].startswith("The engine ran out of disk space while building disk:full: free some")
 
 
 @pytest.mark.parametrize("parser, name, dockerfile_words", [
