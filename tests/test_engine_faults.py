@@ -1,4 +1,4 @@
-"""Engine faults are named as the engine's, never as the Dockerfile's; the unpack race of moby/buildkit#6521 is built again once.
+"""Engine faults are named as the engine's, never the Dockerfile's; the unpack race (moby/buildkit#6521) is built again once.
 
 Without an engine: the classification of BuildKit's own output of the unpack race
 (``tests/fixtures/{plain,rawjson}_unpack_race.*``, recorded from a private Docker 28
@@ -104,7 +104,8 @@ def containerd28():
     from course_helpers.engine.daemon import start_private_engine
 
     if os.geteuid() != 0 or not shutil.which("iptables"):
-        pytest.skip("a private engine needs root and iptables (./course setup installs it), and this machine lacks them")
+        pytest.skip("a private engine needs root and iptables (./course setup installs it), "
+                    "and this machine lacks them")
     missing = UnpackFault.missing()
     if missing:
         pytest.skip(f"stopping the engine's unpack at the racy moment needs {missing}, which this machine lacks")

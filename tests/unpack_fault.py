@@ -190,8 +190,8 @@ class UnpackFault:
 
     def __enter__(self) -> "UnpackFault":
         pid = int((self.engine.exec_root / "dockerd.pid").read_text())
-        ctr = [str(self.engine.release.bin / "ctr"), "-a", str(self.engine.exec_root / "containerd" / "containerd.sock"),
-               "-n", "moby"]
+        socket = self.engine.exec_root / "containerd" / "containerd.sock"
+        ctr = [str(self.engine.release.bin / "ctr"), "-a", str(socket), "-n", "moby"]
         lease = [ctr + ["leases", "create", "--id", f"unpack-fault-{self._id}"],
                  ctr + ["leases", "rm", "--sync", f"unpack-fault-{self._id}"]]  # runs the collector
         plan = {"address": go_function_address(pid, APPLY_LAYERS), "log": str(self._tmp / "hits.jsonl"),

@@ -42,8 +42,8 @@ _DROPPED = re.compile(r"error reading from server: EOF|transport is closing|rpc 
                       r"Cannot connect to the Docker daemon", re.IGNORECASE)
 _DISK_FULL = re.compile(r"no space left on device", re.IGNORECASE)
 # The snapshotter, the content store, leases and unpacking: the engine's storage, whatever step was running.
-_STORAGE = re.compile(r"snapshot \S+ does not exist|parent snapshot \S+ does not exist|failed to (?:prepare|commit|create|remove|mount|stat) "
-                      r"(?:\S+ )?snapshot|failed to (?:unpack|extract|apply) (?:image|layer)|failed to export image|"
+_STORAGE = re.compile(r"snapshot \S+ does not exist|failed to (?:prepare|commit|create|remove|mount|stat) (?:\S+ )?"
+                      r"snapshot|failed to (?:unpack|extract|apply) (?:image|layer)|failed to export image|"
                       r"content digest \S+: not found|failed to (?:create|get|delete) lease|"
                       r"mismatched image rootfs|failed to write image|failed to get layer", re.IGNORECASE)
 
