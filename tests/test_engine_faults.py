@@ -1,4 +1,4 @@
-"""Engine faults are named as the engine's, never the Dockerfile's; the unpack race (moby/buildkit#6521) is built again once.
+"""Engine faults are the engine's, not the Dockerfile's; the unpack race (moby/buildkit#6521) is built again once.
 
 Without an engine: the classification of BuildKit's own output of the unpack race
 (``tests/fixtures/{plain,rawjson}_unpack_race.*``, recorded from a private Docker 28
