@@ -25,8 +25,8 @@ from .engine.housekeeping import cleanup, fresh_start
 from .engine.preflight import check_setup
 from .engine.provision import ensure_engine
 from .exercises.explorer import check_wasted_space, write_wasteful_dockerfile
-from .errors import (BuildError, ContainerExited, CourseError, DockerfileError, EngineUnavailable, InvalidName,
-                     LessonBusy, LessonInterrupted, SetupError)
+from .errors import (BuildError, ContainerExited, CourseError, DockerfileError, EngineFault, EngineUnavailable,
+                     InvalidName, LessonBusy, LessonInterrupted, SetupError)
 from .formatting import format_seconds, format_size
 from .layers.diff import ImageDiff, diff_images
 from .layers.explorer import Explorer, explore
@@ -40,7 +40,7 @@ from .lesson.run import run_app, run_command
 from .lesson.workspace import edit, workspace
 
 __all__ = [
-    "BuildError", "BuildReport", "ContainerExited", "CourseError", "DockerfileError", "EngineUnavailable",
+    "BuildError", "BuildReport", "ContainerExited", "CourseError", "DockerfileError", "EngineFault", "EngineUnavailable",
     "Explanation", "Explorer", "ImageDiff", "InvalidName", "Layer", "LessonBusy", "LessonInterrupted", "Prediction",
     "PredictionQuiz", "RecordedBuilds", "SetupError", "Step",
     "add_clutter", "build", "build_checks", "builders_available", "check_prediction", "check_setup", "check_wasted_space", "cleanup", "client",

@@ -27,7 +27,27 @@ class InvalidName(CourseError, ValueError):
     """An image name or other argument Docker would refuse, caught before the engine sees it."""
 
 
-class BuildError(CourseError):
+class BuildOutput(CourseError):
+    """A failed build: its sentence, then the last lines of its output.
+
+    Attributes:
+        log_tail: the last lines of the build output.
+        command: the command that ran.
+    """
+
+    def __init__(self, message: str, *, log_tail: str = "", command: str | None = None):
+        super().__init__(message)
+        self.log_tail = log_tail
+        self.command = command
+
+    def __str__(self) -> str:
+        text = self.args[0]
+        if self.log_tail:
+            text += "\n--- last lines of the build output ---\n" + self.log_tail
+        return text
+
+
+class BuildError(BuildOutput):
     """A ``docker build`` failed.
 
     Attributes:
@@ -40,18 +60,32 @@ class BuildError(CourseError):
 
     def __init__(self, message: str, *, step: int | None = None, instruction: str | None = None,
                  exit_code: int | None = None, log_tail: str = "", command: str | None = None):
-        super().__init__(message)
+        super().__init__(message, log_tail=log_tail, command=command)
         self.step = step
         self.instruction = instruction
         self.exit_code = exit_code
-        self.log_tail = log_tail
-        self.command = command
 
-    def __str__(self) -> str:
-        text = self.args[0]
-        if self.log_tail:
-            text += "\n--- last lines of the build output ---\n" + self.log_tail
-        return text
+
+class EngineFault(BuildOutput):
+    """The engine failed at its own part of a build (exporting, unpacking or storing the image), not at a step.
+
+    Not a :class:`BuildError`: no change to the Dockerfile fixes it, and a check that grades the
+    learner's Dockerfile must not count it against them.
+
+    Attributes:
+        kind: which fault (:mod:`course_helpers.builder.faults` names them), e.g. ``"unpack race"``.
+        engine_error: the engine's own words.
+        retried: True when the course had already built once more and the engine failed again.
+        log_tail: the last lines of the build output.
+        command: the command that ran.
+    """
+
+    def __init__(self, message: str, *, kind: str = "", engine_error: str = "", retried: bool = False,
+                 log_tail: str = "", command: str | None = None):
+        super().__init__(message, log_tail=log_tail, command=command)
+        self.kind = kind
+        self.engine_error = engine_error
+        self.retried = retried
 
 
 class ContainerExited(CourseError):
@@ -110,6 +144,12 @@ def is_connection_error(exc: BaseException) -> bool:
     return False
 
 
+def disk_full(doing: str) -> str:
+    """The one sentence for an engine whose disk filled up."""
+    return (f"The engine ran out of disk space while {doing}: free some with ./course clean or "
+            "`docker system df`, then try again.")
+
+
 def engine_stopped(doing: str) -> EngineUnavailable:
     """The one sentence for an engine that went away while the course used it."""
     return EngineUnavailable(f"The Docker engine stopped answering while {doing}: {ENGINE_STOPPED_HINT}.")
@@ -142,8 +182,7 @@ def from_engine(exc: BaseException, doing: str) -> CourseError | None:
             return CourseError(f"The port is already taken on this machine while {doing}: pass another "
                                "port, or stop what uses it.")
         if "no space left on device" in text:
-            return CourseError(f"The engine ran out of disk space while {doing}: free some with "
-                               "./course clean or `docker system df`, then try again.")
+            return CourseError(disk_full(doing))
         return CourseError(f"The engine refused the request while {doing}: {text}")
     return None
 

@@ -20,6 +20,7 @@ PR_SET_PDEATHSIG on Linux), so no orphan tags an image later.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import shlex
@@ -30,7 +31,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
-from ..config import session_labels
+from ..config import SESSION_ID, session_labels
 from ..dockerfile.parse import LAYER_INSTRUCTIONS, parse_dockerfile
 from ..engine.build_history import build_ref
 from ..engine.cli import BuildkitClient, buildkit_client, describe_probes
@@ -38,10 +39,12 @@ from ..engine.client import client as engine_client, reset as reset_client, try_
 from ..engine.ownership import engine_dir, record_build
 from ..engine.podman import engine_is_podman
 from ..engine.session import course_call
-from ..errors import BuildError, DockerfileError, check_image_name, engine_stopped, is_connection_error
+from ..engine.snapshots import drop_half_made, hold_previous
+from ..errors import BuildError, DockerfileError, EngineFault, check_image_name, engine_stopped, is_connection_error
 from ..formatting import shell_line, shown_path
 from ..layers.history import layer_history
 from . import logs as buildlog
+from .faults import Fault, engine_fault, fault_error, retry_note
 from .progress import LiveLog
 from .report import BuildReport, Step
 
@@ -84,6 +87,9 @@ def build(context: str | Path, tag: str | None = None, *, dockerfile: str = "Doc
         BuildError: the context is missing, ``builder="buildkit"`` but no docker CLI here can run
             BuildKit, or the build failed (the message names the step, instruction and exit code,
             and what to do; ``log_tail`` and ``command`` hold the details).
+        EngineFault: the engine failed at its own work (exporting, unpacking, storing the image),
+            which no change to the Dockerfile fixes.  When it failed to unpack the image it had just
+            built (moby/buildkit#6521), the build ran once more first, saying so in its output.
         DockerfileError: the Dockerfile is missing, or ``target`` names no stage of it.
         ValueError: ``builder`` is not one of ``auto``, ``buildkit``, ``classic``, ``buildah``.
     """
@@ -125,9 +131,18 @@ def build(context: str | Path, tag: str | None = None, *, dockerfile: str = "Doc
     image_id, ref = "", None
     kind = "buildah" if podman else "buildkit" if cli else "classic"
     records = engine_dir()  # before building: afterwards the engine may be gone
+    run = functools.partial(_run_builder, cli, client, ctx, dockerfile, tag, no_cache, args, target, instructions, say,
+                            podman)
     try:
-        image_id, log, steps, ref, sent = _run_builder(cli, client, ctx, dockerfile, tag, no_cache, args, target,
-                                                       instructions, say, podman)
+        # A BuildKit build that moves a tag on the containerd store may lose the old image's
+        # snapshots mid-unpack (engine/snapshots.py): keep them until it is done.
+        with hold_previous(_sdk(client), tag) if cli is not None else contextlib.nullcontext() as previous:
+            try:
+                image_id, log, steps, ref, sent = _once_more_after_unpack_race(run, say, _doing(tag))
+            except EngineFault:
+                if cli is not None:
+                    drop_half_made(_sdk(client), tag, previous, SESSION_ID)
+                raise
     except BaseException:
         say.finish(None)  # the error shows the log's last lines; the whole log folds away
         raise
@@ -203,7 +218,7 @@ def _run_builder(cli: BuildkitClient | None, client: "docker.DockerClient | None
         image_id, log, steps, sent = _build_classic(client, ctx, dockerfile, tag, no_cache, args, target,
                                                     instructions, say, buildah=podman)
         return image_id, log, steps, None, sent
-    except BuildError:
+    except (BuildError, EngineFault):
         # A build that failed because the engine went away is not the Dockerfile's fault.
         if client is None and try_client(timeout=5) is None:
             raise engine_stopped(f"building {tag or 'the image'}") from None
@@ -347,7 +362,10 @@ def _build_buildkit(cli: BuildkitClient, ctx: Path, dockerfile: str, tag: str | 
         code = proc.wait()
         log = "\n".join(lines)
         if code != 0:
-            raise _build_error(parser.failure(), shown, shlex.join(cmd), ctx, dockerfile, code)
+            fault = engine_fault(parser.failure(), shown)
+            if fault is not None and fault.retry:
+                raise _UnpackRace(fault, log, parser.steps(), "\n".join(shown[-_TAIL:]), shlex.join(cmd))
+            raise _build_error(parser.failure(), shown, shlex.join(cmd), ctx, dockerfile, code, doing=_doing(tag))
         image_id = Path(iidfile).read_text().strip()
         ref = build_ref(metadata)
     return image_id, log, parser.steps(), ref
@@ -420,7 +438,7 @@ def _build_classic(client: "docker.DockerClient | None", ctx: Path, dockerfile: 
         total = max((i.number for i in instructions), default=None)
         if buildah and failure is not None and failure.step is not None:
             total = sum(1 for i in instructions if i.stage == failure.step.stage) or None
-        raise _build_error(failure, lines, command, ctx, dockerfile, None, total)
+        raise _build_error(failure, lines, command, ctx, dockerfile, None, total, doing=_doing(tag))
     return parser.image_id, log, parser.steps(), sent
 
 
@@ -464,6 +482,40 @@ def _events(stream: Iterable[Any]) -> Iterable[dict[str, Any]]:
 
 
 # --- failures ----------------------------------------------------------------------------------
+
+class _UnpackRace(Exception):
+    """A BuildKit build whose steps all ran but whose image the engine failed to unpack (faults.UNPACK_RACE)."""
+
+    def __init__(self, fault: Fault, log: str, steps: list[Step], tail: str, command: str):
+        super().__init__(fault.words)
+        self.fault, self.log, self.steps, self.tail, self.command = fault, log, steps, tail, command
+
+
+def _doing(tag: str | None) -> str:
+    return f"building {tag or 'an untagged image'}"
+
+
+def _once_more_after_unpack_race(run: Callable[[], tuple], say: Callable[[str], None], doing: str) -> tuple:
+    """Run the build; when the engine fails to unpack its image (moby/buildkit#6521), say so and run it once more.
+
+    The second build meets the cache the first one left: a step that ran the first time and
+    is cached the second is reported as ran, with its first time and output, as one build
+    that had unpacked would have reported it.
+    """
+    try:
+        return run()
+    except _UnpackRace as race:
+        first = race
+    note = retry_note(first.fault)
+    say(note)
+    try:
+        image_id, log, steps, *rest = run()  # rest: the build record id and the bytes sent
+    except _UnpackRace as again:
+        raise fault_error(again.fault, doing, retried=True, log_tail=again.tail, command=again.command) from None
+    ran = {(s.stage, s.index): s for s in first.steps if not s.cached and not s.is_from}
+    steps = [ran.get((s.stage, s.index), s) if s.cached else s for s in steps]
+    return (image_id, "\n".join([first.log, note, log]), steps, *rest)
+
 
 _INDEX_UNREACHABLE = ("Could not find a version", "Max retries exceeded", "No matching distribution",
                       "Failed to establish a new connection", "Temporary failure in name resolution")
@@ -514,13 +566,21 @@ def _reason(failure: buildlog.Failure | None, lines: list[str], ctx: Path, docke
                  r"checking on sources under", text):  # the last: Buildah's words
         return (f"a file that COPY names is not in the build context {ctx} (or .dockerignore excludes it): "
                 "create it or fix the path in the Dockerfile."), False
+    if failure is None or failure.step is None:
+        # No step failed and no pattern named a line: do not send the learner to fix an instruction.
+        return ("read the last lines of its output below for what the builder could not do: a line or file of "
+                "yours named there is where to look, anything else is the engine's (then build again)."), False
     return "read the last lines of its output below, fix the instruction, and build again.", False
 
 
 def _build_error(failure: buildlog.Failure | None, lines: list[str], command: str, ctx: Path,
-                 dockerfile: str, process_code: int | None, learner_total: int | None = None) -> BuildError:
-    reason, dockerfile_fault = _reason(failure, lines, ctx, dockerfile)
+                 dockerfile: str, process_code: int | None, learner_total: int | None = None, *,
+                 doing: str = "building the image") -> BuildError | EngineFault:
     tail = "\n".join(lines[-_TAIL:])
+    fault = engine_fault(failure, lines)
+    if fault is not None:  # the engine's own work failed: no sentence here may ask for a Dockerfile edit
+        return fault_error(fault, doing, retried=False, log_tail=tail, command=command)
+    reason, dockerfile_fault = _reason(failure, lines, ctx, dockerfile)
     step = failure.step if failure else None
     code = failure.exit_code if failure else None
     if step is not None and not dockerfile_fault:

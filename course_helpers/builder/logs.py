@@ -99,6 +99,8 @@ class Failure:
         total: how many steps the failing step's count runs to (``[4/4]`` -> 4), or None.
         exit_code: the failing RUN's exit code, or None.
         logs: what the failing step printed.
+        phase: the builder's own work that failed, as BuildKit names it (``"exporting to image"``),
+            when no step did; None otherwise.
     """
 
     message: str
@@ -106,6 +108,7 @@ class Failure:
     total: int | None = None
     exit_code: int | None = None
     logs: list[str] = field(default_factory=list)
+    phase: str | None = None
 
 
 def _exit_code(text: str) -> int | None:
@@ -156,7 +159,8 @@ class _VertexSteps:
     def __init__(self, instructions: list[Instruction] | None):
         self.instructions = instructions
         self.by_key: dict[str, _Vertex] = {}
-        self.skipped: set[str] = set()  # [internal], exporting, ...: not Dockerfile steps
+        self.skipped: dict[str, str] = {}  # key -> name of [internal], exporting, ...: not Dockerfile steps
+        self.phase_errors: list[tuple[str, str]] = []  # (name, error) of those that failed
         self.top_errors: list[str] = []
 
     def header(self, key: str, name: str) -> _Vertex | None:
@@ -164,7 +168,7 @@ class _VertexSteps:
             return self.by_key[key]
         match = _HEADER.match(name.strip())
         if not match:
-            self.skipped.add(key)
+            self.skipped[key] = name.strip()
             return None
         vertex = _Vertex(_stage_label(match.group("stage")), int(match.group("i")),
                          int(match.group("n")), match.group("text").strip(), len(self.by_key))
@@ -264,6 +268,9 @@ class _VertexSteps:
             vertex = failed[0]
             return Failure(message=vertex.error or "", step=self._step(vertex, _lookup(self.instructions)),
                            total=vertex.total, exit_code=_exit_code(vertex.error or ""), logs=vertex.logs)
+        if self.phase_errors:
+            name, error = self.phase_errors[0]
+            return Failure(message=error, phase=name)
         if self.top_errors:
             return Failure(message=self.top_errors[-1], exit_code=_exit_code(self.top_errors[-1]))
         return None
@@ -297,6 +304,8 @@ class PlainParser:
             return
         key, rest = match.groups()
         if key in self._v.skipped:
+            if rest.startswith("ERROR"):
+                self._v.phase_errors.append((self._v.skipped[key], rest.split(":", 1)[-1].strip()))
             return
         vertex = self._v.by_key.get(key)
         if vertex is None:
@@ -589,7 +598,9 @@ def context_transfer(log: str) -> int | None:
     reports a few bytes; the classic builder sends the whole context every time and does not report it.
 
     Args:
-        log: the builder's whole output (``BuildReport.log``).
+        log: the builder's whole output (``BuildReport.log``).  After a retry (see
+            :func:`~course_helpers.builder.build.build`) it holds two builds: the first one sent the
+            context, the second only what changed since, so the larger figure is the build's.
 
     Returns:
         Bytes (rounded as BuildKit prints them, e.g. 52.43MB), or None when the log does not say.
@@ -605,7 +616,7 @@ def context_transfer(log: str) -> int | None:
                     vertex_key = vx.get("digest")
             for st in status.get("statuses") or []:
                 if st.get("vertex") == vertex_key and st.get("id") == "transferring context:":
-                    sent = int(st.get("current") or 0)
+                    sent = max(sent or 0, int(st.get("current") or 0))
             continue
         match = _PLAIN.match(line)
         if not match:
@@ -616,7 +627,7 @@ def context_transfer(log: str) -> int | None:
         elif key == vertex_key and rest.startswith("transferring context:"):
             words = rest[len("transferring context:"):].split()
             size = parse_size(words[0]) if words else None
-            sent = size if size is not None else sent
+            sent = max(sent or 0, size) if size is not None else sent
     return sent
 
 
