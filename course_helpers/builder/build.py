@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from ..config import SESSION_ID, session_labels
 from ..dockerfile.parse import LAYER_INSTRUCTIONS, parse_dockerfile
-from ..engine.build_history import build_ref
+from ..engine.build_history import BuildMetadata, read_metadata
 from ..engine.cli import BuildkitClient, buildkit_client, describe_probes
 from ..engine.client import client as engine_client, reset as reset_client, try_client
 from ..engine.ownership import engine_dir, record_build
@@ -60,7 +60,7 @@ _DIGEST_LINE = re.compile(r"^#\d+ sha256:[0-9a-f]{64}$")  # 20.10 prints each ve
 def build(context: str | Path, tag: str | None = None, *, dockerfile: str = "Dockerfile",
           builder: str = "auto", no_cache: bool = False, build_args: dict[str, str] | None = None,
           target: str | None = None, progress: bool | Callable[[str], None] = True,
-          client: "docker.DockerClient | None" = None) -> BuildReport:
+          attestations: bool = True, client: "docker.DockerClient | None" = None) -> BuildReport:
     """Build an image from a context directory and report what each step did.
 
     Args:
@@ -77,6 +77,9 @@ def build(context: str | Path, tag: str | None = None, *, dockerfile: str = "Doc
         progress: True shows the builder's output as it arrives: in a notebook, live in one display
             that becomes the step table with the log folded under it when the build ends; in a
             terminal, printed line by line.  False keeps quiet, a callable receives each line instead.
+        attestations: False asks buildx for no provenance attestation (``--provenance=false``), so
+            the image is one manifest and two all-cached builds are one image ID on the containerd
+            store too.  Other builders add none, so it changes nothing there.
         client: the Docker SDK client to use; default :func:`course_helpers.engine.client`.
 
     Returns:
@@ -131,14 +134,16 @@ def build(context: str | Path, tag: str | None = None, *, dockerfile: str = "Doc
     image_id, ref = "", None
     kind = "buildah" if podman else "buildkit" if cli else "classic"
     records = engine_dir()  # before building: afterwards the engine may be gone
+    extra = ["--provenance=false"] if cli is not None and cli.via == "buildx" and not attestations else []
     run = functools.partial(_run_builder, cli, client, ctx, dockerfile, tag, no_cache, args, target, instructions, say,
-                            podman)
+                            podman, extra)
     try:
         # A BuildKit build that moves a tag on the containerd store may lose the old image's
         # snapshots mid-unpack (engine/snapshots.py): keep them until it is done.
         with hold_previous(_sdk(client), tag) if cli is not None else contextlib.nullcontext() as previous:
             try:
-                image_id, log, steps, ref, sent = _once_more_after_unpack_race(run, say, _doing(tag))
+                image_id, log, steps, meta, sent = _once_more_after_unpack_race(run, say, _doing(tag))
+                ref = meta.ref
             except EngineFault:
                 if cli is not None:
                     drop_half_made(_sdk(client), tag, previous, SESSION_ID)
@@ -152,7 +157,8 @@ def build(context: str | Path, tag: str | None = None, *, dockerfile: str = "Doc
     report = BuildReport(image_id=image_id, tags=[tag] if tag else [], builder=kind,
                          seconds=end - start, log=log, steps=steps, context=str(ctx), dockerfile=dockerfile,
                          build_args=args, no_cache=no_cache, target=target, build_ref=ref, sent_bytes=sent,
-                         command=terminal_command(cli, ctx, dockerfile, tag, no_cache, args, target, podman))
+                         config_digest=meta.config_digest or (image_id if kind == "classic" else None),
+                         command=terminal_command(cli, ctx, dockerfile, tag, no_cache, args, target, podman, extra))
     try:
         # The image is the target's stage (the last stage when no target is given).
         stages = list(dict.fromkeys(i.stage for i in instructions))
@@ -172,7 +178,8 @@ def build(context: str | Path, tag: str | None = None, *, dockerfile: str = "Doc
 
 
 def terminal_command(cli: BuildkitClient | None, ctx: Path, dockerfile: str, tag: str | None, no_cache: bool,
-                     build_args: dict[str, str], target: str | None, podman: bool = False) -> str:
+                     build_args: dict[str, str], target: str | None, podman: bool = False,
+                     extra: list[str] = ()) -> str:
     """The ``docker build`` a learner types for the same build, with the client and builder the course used.
 
     The course's own bookkeeping (session labels, ``--iidfile``, machine-readable progress) is left
@@ -197,6 +204,7 @@ def terminal_command(cli: BuildkitClient | None, ctx: Path, dockerfile: str, tag
     argv += ["--no-cache"] if no_cache else []
     argv += [f"--build-arg={key}={value}" for key, value in build_args.items()]
     argv += ["--target", target] if target else []
+    argv += list(extra)
     argv += ["-f", shown_path(ctx / dockerfile)] if dockerfile != "Dockerfile" else []
     argv.append(shown_path(ctx))
     return shell_line(argv, env)
@@ -205,19 +213,21 @@ def terminal_command(cli: BuildkitClient | None, ctx: Path, dockerfile: str, tag
 def _run_builder(cli: BuildkitClient | None, client: "docker.DockerClient | None", ctx: Path, dockerfile: str,
                  tag: str | None, no_cache: bool, args: dict[str, str], target: str | None,
                  instructions: list[buildlog.Instruction], say: Callable[[str], None],
-                 podman: bool = False) -> tuple[str, str, list[Step], str | None, int | None]:
+                 podman: bool = False, extra: list[str] = ()) -> tuple[str, str, list[Step], BuildMetadata, int | None]:
     """Run the build with BuildKit (a CLI), or through the SDK: the classic builder, or Buildah on Podman.
 
     Returns:
-        The image id, the builder's output, the steps, the engine's build record id (buildx only),
-        and the bytes of context the course sent (SDK builds only).
+        The image id, the builder's output, the steps, buildx's metadata (its build record id and
+        the config's digest; empty for other builders), and the bytes of context the course sent
+        (SDK builds only).
     """
     try:
         if cli is not None:
-            return (*_build_buildkit(cli, ctx, dockerfile, tag, no_cache, args, target, instructions, say), None)
+            return (*_build_buildkit(cli, ctx, dockerfile, tag, no_cache, args, target, instructions, say, extra),
+                    None)
         image_id, log, steps, sent = _build_classic(client, ctx, dockerfile, tag, no_cache, args, target,
                                                     instructions, say, buildah=podman)
-        return image_id, log, steps, None, sent
+        return image_id, log, steps, BuildMetadata(), sent
     except (BuildError, EngineFault):
         # A build that failed because the engine went away is not the Dockerfile's fault.
         if client is None and try_client(timeout=5) is None:
@@ -320,8 +330,11 @@ def _stop(proc: subprocess.Popen) -> None:
 
 def _build_buildkit(cli: BuildkitClient, ctx: Path, dockerfile: str, tag: str | None, no_cache: bool,
                     build_args: dict[str, str], target: str | None, instructions: list[buildlog.Instruction],
-                    say: Callable[[str], None]) -> tuple[str, str, list[Step], str | None]:
-    """Run the CLI; returns the image id, the output, the steps, and the engine's build record id if told."""
+                    say: Callable[[str], None], extra: list[str] = ()) -> tuple[str, str, list[Step], BuildMetadata]:
+    """Run the CLI; returns the image id, the output, the steps, and what buildx's metadata file said.
+
+    ``extra`` holds options the learner asked for that the CLI passes on as they are (``--provenance=false``).
+    """
     parser: buildlog.PlainParser | buildlog.RawjsonParser
     parser = (buildlog.RawjsonParser if cli.progress == "rawjson" else buildlog.PlainParser)(instructions)
     with tempfile.TemporaryDirectory(prefix="course-build-") as tmp:
@@ -336,6 +349,7 @@ def _build_buildkit(cli: BuildkitClient, ctx: Path, dockerfile: str, tag: str | 
         cmd += ["-t", tag] if tag else []
         cmd += ["--no-cache"] if no_cache else []
         cmd += ["--target", target] if target else []
+        cmd += list(extra)
         cmd.append(str(ctx))
         lines: list[str] = []  # what the CLI printed: the report's log
         shown: list[str] = []  # what the learner reads: the same, in plain form when it was rawjson
@@ -366,9 +380,9 @@ def _build_buildkit(cli: BuildkitClient, ctx: Path, dockerfile: str, tag: str | 
             if fault is not None and fault.retry:
                 raise _UnpackRace(fault, log, parser.steps(), "\n".join(shown[-_TAIL:]), shlex.join(cmd))
             raise _build_error(parser.failure(), shown, shlex.join(cmd), ctx, dockerfile, code, doing=_doing(tag))
-        image_id = Path(iidfile).read_text().strip()
-        ref = build_ref(metadata)
-    return image_id, log, parser.steps(), ref
+        meta = read_metadata(metadata)
+        image_id = meta.image_digest or Path(iidfile).read_text().strip()
+    return image_id, log, parser.steps(), meta
 
 
 def _show(texts: list[str], shown: list[str], say: Callable[[str], None]) -> None:

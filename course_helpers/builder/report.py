@@ -81,6 +81,8 @@ class BuildReport:
             inspect REF``), when the client is buildx; None otherwise.
         sent_bytes: the bytes of context the course sent to the classic builder or Buildah
             (None for BuildKit, which fetches what it needs itself).
+        config_digest: the digest of the image's config, where the builder says it (buildx's
+            metadata) or the image ID is it (the classic builder); None otherwise.
     """
 
     image_id: str
@@ -97,6 +99,7 @@ class BuildReport:
     command: str = ""
     build_ref: str | None = None
     sent_bytes: int | None = None
+    config_digest: str | None = None
 
     @property
     def short_id(self) -> str:

@@ -61,18 +61,42 @@ class BuildRecord:
         return f"docker buildx history inspect {self.ref}"
 
 
-def build_ref(metadata_file: str | Path) -> str | None:
-    """The build record's id from a ``--metadata-file`` (``default/default/mvffww41...`` -> ``mvffww41...``).
+@dataclass(frozen=True)
+class BuildMetadata:
+    """What buildx's ``--metadata-file`` says of a finished build.
 
-    Returns:
-        The id, or None when the file is missing (a failed build writes none) or names no ref.
+    Attributes:
+        ref: the build record's id (``default/default/mvffww41...`` -> ``mvffww41...``).
+        image_digest: the digest the engine names the image by: the index's with an attestation,
+            the manifest's without one on the containerd store, the config's on the classic store.
+            ``--iidfile`` gives the config's digest when there is no attestation, which the
+            containerd store does not know as an image ID (seen with buildx 0.29 on Docker 28).
+        config_digest: the digest of the image's config.
     """
+
+    ref: str | None = None
+    image_digest: str | None = None
+    config_digest: str | None = None
+
+
+def read_metadata(metadata_file: str | Path) -> BuildMetadata:
+    """The :class:`BuildMetadata` of a ``--metadata-file``; empty when the file is missing (a failed build
+    writes none) or unreadable."""
     try:
         data = json.loads(Path(metadata_file).read_text())
     except (OSError, ValueError):
-        return None
-    ref = data.get("buildx.build.ref") if isinstance(data, dict) else None
-    return ref.rsplit("/", 1)[-1] if isinstance(ref, str) and ref else None
+        return BuildMetadata()
+    if not isinstance(data, dict):
+        return BuildMetadata()
+    text = lambda key: data[key] if isinstance(data.get(key), str) and data[key] else None  # noqa: E731
+    ref = text("buildx.build.ref")
+    return BuildMetadata(ref.rsplit("/", 1)[-1] if ref else None, text("containerimage.digest"),
+                         text("containerimage.config.digest"))
+
+
+def build_ref(metadata_file: str | Path) -> str | None:
+    """The build record's id from a ``--metadata-file``, or None (see :class:`BuildMetadata`)."""
+    return read_metadata(metadata_file).ref
 
 
 def _run(cli: BuildkitClient, args: list[str]) -> subprocess.CompletedProcess[str] | None:

@@ -7,8 +7,10 @@ stable once ids and dates are sanitised: ids print as ``sha256:`` + 12 hex (or
 """
 from __future__ import annotations
 
+import hashlib
 import html
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 import docker
@@ -124,11 +126,14 @@ class ImageParts:
     listed_size: int = 0
     content_size: int | None = None
     unpacked_size: int | None = None
+    config_digest: str | None = None
+    settings: str = field(default="", repr=False, compare=False)
 
     @property
     def content(self) -> str:
-        """The digest that names the image's config and layers and nothing else."""
-        return self.manifest or self.id
+        """What names the image's config and layers and nothing else: the config's digest where known,
+        else a digest of the config's fields as the engine shows them (the same config gives the same)."""
+        return self.config_digest or self.settings or self.manifest or self.id
 
     def cells(self) -> list[str]:
         names = {"index": "an index", "manifest": "an image manifest", "config": "the image config"}
@@ -181,8 +186,13 @@ def _parts(image: Any, client: docker.DockerClient | None) -> ImageParts:
     content = sum(int((m.get("Size") or {}).get("Content") or 0) for m in manifests) if manifests else None
     unpacked = sum(int(((m.get("ImageData") or {}).get("Size") or {}).get("Unpacked") or 0)
                    for m in platform) if platform else None
+    # The image config's own fields, as inspect shows them: equal for two builds of one config, whatever
+    # wraps it (an index with an attestation, a manifest in Docker's or OCI's media type).
+    fields = {k: attrs.get(k) for k in ("Architecture", "Os", "Variant", "Created", "Author", "Config", "RootFS")}
+    settings = "sha256:" + hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
     return ImageParts(shown_name(image, img.id), img.id, kind, manifest, attestations,
-                      tuple(attrs.get("RootFS", {}).get("Layers") or ()), listed, content, unpacked)
+                      tuple(attrs.get("RootFS", {}).get("Layers") or ()), listed, content, unpacked,
+                      img.id if kind == "config" else None, settings)
 
 
 def _listed_size(cli: docker.DockerClient, img: Image) -> int:
@@ -247,10 +257,14 @@ class SameImage:
             return f"True: {self.a} and {self.b} are one image ({short_id(self.a_id)})"
         text = f"False: {self.a} is {short_id(self.a_id)}, {self.b} is {short_id(self.b_id)}"
         if self.same_content:
-            atts = "; each index also holds an attestation of its own build" if (
-                self.parts_a.attestations or self.parts_b.attestations) else ""
-            text += (f". Both IDs are indexes that name the same image manifest "
-                     f"({short_id(self.parts_a.content)}): the same config and layers{atts}")
+            a, b = self.parts_a, self.parts_b
+            if a.kind == b.kind == "index" and a.manifest == b.manifest:
+                text += f". Both IDs are indexes that name one image manifest ({short_id(a.manifest)})"
+            else:
+                text += ". They wrap the same image in different ways"
+            text += ": the same config and layers"
+            if a.attestations or b.attestations:
+                text += "; an index also holds an attestation of the build that made it"
         return text
 
     def __repr__(self) -> str:
