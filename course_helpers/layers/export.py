@@ -20,9 +20,8 @@ layers before or after the files that say which is which), so nothing is
 decided until the end: small JSON files are kept in memory, every layer is
 scanned as it passes (each entry's header, a sha256 of each file), and the
 scans are put in place, by diff id, once the layout has been read.  Nothing is
-written to disk.  A thread reads the HTTP body ahead of the scan (up to
-:data:`READ_AHEAD` bytes), so the engine keeps writing its export while this
-process reads layers.
+written to disk, and what is held in memory is the JSON files, the files of
+up to :data:`SMALL` bytes while they are read, and the scans.
 
 Scans are kept by diff id (the digest of the layer's uncompressed tar: its
 content), in memory and in ``state_dir()/layer-scans``, for every image and
@@ -38,11 +37,8 @@ import io
 import json
 import os
 import posixpath
-import queue
 import sys
 import tarfile
-import threading
-import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,8 +56,6 @@ CHUNK = 1 << 20
 # tarfile's stream mode copies what is left of its buffer on every read and reads a header at a time:
 # a small record buffer over a large io.BufferedReader is fastest (bench/bench_diff.py).
 _RECORD = 1024
-#: How far the reading thread may run ahead of the scan, in bytes of the export.
-READ_AHEAD = 64 << 20
 #: A file of the export up to this size is read whole: layout files, configs, manifests, small layers.
 SMALL = 4 << 20
 
@@ -117,7 +111,7 @@ def scan_layer(data: IO[bytes]) -> list[Member]:
             Python cannot read.
         tarfile.ReadError: the bytes are not a (compressed) tar archive.
     """
-    reader = data if isinstance(data, io.BufferedReader) else io.BufferedReader(data, CHUNK)  # type: ignore[arg-type]
+    reader = io.BufferedReader(data, CHUNK)  # type: ignore[arg-type]
     if reader.peek(4)[:4] == _ZSTD:
         raise UnreadableLayer(f"it is compressed with zstd ({ZSTD_LAYER}), which Python "
                               f"{sys.version_info.major}.{sys.version_info.minor}'s standard library cannot read")
@@ -254,63 +248,8 @@ def kept(diff_id: str) -> list[Member] | None:
 # ------------------------------------------------------------------ one export, as it streams
 
 
-class _ReadAhead(io.RawIOBase):
-    """The HTTP body, read by a thread of its own up to :data:`READ_AHEAD` bytes ahead of the reader."""
-
-    def __init__(self, chunks: Iterable[bytes], ahead: int = READ_AHEAD):
-        self._queue: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=max(1, ahead // CHUNK))
-        self._left = memoryview(b"")
-        self._done = False
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._pump, args=(iter(chunks),), daemon=True,
-                                        name="export-read-ahead")
-        self._thread.start()
-
-    def _pump(self, chunks: Any) -> None:
-        try:
-            for chunk in chunks:
-                if self._stop.is_set():
-                    return
-                self._queue.put(chunk)
-        except BaseException as exc:  # handed to the reader, which raises it as its own
-            self._queue.put(exc)
-        self._queue.put(None)
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        while not self._left:
-            if self._done:
-                return 0
-            item = self._queue.get()
-            if item is None:
-                self._done = True
-                return 0
-            if isinstance(item, BaseException):
-                self._done = True
-                raise OSError(f"the export broke off: {item}")
-            self._left = memoryview(item)
-        n = min(len(buffer), len(self._left))
-        buffer[:n] = self._left[:n]
-        self._left = self._left[n:]
-        return n
-
-    def close(self) -> None:
-        """Stop the thread: it ends at the next chunk the engine sends (the export's end, when all was read)."""
-        self._stop.set()
-        deadline = time.monotonic() + 10
-        while self._thread.is_alive() and time.monotonic() < deadline:
-            try:
-                self._queue.get(timeout=0.1)  # make room, so a blocked put returns
-            except queue.Empty:
-                pass
-        # Past the deadline the engine has stalled: closing the response ends the thread's read.
-        super().close()
-
-
 @dataclass
-class _Read:
+class ExportRead:
     """What one pass over an export found, before the layout has said which file is which layer."""
 
     files: dict[str, Any] = field(default_factory=dict)  # JSON files by name: layout, configs, manifests
@@ -334,7 +273,7 @@ def _key(name: str, size: int) -> str:
 
 
 def read_stream(stream: IO[bytes], held: dict[str, list[Member]] | None = None,
-                names: dict[str, str] | None = None) -> _Read:
+                names: dict[str, str] | None = None) -> ExportRead:
     """One pass over an export's tar stream, in whatever order its files come.
 
     Args:
@@ -350,7 +289,7 @@ def read_stream(stream: IO[bytes], held: dict[str, list[Member]] | None = None,
     """
     held = held or {}
     names = names or {}
-    found = _Read()
+    found = ExportRead()
     with tarfile.open(fileobj=stream, mode="r|", bufsize=64 * _RECORD) as export:
         for item in export:
             name = item.name.removeprefix("./")
@@ -383,7 +322,7 @@ def read_stream(stream: IO[bytes], held: dict[str, list[Member]] | None = None,
                     continue
                 data = io.BytesIO(raw)
             try:
-                found.scans[name] = scan_layer(io.BufferedReader(data, CHUNK))  # type: ignore[arg-type]
+                found.scans[name] = scan_layer(data)
             except UnreadableLayer as exc:
                 found.unreadable[name] = str(exc)
             except tarfile.ReadError as exc:
@@ -440,7 +379,7 @@ class _Candidate:
     layers: list[str]
 
 
-def _walk(found: _Read, digest: str, seen: set[str]) -> tuple[str, list[str]] | None:
+def _walk(found: ExportRead, digest: str, seen: set[str]) -> tuple[str, list[str]] | None:
     """Follow an OCI descriptor down to an image manifest: (config file, layer files), or None.
 
     An index (or manifest list) leads to its first image manifest the export holds; attestation
@@ -462,7 +401,7 @@ def _walk(found: _Read, digest: str, seen: set[str]) -> tuple[str, list[str]] | 
     return None
 
 
-def _candidates(found: _Read) -> list[_Candidate]:
+def _candidates(found: ExportRead) -> list[_Candidate]:
     """Every image the export's layout names: from ``index.json`` (OCI), then ``manifest.json`` (both layouts)."""
     out = []
     index = found.files.get("index.json")
@@ -491,7 +430,7 @@ class _StaleName(Exception):
     """A layer file passed unread under a remembered name that the layout contradicts."""
 
 
-def resolve_images(found: _Read, refs: list[str], held: dict[str, list[Member]] | None = None
+def resolve_images(found: ExportRead, refs: list[str], held: dict[str, list[Member]] | None = None
                    ) -> tuple[list[ImageLayers], dict[str, str]]:
     """Each asked-for image's config and layers, from what one pass over its export found.
 
@@ -545,18 +484,17 @@ def resolve_images(found: _Read, refs: list[str], held: dict[str, list[Member]] 
 
 
 def _stream_export(api: docker.APIClient, refs: list[str], held: dict[str, list[Member]],
-                   names: dict[str, str]) -> _Read:
+                   names: dict[str, str]) -> ExportRead:
     # docker-py's public get_image() exports one image; several in one request need the raw endpoint.
     res = api._get(api._url("/images/get"), params={"names": refs}, stream=True)
     api._raise_for_status(res)
-    body = _ReadAhead(res.raw.stream(CHUNK, decode_content=False))
+    res.raw.auto_close = False  # at the end a read says b"", as io.BufferedReader expects, not "closed file"
     try:
-        return read_stream(io.BufferedReader(body, CHUNK), held, names)
+        return read_stream(io.BufferedReader(res.raw, CHUNK), held, names)
     except (tarfile.TarError, OSError, EOFError, ValueError) as exc:
         raise CourseError(f"The engine's image export could not be read ({exc}): run the cell again.") from None
     finally:
-        body.close()
-        res.close()
+        res.close()  # also when reading stopped early: the engine stops writing
 
 
 def read_export(refs: list[str], *, client: docker.DockerClient | None = None,

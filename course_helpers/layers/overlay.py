@@ -88,14 +88,8 @@ class Overlay:
             self.children.pop(p, None)
             if entry is not None:
                 removed.append(entry)
-        self.children.get(posixpath.dirname(path), set()).discard(path)
+        self.children.get(_parent(path), set()).discard(path)
         return removed
-
-    def put(self, member: Member, layer: int = -1) -> None:
-        if member.path not in self.entries:
-            self.children.setdefault(posixpath.dirname(member.path), set()).add(member.path)
-        self.entries[member.path] = member
-        self.origin[member.path] = layer
 
     def apply(self, members: Iterable[Member], layer: int = -1) -> list[Step]:
         """Stack one layer on top: its whiteouts delete, then its entries are written.
@@ -109,28 +103,39 @@ class Overlay:
             path the layers below never had is a step too (with nothing removed).
         """
         members = list(members)
-        entries = [m for m in members if not is_whiteout(m.path)]
-        present = {m.path for m in entries}
+        marks = [m for m in members if WHITEOUT in m.path and is_whiteout(m.path)]  # the substring test is quick
         steps: list[Step] = []
+        if marks:
+            present = {m.path for m in members}.difference(m.path for m in marks)
+            for m in marks:
+                folder, base = posixpath.split(m.path)
+                if base == OPAQUE:
+                    for path in self.subtree(folder)[1:]:  # parents first: a removed folder takes its children
+                        if path not in present and path in self.entries:
+                            steps.append(Step(path, None, self.entries[path], self.remove(path)))
+                else:
+                    path = posixpath.join(folder, base[len(WHITEOUT):])
+                    steps.append(Step(path, None, self.entries.get(path), self.remove(path)))
+            marked = set(map(id, marks))
+            members = [m for m in members if id(m) not in marked]
+        entries, origin, children = self.entries, self.origin, self.children
         for m in members:
-            folder, base = posixpath.split(m.path)
-            if base == OPAQUE:
-                for path in self.subtree(folder)[1:]:  # parents first: a removed folder takes its children
-                    if path not in present and path in self.entries:
-                        lower = self.entries[path]
-                        steps.append(Step(path, None, lower, self.remove(path)))
-            elif base.startswith(WHITEOUT):
-                path = posixpath.join(folder, base[len(WHITEOUT):])
-                steps.append(Step(path, None, self.entries.get(path), self.remove(path)))
-        for m in entries:
-            lower = self.entries.get(m.path)
+            path = m.path
+            lower = entries.get(path)
             removed: list[Member] = []
             if lower is not None and lower.kind == "dir" and m.kind != "dir":
-                removed = self.remove(m.path)  # a file in place of a folder hides the folder's contents
+                removed = self.remove(path)  # a file in place of a folder hides the folder's contents
+            if path not in entries:
+                children.setdefault(_parent(path), set()).add(path)
             if self.follow_hardlinks and m.kind == "hardlink":
-                target = self.entries.get(m.link)
+                target = entries.get(m.link)
                 if target is not None:
-                    m = Member(m.path, "file", target.size, m.mode, "", target.digest)
-            self.put(m, layer)
-            steps.append(Step(m.path, m, lower, removed))
+                    m = Member(path, "file", target.size, m.mode, "", target.digest)
+            entries[path] = m
+            origin[path] = layer
+            steps.append(Step(path, m, lower, removed))
         return steps
+
+
+def _parent(path: str) -> str:
+    return path.rpartition("/")[0] or "/"
