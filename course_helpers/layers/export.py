@@ -28,7 +28,10 @@ content), in memory and in ``state_dir()/layer-scans``, for every image and
 every engine alike.  A layer is read once per machine: in a later export its
 bytes pass unread, and an image whose layers are all kept is not exported at
 all.  One request names every image asked for, so the layers they share
-travel once.  Cost, measured in bench/bench_diff.py: see that file's table.
+travel once.  Cost (bench/bench_diff.py): a diff of two sample-app images whose
+base layer was read before takes 1.05 to 1.09 times the engine's own export of
+them, on Docker 20.10 and on the containerd store; the first read of the 191 MB
+base layer costs about 1.7 s of CPU, once per machine.
 """
 from __future__ import annotations
 
@@ -59,7 +62,6 @@ _RECORD = 1024
 #: A file of the export up to this size is read whole: layout files, configs, manifests, small layers.
 SMALL = 4 << 20
 
-_GZIP = b"\x1f\x8b"
 _ZSTD = b"\x28\xb5\x2f\xfd"
 ZSTD_LAYER = "application/vnd.oci.image.layer.v1.tar+zstd"
 _ATTESTATION = "attestation-manifest"
@@ -204,8 +206,8 @@ class _Kept:
     def names(self) -> dict[str, dict[str, str]]:
         try:
             data = json.loads((self.folder() / "names.json").read_text())
-            if data.get("version") == self.VERSION and all(isinstance(data.get(k), dict)
-                                                           for k in ("layers", "configs")):
+            if isinstance(data, dict) and data.get("version") == self.VERSION and \
+                    all(isinstance(data.get(k), dict) for k in ("layers", "configs")):
                 return data
         except (OSError, ValueError):
             pass
@@ -358,6 +360,10 @@ def _familiar(tag: str) -> str:
     return tag if ":" in tag.rsplit("/", 1)[-1] else tag + ":latest"
 
 
+def _shown(ref: str) -> str:
+    return short_id(ref) if ref.startswith("sha256:") else ref
+
+
 def _blob_name(digest: str) -> str:
     algorithm, _, hexdigest = digest.partition(":")
     return f"blobs/{algorithm}/{hexdigest}"
@@ -397,7 +403,10 @@ def _walk(found: ExportRead, digest: str, seen: set[str]) -> tuple[str, list[str
                     return image
         return None
     if isinstance(doc.get("config"), dict) and isinstance(doc.get("layers"), list):
-        return _blob_name(doc["config"]["digest"]), [_blob_name(layer["digest"]) for layer in doc["layers"]]
+        digests = [doc["config"].get("digest")] + [layer.get("digest") if isinstance(layer, dict) else None
+                                                   for layer in doc["layers"]]
+        if all(isinstance(d, str) for d in digests):
+            return _blob_name(digests[0]), [_blob_name(d) for d in digests[1:]]
     return None
 
 
@@ -454,11 +463,11 @@ def resolve_images(found: ExportRead, refs: list[str], held: dict[str, list[Memb
         image = next((c for c in candidates if wanted in c.names), None)
         config = found.files.get(image.config) if image else None
         if image is None or not isinstance(config, dict):
-            raise CourseError(f"The engine's export has no manifest for {short_id(ref)}: check that the image "
+            raise CourseError(f"The engine's export has no manifest for {_shown(ref)}: check that the image "
                               "still exists and run the cell again.")
         diff_ids = list((config.get("rootfs") or {}).get("diff_ids") or [])
         if len(diff_ids) != len(image.layers):
-            raise CourseError(f"The engine's export of {short_id(ref)} names {len(image.layers)} layers where its "
+            raise CourseError(f"The engine's export of {_shown(ref)} names {len(image.layers)} layers where its "
                               f"config lists {len(diff_ids)}: run the cell again.")
         layers = []
         for listed, diff_id in zip(image.layers, diff_ids):
@@ -473,7 +482,7 @@ def resolve_images(found: ExportRead, refs: list[str], held: dict[str, list[Memb
             elif name in found.passed:
                 raise _StaleName(_key(name, found.sizes[name]))
             elif name in found.unreadable:
-                raise CourseError(f"The layer {short_id(diff_id)} of {short_id(ref)} cannot be read: "
+                raise CourseError(f"The layer {short_id(diff_id)} of {_shown(ref)} cannot be read: "
                                   f"{found.unreadable[name]}; rebuild the image with gzip layers (the default).")
             else:
                 raise CourseError(f"The engine's export lacks the layer {short_id(diff_id)} that its manifest names: "
