@@ -1,4 +1,8 @@
-"""diff.py on the real engine: shared layers, file changes, whiteouts, long names and links in the export."""
+"""diff.py on the real engines: shared layers, file changes, whiteouts, long names and links in the export.
+
+Each test runs on the main engine and, in the full tier, on Docker 20.10 (the Docker archive) and
+Docker 26 with overlay2 (OCI blobs, uncompressed): see ``course_engine`` in conftest.py.
+"""
 from __future__ import annotations
 
 import pytest
@@ -29,7 +33,7 @@ def _build(context, tag):
 
 
 @pytest.fixture(scope="module")
-def first_third(repo):
+def first_third(course_engine, repo):
     from course_helpers.lesson.workspace import edit, workspace
 
     first = _build(workspace(f"{repo}-first"), f"{repo}:first")
@@ -77,18 +81,29 @@ def test_first_vs_third_files(repo, first_third):
                            f"\n  $ docker save -o images.tar {repo}:first {repo}:third")
 
 
-def test_a_kept_layer_scan_gives_the_same_answer(repo, first_third, tmp_path, monkeypatch):
+def test_a_kept_layer_scan_gives_the_same_answer(course_engine, repo, first_third, tmp_path, monkeypatch):
+    from course_helpers.layers import export
     from course_helpers.layers.diff import diff_images
 
     monkeypatch.setenv("COURSE_STATE_DIR", str(tmp_path))
+    export.forget(disk=False)  # a new kernel on a new machine: nothing kept
+    exports = []
+    real_read = export.read_export
+    monkeypatch.setattr(export, "read_export", lambda *a, **k: exports.append(a) or real_read(*a, **k))
     read = diff_images(f"{repo}:first", f"{repo}:third", files=True)  # reads every layer
-    kept = list((tmp_path / "layer-scans").glob("*.json"))
-    assert len(kept) == 1  # the base layer: the only one big enough to keep
-    again = diff_images(f"{repo}:first", f"{repo}:third", files=True)  # the base layer's scan is kept
+    kept = {p.stem for p in (tmp_path / "layer-scans").glob("*.json")} - {"names"}
+    diff_ids = {d.removeprefix("sha256:") for tag in ("first", "third")
+                for d in course_engine.client.images.get(f"{repo}:{tag}").attrs["RootFS"]["Layers"]}
+    assert kept == diff_ids and len(exports) == 1  # every layer kept by its content, from one export
+    export.forget(disk=False)
+    again = diff_images(f"{repo}:first", f"{repo}:third", files=True)  # every layer kept: no export at all
+    assert len(exports) == 1
     assert list(again.files) == list(read.files) and again.files.same_content == read.files.same_content
-    kept[0].write_text("{not json")  # a damaged scan is read again, never trusted
+    biggest = max((tmp_path / "layer-scans").glob("*.json"), key=lambda p: p.stat().st_size)
+    biggest.write_text("{not json")  # a damaged scan is read again, never trusted
+    export.forget(disk=False)
     damaged = diff_images(f"{repo}:first", f"{repo}:third", files=True)
-    assert list(damaged.files) == list(read.files)
+    assert len(exports) == 2 and list(damaged.files) == list(read.files)
 
 
 def test_same_image_has_no_differences(repo, first_third):
@@ -98,7 +113,7 @@ def test_same_image_has_no_differences(repo, first_third):
     assert d.same_image and not d.only_a and not d.only_b and list(d.files) == []
 
 
-def test_whiteouts_and_opaque_dirs(engine, repo, tmp_path):
+def test_whiteouts_and_opaque_dirs(course_engine, repo, tmp_path):
     from course_helpers.layers.diff import diff_images
 
     # rm of a base file -> whiteout; rm -rf + mkdir of a base dir in one step -> opaque dir.
@@ -117,7 +132,7 @@ def test_whiteouts_and_opaque_dirs(engine, repo, tmp_path):
     assert "/usr/share/doc" not in changes or changes["/usr/share/doc"].change != "deleted"
 
 
-def test_long_names_and_links(repo, tmp_path):
+def test_long_names_and_links(course_engine, repo, tmp_path):
     from course_helpers.layers.diff import diff_images
 
     # A path over tar's 100-byte name field (a PAX or GNU long name in the export), a hard link

@@ -1,4 +1,9 @@
-"""The layer explorer on the real engine: its changes follow the overlay rules, and its score is dive's."""
+"""The layer explorer on the real engines: its changes follow the overlay rules, and its score is dive's.
+
+The tests on built images run on the main engine and, in the full tier, on Docker 20.10 and Docker 26
+with overlay2 (``course_engine`` in conftest.py): dive 0.13.1 reads the exports of all three, the
+containerd store's OCI layout with gzip layers included, so the score is compared on each.
+"""
 from __future__ import annotations
 
 import json
@@ -12,7 +17,7 @@ import pytest
 
 from course_helpers import CourseError, build, check_wasted_space, explore, workspace
 from course_helpers.exercises import explorer as exercise
-from course_helpers.layers import explorer as explorer_module
+from course_helpers.layers import export
 
 # Overwrites a big file, deletes a small one and a folder with files in it, in a later RUN.
 OVERWRITE_AND_DELETE = """FROM python:3.11-slim-bookworm
@@ -53,7 +58,7 @@ def _dive_json(image_id: str, tmp_path: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def images(repo, tmp_path_factory):
+def images(course_engine, repo, tmp_path_factory):
     """Three images built for this module: two with waste in their own layers, and the sample app."""
     built = {}
     for name, dockerfile in (("overwrite", OVERWRITE_AND_DELETE), ("copyup", COPY_UP_AND_OPAQUE),
@@ -112,16 +117,17 @@ def test_changes_follow_the_overlay_rules(images):
     assert not any(p.startswith("/usr/share/doc/") for p in view.files)
 
 
-def test_second_open_comes_from_the_cache_without_an_export(images, monkeypatch):
+def test_second_open_comes_from_the_cache_without_an_export(images, monkeypatch, capsys):
     report = images["flask"]
     explore(report, progress=False)
-    explorer_module.forget(report.image_id, disk=False)  # a new kernel: only the state folder remembers
+    export.forget(disk=False)  # a new kernel: only the state folder remembers
 
     def no_export(*args, **kwargs):
         raise AssertionError("the export was read again")
 
-    monkeypatch.setattr(explorer_module, "read_layers", no_export)
-    view = explore(report, progress=False)
+    monkeypatch.setattr(export, "read_export", no_export)
+    view = explore(report)
+    assert "from the engine's export" not in capsys.readouterr().out  # nothing announced, nothing read
     assert [c.path for c in view.find("COPY").changes] == \
         ["/usr/src/app/Dockerfile", "/usr/src/app/app.py", "/usr/src/app/requirements.txt"]
 

@@ -50,12 +50,14 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import docker
 
 from ..config import state_dir
 from ..errors import SetupError
-from .client import from_env
+from .cli import probe_all
+from .client import from_env, reset as reset_client
 from .packages import DEFAULT_RELEASE, Release, course_release, daemon_config, ensure_release
 from .streaming import Progress, say
 
@@ -157,6 +159,32 @@ class PrivateEngine:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+    @contextlib.contextmanager
+    def in_use(self) -> Iterator["PrivateEngine"]:
+        """Make it the course's engine for a while, as for a learner of its release.
+
+        ``DOCKER_HOST`` names it and its release's docker client comes first on PATH (with its
+        buildx), so builds, the API and the CLI commands all go to it; the environment this
+        process had, and its clients, come back at the end.
+        """
+        names = {*self.client_env, "DOCKER_HOST", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH", "DOCKER_CONFIG"}
+        saved = {name: os.environ.get(name) for name in names}
+        for name in names:
+            os.environ.pop(name, None)
+        os.environ.update(self.client_env)
+        reset_client()
+        probe_all.cache_clear()  # which docker client builds depends on PATH
+        try:
+            yield self
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+            reset_client()
+            probe_all.cache_clear()
 
     def __enter__(self) -> "PrivateEngine":
         return self

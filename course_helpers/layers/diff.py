@@ -1,251 +1,34 @@
 """Compare two images layer by layer and, if asked, file by file.
 
 Layers are compared by diff id (the digest of the layer's uncompressed tar):
-the same diff id is the same content.  File changes are read from the
-engine's own export (``GET /images/get``, what ``docker save`` uses), read
-as it streams with the standard library's ``tarfile`` (the export is a tar of
-layer tars): no outside tool, no export written to disk.  Both images are
-exported in one request so that the layers they share travel once.  The one
-thing the course adds is Docker's whiteout rule: a ``.wh.name`` file deletes
-``name`` from the layers below, and ``.wh..wh..opq`` hides a directory's
-lower contents, as overlay2 stacks them.
+the same diff id is the same content.  File changes come from the engine's own
+export (``GET /images/get``, what ``docker save`` uses), read by
+:mod:`.export` as it streams, both images in one request so that the layers
+they share travel once, each layer read once per machine and kept by diff id.
+The layers are stacked with the engine's whiteout rules (:mod:`.overlay`), and
+only the paths the differing layers touch are compared.
 
-Cost, measured on the course machine (Docker 20.10, bench/bench_diff.py): the
-engine spends about two seconds preparing the export before the first byte
-arrives.  Reading the base layer's 11,000 files with ``tarfile`` takes over a
-second more, so the file list of every big layer is kept (``state_dir()/layer-scans``,
-by the layer's content address) and read once per machine.
+Cost, measured on the course machine with both image stores (bench/bench_diff.py):
+about the time of the engine's own export of the two images, which no client can skip.
 """
 from __future__ import annotations
 
-import hashlib
 import html
-import io
-import json
-import os
 import posixpath
-import tarfile
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import IO, Any
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
 
 import docker
 
-from ..config import state_dir
 from ..engine.client import resolve
 from ..engine.session import course_call
-from ..errors import CourseError
 from ..formatting import command_html, command_text, format_size, shell_line, short_id, table_html, table_text
-from ..statefiles import write_atomic
+from .export import ImageLayers, Member, image_layers, kept
 from .history import layer_history
 from .images import get_image
-
-CHUNK = 1 << 20
-# tarfile's stream mode copies what is left of its buffer on every read, and reads a header at a time:
-# a small record buffer over a large io.BufferedReader is fastest (bench/bench_diff.py).
-_RECORD = 1024
-
-# Docker's whiteouts (the OCI image spec's too): how a layer deletes what the layers below it hold.
-WHITEOUT_PREFIX = ".wh."  # ".wh.name" deletes "name" in the same directory
-WHITEOUT_OPAQUE = ".wh..wh..opq"  # in a directory: hide everything the lower layers put there
-
-KIND_NAMES = {tarfile.REGTYPE: "file", tarfile.AREGTYPE: "file", tarfile.CONTTYPE: "file",
-              tarfile.LNKTYPE: "hardlink", tarfile.SYMTYPE: "symlink", tarfile.DIRTYPE: "dir",
-              tarfile.CHRTYPE: "char", tarfile.BLKTYPE: "block", tarfile.FIFOTYPE: "fifo"}
-
-
-@dataclass(slots=True)
-class _Entry:
-    """One path as a layer left it."""
-
-    kind: str
-    size: int
-    mode: int
-    link: str
-    digest: str
-    layer: int  # index of the layer (in its image) that wrote it
-
-
-@dataclass
-class _LayerScan:
-    """What one layer tar holds, in order: (path, entry) for files, (path, None) for whiteouts, opaque dirs."""
-
-    items: list[tuple[str, _Entry | None, bool]] = field(default_factory=list)  # (path, entry, opaque)
-    bytes: int = 0
-
-
-def _norm(name: str) -> str:
-    while name.startswith("./"):
-        name = name[2:]
-    return "/" + name.strip("/")
-
-
-def _sha256(data: IO[bytes]) -> str:
-    return hashlib.file_digest(data, "sha256").hexdigest()  # type: ignore[arg-type]
-
-
-def _scan_layer(layer: IO[bytes]) -> _LayerScan:
-    """Read one layer tar as a stream: every member's header, a sha256 of each regular file, the whiteouts.
-
-    Args:
-        layer: the layer's tar (gzip-compressed too, as some engines export it), read front to back once.
-
-    Returns:
-        What the layer writes and deletes, in its order.
-
-    Raises:
-        tarfile.ReadError: the bytes are not a tar archive.
-    """
-    scan = _LayerScan()
-    with tarfile.open(fileobj=io.BufferedReader(layer, CHUNK), mode="r|*", bufsize=_RECORD) as tar:
-        for m in tar:
-            path = _norm(m.name)
-            base = posixpath.basename(path)
-            if base == WHITEOUT_OPAQUE:
-                scan.items.append((posixpath.dirname(path), None, True))
-                continue
-            if base.startswith(WHITEOUT_PREFIX):
-                scan.items.append((posixpath.join(posixpath.dirname(path), base[len(WHITEOUT_PREFIX):]), None, False))
-                continue
-            kind = KIND_NAMES.get(m.type, "other")
-            digest = _sha256(tar.extractfile(m)) if kind == "file" else ""  # type: ignore[arg-type]
-            link = _norm(m.linkname) if kind == "hardlink" else m.linkname
-            scan.items.append((path, _Entry(kind, m.size, m.mode & 0o7777, link, digest, -1), False))
-            scan.bytes += m.size
-    return scan
-
-
-class _KeptScans:
-    """Scans of big layers, kept in ``state_dir()/layer-scans`` by the layer's name and size in the export.
-
-    Those names are content addresses: Docker up to 24 names a layer by a v1 id derived from
-    its chain of layers (and, for an image's top layer, its config), Docker 25+ by the blob's
-    digest.  So a name and size seen before are the same bytes, and a big layer is read once
-    per machine.  The one that counts is the base layer under every course image: 11,000
-    files, which take ``tarfile`` over a second to read (bench/bench_diff.py).
-    """
-
-    KEEP = 8
-    MIN_BYTES = 10_000_000  # a smaller layer is read faster than a kept scan is loaded
-
-    def _file(self, name: str, size: int) -> Path:
-        key = hashlib.sha256(f"{name}\0{size}".encode()).hexdigest()[:32]
-        return state_dir() / "layer-scans" / f"{key}.json"
-
-    def get(self, name: str, size: int) -> _LayerScan | None:
-        if size < self.MIN_BYTES:
-            return None
-        path = self._file(name, size)
-        try:
-            data = json.loads(path.read_text())
-            items = [(item, _Entry(*entry, -1) if entry else None, opaque) for item, entry, opaque in data["items"]]
-            os.utime(path)  # recently used: kept longest
-            return _LayerScan(items, data["bytes"])
-        except (OSError, ValueError, KeyError, TypeError):
-            return None  # none kept, or unreadable: read the layer
-
-    def put(self, name: str, size: int, scan: _LayerScan) -> None:
-        if size < self.MIN_BYTES:
-            return
-        items = [(path, [e.kind, e.size, e.mode, e.link, e.digest] if e else None, opaque)
-                 for path, e, opaque in scan.items]
-        path = self._file(name, size)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(path, json.dumps({"layer": name, "items": items, "bytes": scan.bytes}))
-            for old in sorted(path.parent.glob("*.json"), key=lambda p: p.stat().st_mtime)[:-self.KEEP]:
-                old.unlink(missing_ok=True)
-        except OSError:
-            pass  # a read-only state folder: the next diff reads the layer again
-
-
-_KEPT = _KeptScans()
-
-
-def _layer_scan(export: tarfile.TarFile, member: tarfile.TarInfo, name: str) -> _LayerScan:
-    """The scan of one layer in the export: kept from an earlier export, or read now (and kept if big)."""
-    scan = _KEPT.get(name, member.size)
-    if scan is None:
-        scan = _scan_layer(export.extractfile(member))  # type: ignore[arg-type]
-        _KEPT.put(name, member.size, scan)
-    return scan
-
-
-def _export_scans(cli: docker.DockerClient, names: list[str]) -> tuple[dict[str, _LayerScan], dict[str, list[str]]]:
-    """Stream one export of the named images; return scans keyed by layer path and each image's layer paths.
-
-    Handles both export layouts: Docker up to 24 (``<v1 id>/layer.tar``, the
-    order known only from manifest.json at the end, so every layer is read)
-    and Docker 25+ (OCI ``blobs/sha256/<diff id>``: the name is the diff id).
-    """
-    api = cli.api
-    # docker-py's public get_image() exports one image; several in one request need the raw endpoint,
-    # and one request is what lets the layers both images share travel once.
-    res = api._get(api._url("/images/get"), params={"names": names}, stream=True)
-    api._raise_for_status(res)
-    scans: dict[str, _LayerScan] = {}
-    links: dict[str, str] = {}
-    manifest: list[dict] = []
-    try:
-        with tarfile.open(fileobj=io.BufferedReader(res.raw, CHUNK), mode="r|", bufsize=64 * _RECORD) as export:
-            for m in export:
-                name = m.name[2:] if m.name.startswith("./") else m.name
-                if m.issym() and name.endswith("layer.tar"):  # a repeated layer is saved as a symlink
-                    links[name] = posixpath.normpath(posixpath.join(posixpath.dirname(name), m.linkname))
-                elif m.isreg() and name.endswith("/layer.tar"):
-                    scans[name] = _layer_scan(export, m, name)
-                elif m.isreg() and name.startswith("blobs/"):
-                    try:
-                        scans[name] = _layer_scan(export, m, name)
-                    except tarfile.ReadError:
-                        pass  # an OCI config or manifest blob, not a layer
-                elif name == "manifest.json":
-                    manifest = json.load(export.extractfile(m))  # type: ignore[arg-type]
-    except (tarfile.TarError, OSError, ValueError) as exc:
-        raise CourseError(f"The engine's image export could not be read ({exc}): run the cell again.") from None
-    finally:
-        res.close()
-    for alias, target in links.items():
-        if target in scans:
-            scans[alias] = scans[target]
-    # Config is "<hex>.json" (Docker <= 24) or "blobs/sha256/<hex>" (25+): key by the image id.
-    layer_paths: dict[str, list[str]] = {}
-    for item in manifest:
-        hexid = posixpath.basename(item["Config"]).split(".")[0]
-        layer_paths["sha256:" + hexid] = item["Layers"]
-    return scans, layer_paths
-
-
-def _apply(fs: dict[str, _Entry], scan: _LayerScan, layer_index: int, touched: dict[str, int]) -> None:
-    """Apply one layer on top of fs the way overlay2 does: whiteouts delete, opaque dirs hide what is below."""
-    written: set[str] = set()
-    for path, entry, opaque in scan.items:
-        if entry is None:
-            prefix = path.rstrip("/") + "/"
-            doomed = [p for p in fs if p.startswith(prefix) and p not in written]
-            if not opaque:
-                doomed.append(path)
-            for p in doomed:
-                fs.pop(p, None)
-                touched[p] = layer_index
-            continue
-        if entry.kind != "dir":
-            old = fs.get(path)
-            if old is not None and old.kind == "dir":  # a file replacing a directory hides its contents
-                prefix = path + "/"
-                for p in [p for p in fs if p.startswith(prefix)]:
-                    fs.pop(p)
-                    touched[p] = layer_index
-        if entry.kind == "hardlink":
-            target = fs.get(entry.link)
-            if target is not None:  # compare a hard link by the content it shares
-                entry = _Entry("file", target.size, entry.mode, "", target.digest, layer_index)
-        else:
-            entry = _Entry(entry.kind, entry.size, entry.mode, entry.link, entry.digest, layer_index)
-        fs[path] = entry
-        written.add(path)
-        touched[path] = layer_index
+from .overlay import Overlay
 
 
 # ------------------------------------------------------------------ results
@@ -445,50 +228,54 @@ def _layer_table(img: Any, cli: docker.DockerClient) -> list[tuple[str, str, int
     return [(row.diff_id, row.text, row.size) for row in layer_history(img.attrs, cli) if row.diff_id]
 
 
-def _compare_files(cli: docker.DockerClient, a_img: Any, b_img: Any, a_layers: list, b_layers: list,
-                   prefix: int) -> FileChanges:
-    """Export both images once and compare the paths their differing layers touch."""
-    names = [a_img.id] if a_img.id == b_img.id else [a_img.id, b_img.id]
-    scans, layer_paths = _export_scans(cli, names)
-    try:
-        paths_a, paths_b = layer_paths[a_img.id], layer_paths[b_img.id]
-    except KeyError:
-        raise CourseError("The engine's export has no manifest for these images: "
-                          "check that both still exist and run the cell again.") from None
-    if any(path not in scans for path in paths_a + paths_b):
-        raise CourseError("The engine's image export lacks a layer its manifest names: run the cell again.")
-    base: dict[str, _Entry] = {}
-    for i in range(prefix):
-        _apply(base, scans[paths_a[i]], i, {})
-    fs_a, fs_b = dict(base), dict(base)
-    touched_a: dict[str, int] = {}
-    touched_b: dict[str, int] = {}
-    for i in range(prefix, len(paths_a)):
-        _apply(fs_a, scans[paths_a[i]], i, touched_a)
-    for i in range(prefix, len(paths_b)):
-        _apply(fs_b, scans[paths_b[i]], i, touched_b)
+def _stack(fs: Overlay, layers: list[list[Member]], start: int) -> dict[str, int]:
+    """Apply layers ``start`` and up on fs; returns every path they wrote or deleted, with the last layer that did."""
+    touched: dict[str, int] = {}
+    for i in range(start, len(layers)):
+        for step in fs.apply(layers[i], i):
+            for entry in step.removed:
+                touched[entry.path] = i
+            touched[step.path] = i
+    return touched
+
+
+def _stacked(layers: list[list[Member]]) -> Overlay:
+    """The filesystem the shared bottom layers make; a hard link compares by the content it shares."""
+    fs = Overlay(follow_hardlinks=True)
+    for i, members in enumerate(layers):
+        fs.apply(members, i)
+    return fs
+
+
+def _compare_files(read: list[ImageLayers], a_layers: list, b_layers: list, prefix: int,
+                   base: Overlay) -> FileChanges:
+    """Compare the paths the two images' differing layers touch, stacked on ``base``, their first ``prefix`` layers."""
+    scans_a, scans_b = read[0].layers, read[-1].layers
+    fs_a, fs_b = base, base.copy()
+    touched_a, touched_b = _stack(fs_a, scans_a, prefix), _stack(fs_b, scans_b, prefix)
     changes: list[FileChange] = []
     same = 0
     for path in sorted(touched_a.keys() | touched_b.keys()):
-        ea, eb = fs_a.get(path), fs_b.get(path)
-        if ea is eb:
-            continue  # untouched on both sides in the end (e.g. deleted in both)
+        ea, eb = fs_a.entries.get(path), fs_b.entries.get(path)
+        if ea is None and eb is None:
+            continue  # deleted in both, or written and deleted again
         if ea is None and eb is not None:
-            changes.append(FileChange(path, "added", eb.kind, None, eb.size, b_layers[eb.layer][1]))
+            changes.append(FileChange(path, "added", eb.kind, None, eb.size, b_layers[fs_b.origin[path]][1]))
         elif eb is None and ea is not None:
             # Deleted by b's whiteout, or added by a and never present in b.
-            layer = b_layers[touched_b[path]][1] if path in touched_b else a_layers[ea.layer][1]
+            layer = b_layers[touched_b[path]][1] if path in touched_b else a_layers[fs_a.origin[path]][1]
             changes.append(FileChange(path, "deleted", ea.kind, ea.size, None, layer))
         elif ea is not None and eb is not None:
             differs = (ea.kind, ea.mode, ea.link) != (eb.kind, eb.mode, eb.link) or \
                 (ea.kind == "file" and (ea.size, ea.digest) != (eb.size, eb.digest))
-            layer_of = b_layers[eb.layer][1] if eb.layer >= prefix else a_layers[ea.layer][1]
+            layer_of = b_layers[fs_b.origin[path]][1] if fs_b.origin[path] >= prefix else \
+                a_layers[fs_a.origin[path]][1]
             if differs:
                 changes.append(FileChange(path, "modified", eb.kind, ea.size, eb.size, layer_of))
             elif ea.kind != "dir":
                 same += 1
-    read = len({paths_a[i] for i in range(prefix, len(paths_a))} | {paths_b[i] for i in range(prefix, len(paths_b))})
-    return FileChanges(changes, same_content=same, layers_read=read)
+    compared = set(read[0].diff_ids[prefix:]) | set(read[-1].diff_ids[prefix:])
+    return FileChanges(changes, same_content=same, layers_read=len(compared))
 
 
 @course_call("comparing two images")
@@ -497,8 +284,9 @@ def diff_images(a: Any, b: Any, files: bool = False, *, client: docker.DockerCli
 
     Args:
         a, b: tags, ids or BuildReports.
-        files: also compare the files the differing layers touch (reads the
-            engine's image export; about 2 s for two 200 MB images on Docker 20.10).
+        files: also compare the files the differing layers touch (reads the engine's image
+            export, as long as the engine's own export takes: a few seconds for two 200 MB images;
+            layers read before, by a diff or the explorer, are not read again).
         client: Docker client (default: the course's).
 
     Returns:
@@ -513,12 +301,24 @@ def diff_images(a: Any, b: Any, files: bool = False, *, client: docker.DockerCli
     """
     started = time.perf_counter()
     cli = resolve(client)
-    a_img, b_img = get_image(a, cli), get_image(b, cli)
-    a_layers, b_layers = _layer_table(a_img, cli), _layer_table(b_img, cli)
+    read = base = None
+    # The engine answers several requests at once: the second image, the history rows and the
+    # shared layers' stacking are had while this thread waits on the first image and the export.
+    with ThreadPoolExecutor(2) as pool:
+        b_future = pool.submit(get_image, b, cli)
+        a_img, b_img = get_image(a, cli), b_future.result()
+        tables = pool.submit(lambda: (_layer_table(a_img, cli), _layer_table(b_img, cli)))
+        a_ids, b_ids = a_img.attrs["RootFS"].get("Layers") or [], b_img.attrs["RootFS"].get("Layers") or []
+        prefix = 0
+        while prefix < min(len(a_ids), len(b_ids)) and a_ids[prefix] == b_ids[prefix]:
+            prefix += 1
+        if files and not prefix == len(a_ids) == len(b_ids):
+            bottom = [kept(d) for d in a_ids[:prefix]]  # scans the export would otherwise pass unread
+            stacking = pool.submit(_stacked, bottom) if None not in bottom else None
+            read = image_layers([a_img] if a_img.id == b_img.id else [a_img, b_img], client=cli)
+            base = stacking.result() if stacking else _stacked(read[0].layers[:prefix])
+        a_layers, b_layers = tables.result()
     a_ids, b_ids = [d for d, _, _ in a_layers], [d for d, _, _ in b_layers]
-    prefix = 0
-    while prefix < min(len(a_ids), len(b_ids)) and a_ids[prefix] == b_ids[prefix]:
-        prefix += 1
 
     def info(diff_id: str, text: str, size: int) -> LayerInfo:
         return LayerInfo(diff_id, text, size,
@@ -530,10 +330,8 @@ def diff_images(a: Any, b: Any, files: bool = False, *, client: docker.DockerCli
     only_b = [info(*row) for row in b_layers if row[0] not in a_ids]
     changes = None
     if files:
-        if prefix == len(a_ids) == len(b_ids):
-            changes = FileChanges()
-        else:
-            changes = _compare_files(cli, a_img, b_img, a_layers, b_layers, prefix)
+        changes = FileChanges() if read is None or base is None else \
+            _compare_files(read, a_layers, b_layers, prefix, base)
 
     def name(x: Any, img: Any) -> str:
         return x if isinstance(x, str) else (img.tags[0] if img.tags else img.id)  # a name commands accept

@@ -1,23 +1,25 @@
 """A layer explorer: an image's layers, what each one adds, changes and deletes, and dive's efficiency score.
 
 ``explore(image)`` reads the image from the engine's own export (what ``docker
-save`` streams), once per image id, and shows it as an ipywidgets view: the
+save`` streams), each layer once per machine, and shows it as an ipywidgets view: the
 layers with their instructions and sizes; for the layer you click, a tree of
 the paths it added, changed and deleted; and the wasted space, computed the way
 `dive <https://github.com/wagoodman/dive>`_ computes it, so the two tools give
 the same score and the same wasted bytes for the same image.
 
 Reading the export is the slow part (the engine needs a second or two before
-the first byte, for any image).  The list of files it yields is cached per
-image id, in memory and in ``state_dir()/explorer/`` (an image id names its
-content, so a cached scan never goes stale); a second ``explore()`` of the same
-image, even from a new kernel, skips the export.  See bench/bench_explorer.py.
+the first byte, for any image).  :mod:`.export` reads it and keeps each
+layer's scan by diff id, in memory and in the state folder (a diff id names
+the layer's content, so a kept scan never goes stale); a second ``explore()``
+of the same image, even from a new kernel, skips the export, and so does the
+first of an image whose layers the diff or the explorer read before.  See
+bench/bench_explorer.py.
 
 Two views of the same layers are computed here, on purpose:
 
-* the *changes* of each layer follow the engine's overlay rules: ``.wh.NAME``
-  deletes NAME, ``.wh..wh..opq`` hides everything the layers below had in that
-  directory, a regular entry adds or replaces a path;
+* the *changes* of each layer follow the engine's overlay rules (:mod:`.overlay`):
+  ``.wh.NAME`` deletes NAME, ``.wh..wh..opq`` hides everything the layers below
+  had in that directory, a regular entry adds or replaces a path;
 * the *efficiency* follows dive's own rules (``filetree/efficiency.go``), which
   differ in two corners: an opaque marker is ignored, and a deleted directory is
   weighed by what dive's stacked tree holds under it.  Keeping dive's rules is
@@ -25,225 +27,21 @@ Two views of the same layers are computed here, on purpose:
 """
 from __future__ import annotations
 
-import hashlib
 import html
-import io
-import json
-import os
 import posixpath
-import tarfile
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator, NamedTuple
+from typing import Any, Iterator
 
 import docker
 
-from ..config import state_dir
 from ..engine.client import resolve as _client
 from ..engine.session import course_call
 from ..errors import CourseError
 from ..formatting import format_size, short_id, table_html, table_text
-from ..statefiles import write_atomic
+from .export import Member, image_layers
 from .images import get_image, history
-
-#: How many scanned images each cache keeps, in memory and on disk (the most recently opened ones).
-CACHE_KEEP = 16
-_CACHE_VERSION = 1
-_MEMORY: dict[str, list[list["Member"]]] = {}
-
-WHITEOUT = ".wh."
-OPAQUE = ".wh..wh..opq"
-
-
-class Member(NamedTuple):
-    """One entry of a layer's tar, as the layer holds it (whiteout names kept as they are).
-
-    Attributes:
-        path: absolute path, e.g. ``/usr/src/app/app.py`` or ``/tmp/.wh.big.bin``.
-        kind: ``file``, ``dir``, ``symlink``, ``hardlink``, ``char``, ``block``, ``fifo`` or ``other``.
-        size: the size the tar header gives (regular files; 0 for the rest).
-        mode: permission bits.
-        link: a link's target (absolute for hard links, as written for symlinks), else ``""``.
-        digest: the first 16 hex digits of a regular file's sha256, else ``""``.
-    """
-
-    path: str
-    kind: str
-    size: int
-    mode: int
-    link: str
-    digest: str
-
-
-_KINDS = {tarfile.REGTYPE: "file", tarfile.AREGTYPE: "file", tarfile.CONTTYPE: "file", tarfile.DIRTYPE: "dir",
-          tarfile.SYMTYPE: "symlink", tarfile.LNKTYPE: "hardlink", tarfile.CHRTYPE: "char",
-          tarfile.BLKTYPE: "block", tarfile.FIFOTYPE: "fifo"}
-
-
-def _abs(name: str) -> str:
-    return "/" + posixpath.normpath(name).lstrip("/") if name not in ("", ".", "./") else "/"
-
-
-class _Chunks(io.RawIOBase):
-    """A file object over the export's chunks, so tarfile can read the HTTP body as it arrives."""
-
-    def __init__(self, chunks: Iterable[bytes]):
-        self._chunks: Iterator[bytes] = iter(chunks)
-        self._left = memoryview(b"")
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        while not self._left:
-            try:
-                self._left = memoryview(next(self._chunks))
-            except StopIteration:
-                return 0
-        n = min(len(buffer), len(self._left))
-        buffer[:n] = self._left[:n]
-        self._left = self._left[n:]
-        return n
-
-
-def _digest(data: Any) -> str:
-    h = hashlib.sha256()
-    while chunk := data.read(1 << 20):
-        h.update(chunk)
-    return h.hexdigest()[:16]
-
-
-def read_layers(image_id: str, *, client: docker.DockerClient | None = None) -> list[list[Member]]:
-    """Stream the engine's export of one image and list every layer's entries, bottom layer first.
-
-    This is the course's one reader of image exports for the explorer: the
-    standard library's ``tarfile`` in stream mode, over the HTTP body, with
-    nothing written to disk.  It reads both layouts: Docker up to 24
-    (``<id>/layer.tar``) and Docker 25+ (OCI ``blobs/sha256/<digest>``); the
-    order of the layers comes from ``manifest.json``, which the engine writes last.
-
-    Args:
-        image_id: the image's id (``sha256:...``) or a name.
-        client: Docker client (default: the course's).
-
-    Returns:
-        One list of :class:`Member` per layer, in the order the image stacks them.
-
-    Raises:
-        CourseError: the export broke off or has no manifest for the image.
-    """
-    cli = _client(client)
-    chunks = cli.api.get_image(image_id, chunk_size=1 << 20)
-    blobs: dict[str, list[Member]] = {}
-    aliases: dict[str, str] = {}
-    manifest: list[dict[str, Any]] = []
-    try:
-        # tarfile's default 10 KiB buffer: a bigger one makes its stream reader copy it for every header.
-        with tarfile.open(fileobj=io.BufferedReader(_Chunks(chunks), 1 << 20), mode="r|") as outer:
-            for item in outer:
-                name = item.name.removeprefix("./")
-                if item.issym() and name.endswith("layer.tar"):  # a layer stored twice is saved once and linked
-                    aliases[name] = posixpath.normpath(posixpath.join(posixpath.dirname(name), item.linkname))
-                elif name == "manifest.json":
-                    manifest = json.load(outer.extractfile(item))  # type: ignore[arg-type]
-                elif item.isfile() and (name.endswith("layer.tar") or name.startswith("blobs/")):
-                    try:  # r|*: a containerd image store exports its layers gzipped
-                        layer = tarfile.open(fileobj=outer.extractfile(item), mode="r|*")
-                    except tarfile.ReadError:
-                        continue  # an OCI config or index blob, not a layer
-                    members = []
-                    for entry in layer:
-                        path = _abs(entry.name)
-                        if path == "/":
-                            continue
-                        digest = ""
-                        if entry.isreg():
-                            digest = _digest(layer.extractfile(entry))
-                        link = _abs(entry.linkname) if entry.islnk() else entry.linkname
-                        members.append(Member(path, _KINDS.get(entry.type, "other"), entry.size if entry.isreg() else 0,
-                                              entry.mode & 0o7777, link, digest))
-                    blobs[name] = members
-    except (tarfile.TarError, EOFError, OSError) as exc:
-        raise CourseError(f"The engine's export of {short_id(image_id)} could not be read ({exc}): "
-                          "run the cell again.") from None
-    finally:
-        chunks.close()  # ends the HTTP response too when reading stopped early
-    for alias, target in aliases.items():
-        blobs.setdefault(alias, blobs.get(target, []))
-    if not manifest:
-        raise CourseError(f"The engine's export of {short_id(image_id)} has no manifest: check that the image "
-                          "still exists and run the cell again.")
-    try:
-        return [blobs[path] for path in manifest[0]["Layers"]]
-    except KeyError as exc:
-        raise CourseError(f"The engine's export lacks the layer {exc}: run the cell again.") from None
-
-
-# ------------------------------------------------------------------ the cache
-
-
-def _cache_file(image_id: str) -> Any:
-    return state_dir() / "explorer" / f"{image_id.split(':')[-1]}.json"
-
-
-def _load_cached(image_id: str) -> list[list[Member]] | None:
-    if image_id in _MEMORY:
-        return _MEMORY[image_id]
-    path = _cache_file(image_id)
-    try:
-        data = json.loads(path.read_text())
-        if data.get("version") != _CACHE_VERSION:
-            return None
-        layers = [[Member(*m) for m in layer] for layer in data["layers"]]
-        os.utime(path)  # recently used: kept by the pruning below
-    except (OSError, ValueError, TypeError, KeyError):
-        return None
-    _MEMORY[image_id] = layers
-    return layers
-
-
-def _store(image_id: str, layers: list[list[Member]]) -> None:
-    _MEMORY[image_id] = layers
-    while len(_MEMORY) > CACHE_KEEP:  # a long session opens many images: keep the latest in memory
-        _MEMORY.pop(next(iter(_MEMORY)))
-    path = _cache_file(image_id)
-    try:
-        write_atomic(path, json.dumps({"version": _CACHE_VERSION, "layers": layers}, separators=(",", ":")))
-        kept = sorted(path.parent.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
-        for old in kept[CACHE_KEEP:]:
-            old.unlink(missing_ok=True)
-    except OSError:
-        pass  # a read-only or full state folder only costs the next open an export
-
-
-def forget(image_id: str, *, disk: bool = True) -> None:
-    """Drop an image's scan from the cache: from memory, and (``disk=True``) from the state folder too."""
-    _MEMORY.pop(image_id, None)
-    if disk:
-        _cache_file(image_id).unlink(missing_ok=True)
-
-
-def scan_image(image_id: str, *, client: docker.DockerClient | None = None,
-               progress: bool = True) -> list[list[Member]]:
-    """Every layer's entries for an image, from the cache when this image was read before.
-
-    Args:
-        image_id: the image's id (``sha256:...``).
-        client: Docker client (default: the course's).
-        progress: print a line when the export has to be read (a few seconds).
-
-    Returns:
-        As :func:`read_layers`.
-    """
-    cached = _load_cached(image_id)
-    if cached is not None:
-        return cached
-    if progress:
-        print(f"reading the layers of {short_id(image_id)} from the engine's export "
-              "(a few seconds; the next time comes from the cache) ...", flush=True)
-    layers = read_layers(image_id, client=client)
-    _store(image_id, layers)
-    return layers
+from .overlay import WHITEOUT, Overlay
 
 
 # ------------------------------------------------------------------ changes, by the engine's overlay rules
@@ -326,60 +124,16 @@ class ExplorerLayer:
         return self.text()
 
 
-class _Overlay:
-    """The filesystem the layers build up, path by path, with each directory's children for quick subtrees."""
-
-    def __init__(self) -> None:
-        self.entries: dict[str, Member] = {}
-        self.children: dict[str, set[str]] = {}
-
-    def subtree(self, path: str) -> list[str]:
-        out, todo = [], [path]
-        while todo:
-            p = todo.pop()
-            out.append(p)
-            todo.extend(self.children.get(p, ()))
-        return out
-
-    def remove(self, path: str) -> tuple[int, int]:
-        """Delete a path and everything under it; returns (bytes, entries) removed."""
-        size = count = 0
-        for p in self.subtree(path):
-            entry = self.entries.pop(p, None)
-            self.children.pop(p, None)
-            if entry is not None:
-                size += entry.size
-                count += 1
-        self.children.get(posixpath.dirname(path), set()).discard(path)
-        return size, count
-
-    def put(self, member: Member) -> None:
-        if member.path not in self.entries:
-            self.children.setdefault(posixpath.dirname(member.path), set()).add(member.path)
-        self.entries[member.path] = member
-
-
-def _apply(fs: _Overlay, members: list[Member]) -> list[Change]:
-    """Apply one layer on top of fs and say what it changed (deletions first, as the engine applies them)."""
-    entries = [m for m in members if not posixpath.basename(m.path).startswith(WHITEOUT)]
-    present = {m.path for m in entries}
+def _apply(fs: Overlay, members: list[Member]) -> list[Change]:
+    """Apply one layer on top of fs and say what it changed, sorted by path."""
     changes: list[Change] = []
-    for m in members:
-        folder, base = posixpath.split(m.path)
-        if base == OPAQUE:  # hide what the layers below had in this folder, except what this layer brings again
-            for path in fs.subtree(folder)[1:]:  # parents before their children
-                if path not in present and path in fs.entries:
-                    kind = fs.entries[path].kind
-                    size, count = fs.remove(path)
-                    changes.append(Change(path, "deleted", kind, size, count))
-        elif base.startswith(WHITEOUT):
-            path = posixpath.join(folder, base[len(WHITEOUT):])
-            if path in fs.entries:
-                kind = fs.entries[path].kind
-                size, count = fs.remove(path)
-                changes.append(Change(path, "deleted", kind, size, count))
-    for m in entries:
-        lower = fs.entries.get(m.path)
+    for step in fs.apply(members):
+        if step.member is None:
+            if step.lower is not None:  # a whiteout of what the layers below had
+                changes.append(Change(step.path, "deleted", step.lower.kind, sum(m.size for m in step.removed),
+                                      len(step.removed)))
+            continue
+        m, lower = step.member, step.lower
         change = "added"
         if lower is not None:
             if lower.kind == "dir" and m.kind == "dir":
@@ -390,9 +144,6 @@ def _apply(fs: _Overlay, members: list[Member]) -> list[Change]:
                 change = "same"
             else:
                 change = "modified"
-                if lower.kind == "dir":  # a file in place of a folder hides the folder's contents
-                    fs.remove(m.path)
-        fs.put(m)
         if change:
             changes.append(Change(m.path, change, m.kind, m.size))
     changes.sort(key=lambda c: c.path)
@@ -521,7 +272,7 @@ def dive_efficiency(layers: list[list[Member]]) -> Efficiency:
     sum over paths of the smallest copy over the sum of all copies.
 
     Args:
-        layers: the layers' entries, bottom first (see :func:`read_layers`).
+        layers: the layers' entries, bottom first (see :func:`.export.image_layers`).
 
     Returns:
         An :class:`Efficiency`.
@@ -806,7 +557,7 @@ def explore(image: Any, *, progress: bool = True, client: docker.DockerClient | 
     """Open an image in the layer explorer: its layers, what each changed, and dive's efficiency score.
 
     The first open of an image reads the engine's export (a few seconds for
-    200 MB); later opens of the same image id come from a cache.
+    200 MB); later opens, and images whose layers were read before, come from a cache.
 
     Args:
         image: tag, id or BuildReport.
@@ -827,13 +578,15 @@ def explore(image: Any, *, progress: bool = True, client: docker.DockerClient | 
     started = time.perf_counter()
     cli = _client(client)
     img = get_image(image, cli)
-    layers = scan_image(img.id, client=cli, progress=progress)
+
+    def announce() -> None:
+        print(f"reading the layers of {short_id(img.id)} from the engine's export "
+              "(a few seconds; the next time comes from the cache) ...", flush=True)
+
+    read = image_layers([img], client=cli, announce=announce if progress else None)[0]
+    layers, diff_ids = read.layers, read.diff_ids
     rows = history(img.id, client=cli).layers
-    diff_ids = list(img.attrs.get("RootFS", {}).get("Layers") or [])
-    if len(diff_ids) != len(layers):
-        raise CourseError(f"The export of {short_id(img.id)} has {len(layers)} layers where the image lists "
-                          f"{len(diff_ids)}: run the cell again.")
-    fs = _Overlay()
+    fs = Overlay()
     explored = []
     for i, members in enumerate(layers):
         row = rows[i] if i < len(rows) else None
