@@ -23,6 +23,7 @@ from ..engine.session import course_call
 from ..errors import CourseError, check_image_name
 from ..formatting import (command_html, command_text, format_size, iso_time, shell_line, short_hex, short_id,
                           table_html, table_text)
+from .export import image_layers
 from .history import MISSING, HistoryRow, layer_history
 
 
@@ -391,6 +392,51 @@ def images(repository: str | None = None, *, client: docker.DockerClient | None 
 # ---------------------------------------------------------------- history()
 
 @dataclass(frozen=True)
+class LayerContent:
+    """One layer's files, as its tar in the image's export holds them, beside ``docker history``'s SIZE."""
+
+    created_by: str
+    files: int
+    file_bytes: int
+    history_size: int
+
+    def cells(self) -> list[str]:
+        return [self.created_by, str(self.files), f"{self.file_bytes:,} B", format_size(self.history_size)]
+
+
+class LayerContents(list):
+    """:meth:`History.contents`: one :class:`LayerContent` per layer, bottom first."""
+
+    headers = ["LAYER MADE BY", "FILES", "BYTES OF FILES", "SIZE (docker history)"]
+
+    def __init__(self, rows: Iterable[LayerContent], image: str):
+        super().__init__(rows)
+        self.image = image
+
+    def of(self, instruction: str) -> LayerContent:
+        """The layer whose instruction starts with ``instruction`` (``"COPY . ."``)."""
+        for row in self:
+            if row.created_by.startswith(instruction) or row.created_by.split("/bin/sh -c ")[-1].startswith(
+                    instruction.removeprefix("RUN ")):
+                return row
+        raise CourseError(f"No layer of {self.image} was made by {instruction!r}: "
+                          f"the layers are {', '.join(repr(r.created_by) for r in self)}.")
+
+    @property
+    def commands(self) -> list[str]:
+        # The export holds each layer as a tar; `tar -tvf` on one lists its files and sizes.
+        return [shell_line(["docker", "save", "-o", "image.tar", self.image]), "tar -xf image.tar"]
+
+    def __repr__(self) -> str:
+        return table_text(self.headers, [r.cells() for r in self]) + "\n" + command_text(self.commands)
+
+    __str__ = __repr__
+
+    def _repr_html_(self) -> str:
+        return table_html(self.headers, [r.cells() for r in self], code=True) + command_html(self.commands)
+
+
+@dataclass(frozen=True)
 class Layer:
     """One row of ``docker history``, oldest last as Docker lists them.
 
@@ -439,6 +485,23 @@ class History(list):
         """Only the rows the Dockerfile made (``origin == "dockerfile"``), as a table of their own."""
         return History([r for r in self if r.origin == "dockerfile"], image=self.image,
                        part="the rows its Dockerfile made")
+
+    @course_call("reading the layers' files")
+    def contents(self, *, client: docker.DockerClient | None = None) -> "LayerContents":
+        """What each layer of these rows holds, read from the image's export: its files and their bytes.
+
+        The bytes of a layer's files are the same on every engine; the SIZE ``docker history``
+        shows is not (the containerd store counts the unpacked snapshot's disk blocks).
+        """
+        cli = resolve(client)
+        img = get_image(self.image, cli)
+        (found,) = image_layers([img], client=cli)
+        members = dict(zip(found.diff_ids, found.layers))
+        rows = []
+        for row in self.layers:
+            files = [m for m in members.get(row.diff_id, []) if m.kind == "file"]
+            rows.append(LayerContent(row.created_by, len(files), sum(m.size for m in files), row.size))
+        return LayerContents(rows, self.image)
 
     def _caption(self) -> str:
         made = sum(1 for r in self if not r.empty_layer)
