@@ -30,7 +30,7 @@ from .errors import (BuildError, ContainerExited, CourseError, DockerfileError, 
 from .formatting import format_seconds, format_size
 from .layers.diff import ImageDiff, diff_images
 from .layers.explorer import Explorer, explore
-from .layers.images import Layer, history, images, same_image, tag
+from .layers.images import Layer, history, image_parts, images, same_image, tag
 from .lesson.clutter import add_clutter, simulate_commit
 from .lesson.display import plot_step_times
 from .lesson.notebook import install_error_handler
@@ -45,7 +45,7 @@ __all__ = [
     "PredictionQuiz", "RecordedBuilds", "SetupError", "Step",
     "add_clutter", "build", "build_checks", "builders_available", "check_prediction", "check_setup", "check_wasted_space", "cleanup", "client",
     "compare_linters", "context_size", "diff_images", "edit", "ensure_base_image", "ensure_engine", "explain", "explore",
-    "format_seconds", "format_size", "fresh_start", "history", "images", "index_caching", "installed_vs_index",
+    "format_seconds", "format_size", "fresh_start", "history", "image_parts", "images", "index_caching", "installed_vs_index",
     "lint", "pip_activity", "plot_step_times", "predict", "prediction_quiz", "recorded_builds", "run_app", "run_command", "same_image",
     "simulate_commit", "tag", "using_podman", "workspace", "write_wasteful_dockerfile",
 ]

@@ -143,7 +143,7 @@ class ImageParts:
         return [self.name, short_id(self.id), names.get(self.kind, self.kind),
                 short_id(self.manifest) if self.manifest else "-",
                 ", ".join(short_id(a) for a in self.attestations) or "none",
-                f"{len(self.diff_ids)}: " + " ".join(short_hex(d)[:8] for d in self.diff_ids),
+                f"{len(self.diff_ids)}: " + " ".join(short_hex(d) for d in self.diff_ids),
                 format_size(self.listed_size) + split]
 
 
@@ -401,7 +401,7 @@ class LayerContent:
     history_size: int
 
     def cells(self) -> list[str]:
-        return [self.created_by, str(self.files), f"{self.file_bytes:,} B", format_size(self.history_size)]
+        return [self.created_by, str(self.files), f"{self.file_bytes} B", format_size(self.history_size)]
 
 
 class LayerContents(list):
