@@ -275,13 +275,17 @@ def using_podman(address: str | None = None) -> "Iterator[str]":
     """Within the block, every helper talks to a Podman service: ``DOCKER_HOST`` names it.
 
     Args:
-        address: the service's ``DOCKER_HOST`` value; default: the course's own service.
+        address: the service's ``DOCKER_HOST`` value; default: the engine in use when it is
+            Podman already, else the course's own service.
 
     Raises:
         BuildError: no address given and the course's Podman service does not answer.
     """
     from ..engine.podman import course_service
 
+    if address is None and engine_is_podman(_sdk(None)):
+        yield os.environ.get("DOCKER_HOST", "")  # the learner's engine is Podman: nothing to switch
+        return
     if address is None:
         service = course_service()
         if service is None:

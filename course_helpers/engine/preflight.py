@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 import socket
 from dataclasses import dataclass
 
@@ -84,7 +85,8 @@ def run_checks(port: int | None = 8888, pip_check: bool = True) -> list[Check]:
     try:
         from .cli import buildkit_client
         bk = buildkit_client()
-        checks.append(Check("BuildKit", None, f"available via {bk.path} ({bk.version}, {bk.via})" if bk
+        where = bk.path.replace(str(Path.home()), "~", 1) if bk else ""  # no machine's home in a notebook
+        checks.append(Check("BuildKit", None, f"available via {where} ({bk.version}, {bk.via})" if bk
                             else "no client can run BuildKit here; builds use the classic builder"))
     except Exception as exc:  # detection must never break the checklist
         checks.append(Check("BuildKit", None, f"could not be detected ({exc})"))
