@@ -24,6 +24,7 @@ import pytest
 
 from course_helpers.builder.build import build
 from course_helpers.engine.cli import buildkit_client, candidate_paths, describe_probes, probe_all
+from course_helpers.engine.packages import course_release
 from course_helpers.config import BASE_IMAGE, LABEL_SESSION, REPO_ROOT, SESSION_ID, session_labels
 from course_helpers.dockerfile.parse import LAYER_INSTRUCTIONS
 from course_helpers.errors import BuildError, CourseError, DockerfileError
@@ -472,8 +473,7 @@ def test_an_older_client_builds_in_plain_mode_and_says_what_it_lacks(release, vi
     try:
         ensure_base_image(cli=engine.client(), pull=False, progress=None)
         # A process of its own probes the clients afresh; PYTHONPATH: this checkout's helpers.
-        env = {**os.environ, **engine.client_env, "COURSE_WORKSPACE": str(tmp_path / "ws"),
-               "PYTHONPATH": str(REPO_ROOT)}
+        env = engine.process_env(COURSE_WORKSPACE=str(tmp_path / "ws"), PYTHONPATH=str(REPO_ROOT))
         ctx = tmp_path / "app"
         shutil.copytree(REPO_ROOT / "sample_app", ctx)
         (ctx / "test-run-marker.txt").write_text(uuid.uuid4().hex + "\n")
@@ -490,5 +490,15 @@ def test_an_older_client_builds_in_plain_mode_and_says_what_it_lacks(release, vi
             in seen["record"] and seen["record"].count(". ") == 0
         assert seen["checks"].startswith("BuildKit's build checks need `docker buildx build --check`, which the "
                                          "docker client here (docker ") and seen["checks"].count(". ") == 0
+        # The course's own client (buildx 0.29, --check) against this engine: the engine is what lacks checks.
+        rel = course_release()
+        if rel is not None and rel.has_buildx:
+            newer = {**env, "PATH": f"{rel.bin}{os.pathsep}{env['PATH']}", "DOCKER_CONFIG": str(rel.docker_config)}
+            said = subprocess.run([sys.executable, "-c", "from course_helpers import build_checks; import sys; "
+                                   "print(build_checks(sys.argv[1]))", str(ctx)], cwd=REPO_ROOT, env=newer,
+                                  capture_output=True, text=True, timeout=300)
+            assert said.returncode == 0, said.stderr
+            assert said.stdout.startswith("BuildKit's build checks run in the engine, and this engine's BuildKit "
+                                          "predates them"), said.stdout
     finally:
         engine.stop(wipe=True)

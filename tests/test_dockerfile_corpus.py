@@ -9,6 +9,7 @@ unneeded and shared stages, a file that is not UTF-8, and here-documents (Docker
 """
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import uuid
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from course_helpers.dockerfile.parse import parse_dockerfile
+from course_helpers.engine.cli import candidate_paths
 
 CORPUS = sorted(p for p in (Path(__file__).parent / "fixtures" / "dockerfiles").iterdir() if p.is_dir())
 _HEADER = re.compile(r"^#\d+ (\[(?:\S+ )?\d+/\d+\]) (.*)$")
@@ -37,10 +39,18 @@ def test_buildkit_prints_each_step_as_the_reader_reads_it(engine, base, ctx):
     cli = buildkit_client()
     if cli is None:
         pytest.skip("no docker client here can run BuildKit builds (needs buildx or a client with DOCKER_BUILDKIT)")
-    if ctx.name == "heredocs" and int(engine.version()["Version"].split(".")[0]) < 23:
+    major = int(engine.version()["Version"].split(".")[0])
+    if ctx.name == "heredocs" and major < 23:
         pytest.skip(f"Docker {engine.version()['Version']} reads no here-documents (Docker 23 and later do)")
     df = parse_dockerfile(ctx / "Dockerfile")
     tag = f"ct-corpus-{uuid.uuid4().hex[:8]}"
+    if ctx.name.endswith("latin1") and major >= 28:
+        # Docker 28's BuildKit refuses a Dockerfile that is not UTF-8; build() says so in one sentence.
+        from course_helpers import BuildError, build
+        with pytest.raises(BuildError, match=r"is not UTF-8 text \(line \d+ is not\), and this engine's BuildKit "
+                                             r"refuses it: save it as UTF-8"):
+            build(ctx, tag, builder="buildkit", progress=False)
+        return
     try:
         out = _run(cli.build_command() + ["--progress=plain", "--no-cache", "-t", tag, str(ctx)], cli.environment())
     finally:
@@ -77,8 +87,9 @@ def test_classic_prints_each_instruction_as_written(engine, base, ctx):
     df = parse_dockerfile(ctx / "Dockerfile")
     tag = f"ct-corpus-{uuid.uuid4().hex[:8]}"
     try:
-        out = _run(["/usr/bin/docker", "build", "--no-cache", "--rm", "--force-rm", "-t", tag, str(ctx)],
-                   {"DOCKER_BUILDKIT": "0", "PATH": "/usr/bin:/bin"})
+        # Any docker client runs the classic builder when DOCKER_BUILDKIT=0 (Docker 28's warns it is deprecated).
+        out = _run([candidate_paths()[0], "build", "--no-cache", "--rm", "--force-rm", "-t", tag, str(ctx)],
+                   {**os.environ, "DOCKER_BUILDKIT": "0"})
     finally:
         subprocess.run(["docker", "rmi", "-f", tag], capture_output=True)
     # The context upload line ends in a carriage return; the builder colours some lines.

@@ -30,9 +30,9 @@ OTHER_ENGINES = [("docker20", "overlay2"), ("docker26", "overlay2")]
 
 
 def notebook_run(env: dict[str, str], *args: str, timeout: int = 1800) -> subprocess.CompletedProcess[str]:
-    """pytest over every notebook in a process of its own, pointed at the engine ``env`` names."""
+    """pytest over every notebook in a process of its own, with the whole environment ``env``."""
     return subprocess.run([sys.executable, "-m", "pytest", "-q", "--rootdir", str(ROOT), *args,
-                           str(ROOT / "notebooks")], cwd=ROOT, env={**os.environ, **env},
+                           str(ROOT / "notebooks")], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -47,7 +47,7 @@ def test_every_notebook_runs_and_keeps_its_engine_independent_facts(release, sto
     try:
         cli = engine.client()
         ensure_base_image(progress=None, pull=False, cli=cli)
-        proc = notebook_run(engine.client_env, "--nbval-lax")
+        proc = notebook_run(engine.process_env(), "--nbval-lax")
         assert proc.returncode == 0, f"on {release} ({store}):\n" + "\n".join(proc.stdout.splitlines()[-60:])
         assert " passed" in proc.stdout.splitlines()[-1]
         # The lessons ran on this engine, not on the default one.
@@ -68,7 +68,7 @@ def test_every_notebook_runs_on_podman_and_keeps_its_engine_independent_facts():
         pytest.skip(f"no Podman service: {exc}")
     try:
         service.load_image(BASE_IMAGE, progress=None)
-        env = {"DOCKER_HOST": service.address, "CONTAINERS_CONF": str(service.conf)}
+        env = {**os.environ, "DOCKER_HOST": service.address, "CONTAINERS_CONF": str(service.conf)}
         proc = notebook_run(env, "--nbval-lax")
         assert proc.returncode == 0, "on Podman:\n" + "\n".join(proc.stdout.splitlines()[-60:])
         assert any("flask-demo" in t for img in service.client().images.list() for t in img.tags)

@@ -48,12 +48,19 @@ def test_tag_refuses_a_bad_name_in_one_sentence(engine, base):
 
 @pytest.mark.parametrize("builder", BUILDERS)
 def test_a_dockerfile_that_is_not_utf8_builds_as_docker_builds_it(engine, base, tmp_path, builder):
-    from course_helpers import build
+    from course_helpers import BuildError, build
 
     mark = uuid.uuid4().hex[:8]
     ctx = _context(tmp_path, f"FROM {BASE_IMAGE}\n# caf\xe9\nRUN echo caf\xe9 {mark} > /x\n".encode("latin-1"))
     tag = f"ct-latin1-{uuid.uuid4().hex[:6]}:{builder}"
     try:
+        if builder == "buildkit" and int(engine.version()["Version"].split(".")[0]) >= 28:
+            # Docker 28's BuildKit refuses such a file (older ones read bad bytes as U+FFFD): one sentence.
+            with pytest.raises(BuildError) as info:
+                build(ctx, tag, builder=builder, progress=False)
+            assert str(info.value).startswith(f"The Dockerfile {ctx / 'Dockerfile'} is not UTF-8 text (line 2 is "
+                                              "not), and this engine's BuildKit refuses it: save it as UTF-8")
+            return
         report = build(ctx, tag, builder=builder, progress=False)
         assert report.ran_steps and report.ran_steps[-1].startswith("RUN echo caf")
     finally:

@@ -31,13 +31,16 @@ pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("engine", "base")]
 
 
 def _nbval(paths: list[Path], tmp: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
-    """pytest --nbval over notebooks in a process of its own (its own session, workspace and state)."""
+    """pytest --nbval over notebooks in a process of its own (its own session, workspace and state).
+
+    ``env``: the whole environment (a private engine's ``process_env()``); default: this one's.
+    """
     work = tmp / uuid.uuid4().hex[:8]
     work.mkdir()
     return subprocess.Popen(
         [sys.executable, "-m", "pytest", "-q", "--rootdir", str(ROOT), *map(str, paths)],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env={**os.environ, "COURSE_WORKSPACE": str(work / "ws"), **(env or {})})
+        env={**(env or os.environ), "COURSE_WORKSPACE": str(work / "ws")})
 
 
 def _passed(proc: subprocess.Popen, timeout: float = 1200) -> str:
@@ -105,7 +108,7 @@ def test_every_notebook_on_an_engine_whose_base_has_several_layers(tmp_path):
                    f'LABEL "{LABEL_ORIGIN}"="pulled from a registry (docker.io/library/python), test stand-in"\n')
         image, _ = cli.images.build(fileobj=io.BytesIO(standin.encode()), tag=BASE_IMAGE, rm=True, forcerm=True)
         assert len(image.attrs["RootFS"]["Layers"]) >= 3
-        _passed(_nbval(sorted(NOTEBOOKS.glob("*.ipynb")), tmp_path, engine.client_env))
+        _passed(_nbval(sorted(NOTEBOOKS.glob("*.ipynb")), tmp_path, engine.process_env()))
         # The lessons' images are on the private engine; the main engine never saw them.
         built = {img.id for img in cli.images.list(name="flask-demo")}
         assert built
@@ -162,7 +165,7 @@ def test_the_seed_notebooks_on_a_tls_engine_named_by_docker_host(tls_engine, eng
     seed = [p for p in sorted(NOTEBOOKS.glob("*.ipynb")) if p.name[:3] <= "070"]
     assert len(seed) >= 9
     mine = {img.id for img in engine.images.list(name="flask-demo")}
-    _passed(_nbval(seed, tmp_path, private.client_env))
+    _passed(_nbval(seed, tmp_path, private.process_env()))
     built = {img.id for img in private.client().images.list(name="flask-demo")}
     assert built, "the lessons built nothing on the TLS engine"
     assert not built & {img.id for img in engine.images.list(name="flask-demo")} - mine

@@ -548,6 +548,19 @@ def _inside_heredoc(path: Path, line: int) -> int | None:
     return next((i.line for i in parsed.instructions if i.heredocs and i.line < line <= i.end_line), None)
 
 
+def _first_non_utf8_line(path: Path) -> int | None:
+    try:
+        lines = path.read_bytes().splitlines()
+    except OSError:
+        return None
+    for number, line in enumerate(lines, 1):
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError:
+            return number
+    return None
+
+
 def _reason(failure: buildlog.Failure | None, lines: list[str], ctx: Path, dockerfile: str) -> tuple[str, bool]:
     """The learner-facing reason, and whether the Dockerfile itself is at fault (no step ran)."""
     text = "\n".join((failure.logs if failure else []) + [failure.message if failure else ""] + lines[-_TAIL:])
@@ -568,6 +581,12 @@ def _reason(failure: buildlog.Failure | None, lines: list[str], ctx: Path, docke
                 "reader does not know here-documents (Docker 23 and later do): write the script or file "
                 "another way, or update Docker, then build again." if heredoc else "fix that line and build again.")
         return f"The Dockerfile {ctx / dockerfile} has an error on line {parse.group(1)} ({what}): {hint}", True
+    if "string field contains invalid UTF-8" in text:  # Docker 28's BuildKit; older ones build such a file
+        path = ctx / dockerfile
+        bad = _first_non_utf8_line(path)
+        where = f" (line {bad} is not)" if bad else ""
+        return (f"The Dockerfile {path} is not UTF-8 text{where}, and this engine's BuildKit refuses it: save it "
+                "as UTF-8 (JupyterLab's editor does; so does `iconv -f latin1 -t utf-8`), then build again."), True
     needs = re.search(r"the (--\S+) option requires BuildKit[^\n]*", text)
     if needs:
         return (f"the classic builder cannot run {needs.group(1)} (its own words: \"{needs.group(0).strip()}\"): "

@@ -58,6 +58,9 @@ from ..config import state_dir
 from ..errors import SetupError
 from .cli import probe_all
 from .client import from_env, reset as reset_client
+
+# What points a docker client at an engine; a private engine's children get only its own.
+_ENGINE_VARIABLES = ("DOCKER_HOST", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH", "DOCKER_CONFIG", "DOCKER_CONTEXT")
 from .packages import DEFAULT_RELEASE, Release, course_release, daemon_config, ensure_release
 from .streaming import Progress, say
 
@@ -110,6 +113,15 @@ class PrivateEngine:
     def client_env(self) -> dict[str, str]:
         """:attr:`env` plus this release's docker client first on PATH (with its buildx), as a learner of it has."""
         return {**self.env, **(self.release.client_environment() if self.release else {})}
+
+    def process_env(self, **extra: str) -> dict[str, str]:
+        """A whole environment for a child process that uses this engine as a learner of it would.
+
+        The parent's engine variables (DOCKER_CONFIG with the default client's buildx among them)
+        are left out, so they cannot mix with this release's client.
+        """
+        env = {k: v for k, v in os.environ.items() if k not in _ENGINE_VARIABLES}
+        return {**env, **self.client_env, **extra}
 
     def client(self) -> docker.DockerClient:
         """A docker-py client for this engine."""
@@ -168,7 +180,7 @@ class PrivateEngine:
         buildx), so builds, the API and the CLI commands all go to it; the environment this
         process had, and its clients, come back at the end.
         """
-        names = {*self.client_env, "DOCKER_HOST", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH", "DOCKER_CONFIG"}
+        names = {*self.client_env, *_ENGINE_VARIABLES}
         saved = {name: os.environ.get(name) for name in names}
         for name in names:
             os.environ.pop(name, None)

@@ -90,8 +90,15 @@ class Release:
         return "docker-buildx" in self.packages
 
     def client_environment(self) -> dict[str, str]:
-        """What a shell needs to use this release's docker client: its bin first on PATH, and its buildx."""
-        env = {"PATH": f"{self.bin}{os.pathsep}{os.environ.get('PATH', '')}"}
+        """What a shell needs to use this release's docker client: its bin first on PATH, and its buildx.
+
+        Another release's bin on PATH (the course's default client, put there by ``./course env``)
+        is dropped, so the client that answers is this release's, as on a machine that has only it.
+        """
+        others = state_dir() / "docker"
+        kept = [d for d in os.environ.get("PATH", "").split(os.pathsep)
+                if not (Path(d).parent.parent == others and Path(d).name == "bin")]
+        env = {"PATH": os.pathsep.join([str(self.bin), *kept])}
         if self.has_buildx:
             env["DOCKER_CONFIG"] = str(self.docker_config)
         return env
