@@ -14,7 +14,8 @@ others, as CI does. Then ``bench/bench_build.py`` measures a fully cached
 its own process. The table gives seconds per engine and the ratio to the
 default engine. Private engines are stopped and wiped at the end.
 
-Usage: ``.venv/bin/python bench/bench_engines.py [--podman] [--rebuilds 7]`` from the repository root.
+Usage: ``.venv/bin/python bench/bench_engines.py [--podman] [--rebuilds 7] [--engines docker20 docker26]``
+from the repository root (``eval "$(./course env)"`` first, for the course's client).
 """
 from __future__ import annotations
 
@@ -42,14 +43,14 @@ def nbval(notebook: Path, env: dict[str, str], strict: bool, work: Path) -> tupl
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", *([] if strict else ["--nbval-lax"]),
                            str(notebook.relative_to(ROOT))], cwd=ROOT, capture_output=True, text=True,
-                          env={**os.environ, **env, "COURSE_WORKSPACE": str(work)})
+                          env={**env, "COURSE_WORKSPACE": str(work)})
     return time.perf_counter() - start, proc.returncode == 0
 
 
 def cached_rebuild(env: dict[str, str], n: int) -> dict:
     """bench_build.py's medians on the engine ``env`` names."""
     proc = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_build.py"), "-n", str(n), "--json"],
-                          cwd=ROOT, capture_output=True, text=True, env={**os.environ, **env})
+                          cwd=ROOT, capture_output=True, text=True, env=env)
     try:
         return json.loads(proc.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):
@@ -60,22 +61,24 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--podman", action="store_true", help="also the course's Podman service")
     parser.add_argument("--rebuilds", type=int, default=7, help="cached rebuilds per engine (default 7)")
+    parser.add_argument("--engines", nargs="*", default=[r for r, _ in PRIVATE],
+                        help="private engines besides the default one (default: docker20 docker26 docker28)")
     args = parser.parse_args()
     say = lambda line: print("  " + line, flush=True)  # noqa: E731
-    engines: dict[str, dict[str, str]] = {"default": {}}
+    engines: dict[str, dict[str, str]] = {"default": dict(os.environ)}  # each: a whole environment
     started, service = [], None
     try:
-        for release, store in PRIVATE:
+        for release, store in [p for p in PRIVATE if p[0] in args.engines]:
             engine = start_private_engine(f"be{release[6:]}{store[0]}", release=release, store=store, progress=say)
             started.append(engine)
             ensure_base_image(progress=say, pull=False, cli=engine.client())
-            engines[f"{release} {store}"] = engine.client_env
+            engines[f"{release} {store}"] = engine.process_env()
         if args.podman:
             from course_helpers.engine.podman import PodmanService
 
             service = PodmanService(Path(tempfile.mkdtemp(prefix="bench-podman-", dir="/tmp"))).start(say)
             service.load_image(BASE_IMAGE, say)
-            engines["podman"] = {"DOCKER_HOST": service.address, "CONTAINERS_CONF": str(service.conf)}
+            engines["podman"] = {**os.environ, "DOCKER_HOST": service.address, "CONTAINERS_CONF": str(service.conf)}
         notebooks = sorted((ROOT / "notebooks").glob("*.ipynb"))
         seconds = {name: 0.0 for name in engines}
         failed: dict[str, list[str]] = {name: [] for name in engines}

@@ -97,7 +97,7 @@ def test_low_disk_fails_with_a_sentence_and_tags_nothing(engine, monkeypatch, tm
 @pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("debootstrap"), reason="needs root and debootstrap")
 def test_failed_debootstrap_fails_with_a_sentence_and_tags_nothing(engine, monkeypatch, tmp_path):
     monkeypatch.setenv("COURSE_STATE_DIR", str(tmp_path))
-    monkeypatch.setattr(base_image, "_debian_mirror", lambda: "http://127.0.0.1:9/debian")
+    monkeypatch.setattr(base_image, "debian_mirror", lambda: "http://127.0.0.1:9/debian")
     with pytest.raises(SetupError, match="debootstrap failed"):
         base_image.ensure_base_image("course-test-base:broken", progress=None, pull=False)
     assert not engine.images.list(name="course-test-base")

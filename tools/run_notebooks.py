@@ -7,7 +7,10 @@ from hand edits.  This is the only way the project writes them:
     .venv/bin/python tools/run_notebooks.py notebooks/050-*.ipynb  # some
 
 A cell tagged ``raises-exception`` may raise; any other error stops the run
-and leaves that notebook's file unchanged.
+and leaves that notebook's file unchanged.  The engine they ran on is written to
+notebooks/recorded-on.txt: on any other engine, the tests compare only the cells
+tagged ``nbval-check-output`` (conftest.py).  Some notebooks alone may be re-run
+only on that same engine.
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
 ROOT = Path(__file__).resolve().parent.parent
+RECORDED_ON = "recorded-on.txt"
 
 
 def run(path: Path, timeout: int = 900) -> float:
@@ -35,7 +39,16 @@ def run(path: Path, timeout: int = 900) -> float:
 
 
 def main(argv: list[str]) -> int:
+    sys.path.insert(0, str(ROOT))
+    from course_helpers.engine.client import client, engine_signature
+
     paths = [Path(a) for a in argv] or sorted((ROOT / "notebooks").glob("*.ipynb"))
+    engine = engine_signature(client())
+    stamp = ROOT / "notebooks" / RECORDED_ON
+    if argv and stamp.exists() and stamp.read_text().strip() != engine:
+        print(f"The notebooks were recorded on {stamp.read_text().strip()} and this engine is {engine}: "
+              "run every notebook (no arguments) so that all outputs come from one engine.", file=sys.stderr)
+        return 1
     for path in paths:
         print(f"running {path.name} ...", flush=True)
         try:
@@ -43,6 +56,7 @@ def main(argv: list[str]) -> int:
         except CellExecutionError as exc:
             print(f"  FAILED; {path.name} left as it was:\n{exc}", file=sys.stderr)
             return 1
+    stamp.write_text(engine + "\n")
     return 0
 
 

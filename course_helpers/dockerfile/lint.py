@@ -298,6 +298,18 @@ def _no_check_reason(cli: BuildkitClient | None) -> str | None:
     return None
 
 
+def _podman_reason() -> str | None:
+    """On Podman, buildx would look for a BuildKit of its own (a registry image), which the course never starts."""
+    from ..engine.client import try_client
+    from ..engine.podman import engine_is_podman
+
+    cli = try_client()
+    if cli is not None and engine_is_podman(cli):
+        return ("BuildKit's build checks run in a Docker engine's BuildKit, and this engine is Podman, whose "
+                "builder (Buildah) has none: hadolint's findings above are the only ones here.")
+    return None
+
+
 def build_checks(dockerfile: str | Path, *, context: str | Path | None = None) -> CheckReport:
     """Run BuildKit's build checks on a Dockerfile (``docker buildx build --check``); nothing is built.
 
@@ -316,7 +328,7 @@ def build_checks(dockerfile: str | Path, *, context: str | Path | None = None) -
     path = _dockerfile_path(dockerfile)
     ctx = Path(context) if context is not None else path.parent
     cli = buildkit_client()
-    reason = _no_check_reason(cli)
+    reason = _no_check_reason(cli) or _podman_reason()
     if reason:
         return CheckReport(str(path), [], unavailable=reason)
     assert cli is not None

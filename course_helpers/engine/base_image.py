@@ -25,6 +25,7 @@ from ..config import BASE_IMAGE, LABEL_PREFIX, state_dir
 from ..errors import SetupError
 from ..statefiles import locked
 from .client import resolve
+from .packages import debian_mirror
 from .streaming import Progress, run_streamed, say
 
 SUITE = "bookworm"
@@ -95,19 +96,6 @@ def _try_pull(name: str, progress: Progress | None, cli: "docker.DockerClient") 
         return False
 
 
-def _debian_mirror() -> str:
-    """The Debian mirror the machine's own apt uses (a classroom mirror or proxy is honoured)."""
-    candidates = [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*"))]
-    for path in candidates:
-        try:
-            text = path.read_text()
-        except OSError:
-            continue
-        for match in re.finditer(r"^(?:deb\s+(?:\[[^\]]*\]\s+)?|URIs:\s*)(\S+/debian)/?\s", text, re.M):
-            return match.group(1)
-    return "http://deb.debian.org/debian"
-
-
 def _ensure_debootstrap(progress: Progress | None) -> None:
     if shutil.which("debootstrap"):
         return
@@ -159,7 +147,7 @@ def _debootstrap(target: Path, progress: Progress | None) -> Path:
     tree = target.parent / "rootfs.partial"
     if tree.exists():
         shutil.rmtree(tree)
-    mirror = _debian_mirror()
+    mirror = debian_mirror()
     say(progress, f"building a Debian {SUITE} root filesystem with python3 from {mirror} (about a minute)")
     try:
         run_streamed(["debootstrap", "--variant=minbase", f"--include={PACKAGES}", SUITE, str(tree), mirror],

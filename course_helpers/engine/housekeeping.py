@@ -31,7 +31,7 @@ from ..formatting import format_size, parse_time
 from . import claims, ownership
 from .build_history import remove_records
 from .cli import buildkit_client
-from .client import list_containers, list_images, resolve
+from .client import image_store, list_containers, list_images, resolve
 from .session import course_call
 
 MARGIN = 2.0  # seconds around a recorded build window: engine and client clocks, rounding
@@ -240,6 +240,7 @@ class FreshStartReport:
     cache_records: int = 0
     cache_bytes: int = 0
     build_records: int = 0
+    cache_kept: bool = False
     seconds: float = 0.0
     printed: bool = False
 
@@ -250,8 +251,12 @@ class FreshStartReport:
             text += f" and {len(self.containers)} of their container(s)"
         if self.untagged:
             text += f", {len(self.untagged)} untagged image(s) that earlier course builds left behind"
-        text += (f", and {self.cache_records} unused build-cache record(s) ({format_size(self.cache_bytes)}) "
-                 f"of earlier {self.repository} lessons")
+        if self.cache_kept:
+            text += (" (the build cache stays: on the containerd image store, pruning one lesson's records makes "
+                     "other builds miss their cache)")
+        else:
+            text += (f", and {self.cache_records} unused build-cache record(s) ({format_size(self.cache_bytes)}) "
+                     f"of earlier {self.repository} lessons")
         if self.build_records:
             text += f"; the engine's record of {self.build_records} of their builds went too (docker buildx history)"
         text += "."
@@ -271,16 +276,38 @@ class FreshStartReport:
             print(self)
 
 
+def _cache_records(cli: docker.DockerClient, tries: int = 5) -> list[dict] | None:
+    """The engine's build-cache records (``docker system df -v``), or None if it will not say.
+
+    Only the build cache is asked for (API 1.42+; older engines send everything): on the
+    containerd store, sizing the images races with a build's temporary snapshots and fails
+    now and then with "snapshot ...-view does not exist", so that answer is asked again.
+    """
+    for attempt in range(tries):
+        try:
+            body = cli.api._result(cli.api._get(cli.api._url("/system/df"), params={"type": "build-cache"}), True)
+            return body.get("BuildCache") or []
+        except APIError as exc:
+            if "does not exist" not in str(exc) or attempt == tries - 1:
+                return None
+            time.sleep(0.2 * (attempt + 1))
+    return None
+
+
 def _prune_lesson_cache(cli: docker.DockerClient, repository: str, report: FreshStartReport) -> None:
     """Prune unused cache records made during this repository's course builds and no one else's."""
+    if image_store(cli) == "containerd":
+        # Docker 28: after `builder prune --filter id=` of one repository's records, a rebuild of
+        # another repository (same instructions, other files) misses every step (docs/readme-engine-faults.md).
+        report.cache_kept = True
+        return
     windows = ownership.build_windows()
     mine = [(a, b) for a, b, repo in windows if repo == repository]
     others = [(a, b) for a, b, repo in windows if repo != repository]
     if not mine:
         return
-    try:
-        records = cli.api.df().get("BuildCache") or []
-    except APIError:
+    records = _cache_records(cli)
+    if records is None:
         return
 
     def inside(t: float | None, spans: list[tuple[float, float]]) -> bool:
@@ -289,6 +316,10 @@ def _prune_lesson_cache(cli: docker.DockerClient, repository: str, report: Fresh
     chosen = set()
     for r in records:
         created, used = parse_time(r.get("CreatedAt")), parse_time(r.get("LastUsedAt")) or parse_time(r.get("CreatedAt"))
+        if r.get("Type") == "source.local" or str(r.get("Description", "")).startswith("local source for "):
+            # The context as last sent: a few kB, shared by every build from this client (its shared key).
+            # Pruning it makes Docker 28 miss the cache of other repositories' COPY steps: kept.
+            continue
         if r.get("InUse") or not inside(created, mine) or not inside(used, mine):
             continue  # used since by something else: the learner's build, or another lesson
         if inside(created, others) or inside(used, others):
@@ -296,10 +327,10 @@ def _prune_lesson_cache(cli: docker.DockerClient, repository: str, report: Fresh
         chosen.add(r["ID"])
     report.cache_records, report.cache_bytes = _prune_ids(cli, chosen, records)
     # Forget the windows no record is left in; keep the rest for the next fresh_start.
-    try:
-        left = [parse_time(r.get("CreatedAt")) for r in cli.api.df().get("BuildCache") or []]
-    except APIError:
+    after = _cache_records(cli)
+    if after is None:
         return
+    left = [parse_time(r.get("CreatedAt")) for r in after]
     empty = [(a, b) for a, b in mine if not any(inside(t, [(a, b)]) for t in left)]
     ownership.forget_windows(repository, empty)
 

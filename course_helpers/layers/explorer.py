@@ -38,6 +38,7 @@ import docker
 from ..engine.client import resolve as _client
 from ..engine.session import course_call
 from ..errors import CourseError
+from ..dockerfile.parse import LAYER_INSTRUCTIONS
 from ..formatting import format_size, short_id, table_html, table_text
 from .export import Member, image_layers
 from .images import get_image, history
@@ -350,6 +351,23 @@ class WasteReport:
 _COLOURS = {"added": "#2e7d32", "modified": "#ef6c00", "same": "#757575", "deleted": "#c62828"}
 _MARKS = {"added": "+", "modified": "~", "same": "=", "deleted": "-"}
 
+@dataclass(frozen=True)
+class NoLayer:
+    """What :meth:`LayerExplorer.find` gives for an instruction that made no layer of this image."""
+
+    image: str
+    instruction: str
+    labels: list[str]
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __repr__(self) -> str:
+        return (f"No layer of {self.image} was made by {self.instruction}: this engine's builder kept it in the "
+                f"image's config alone (Buildah, Podman's builder, does that with WORKDIR; Docker's "
+                f"builders give it a layer). Its layers are {self.labels}.")
+
+
 
 class Explorer:
     """An image's layers, what each one changed, and dive's efficiency; shows as a widget in a notebook.
@@ -386,15 +404,21 @@ class Explorer:
     def size(self) -> int:
         return sum(layer.size for layer in self.layers)
 
-    def find(self, instruction: str) -> ExplorerLayer:
+    def find(self, instruction: str) -> "ExplorerLayer | NoLayer":
         """The top-most layer whose instruction starts with ``instruction`` (e.g. ``"COPY"``).
 
+        Returns:
+            The layer; or, for an instruction that can make a layer but made none here (Buildah
+            records ``WORKDIR`` in the config only), a :class:`NoLayer` that says so.
+
         Raises:
-            CourseError: no layer matches; the message lists the instructions.
+            CourseError: no layer matches another instruction; the message lists the instructions.
         """
         for layer in reversed(self.layers):
             if layer.instruction.startswith(instruction):
                 return layer
+        if instruction.split(" ", 1)[0].upper() in LAYER_INSTRUCTIONS:
+            return NoLayer(self.image, instruction, [layer.label for layer in self.layers])
         raise CourseError(f"No layer of {self.image} was made by an instruction starting with {instruction!r}: "
                           f"its layers are {[layer.label for layer in self.layers]}.")
 

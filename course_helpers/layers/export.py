@@ -6,6 +6,7 @@ the engines write:
 
 * the Docker archive (Docker up to 24): ``<v1 id>/layer.tar`` per layer, the
   config as ``<hex>.json``, and ``manifest.json`` (config and layers per image) last;
+  Podman's Docker archive names each layer ``<diff id>.tar`` at the top instead;
 * the OCI layout (Docker 25 and later): ``blobs/sha256/<digest>``, ``index.json``
   and ``manifest.json`` beside it.  With the classic store the layers are
   stored uncompressed, so a layer's blob digest is its diff id and the image id
@@ -301,7 +302,8 @@ def read_stream(stream: IO[bytes], held: dict[str, list[Member]] | None = None,
                 continue
             if not item.isreg():
                 continue
-            layer_file = name.startswith("blobs/") or name.endswith("/layer.tar")
+            # OCI blobs, Docker's <id>/layer.tar, Podman's <diff id>.tar at the top
+            layer_file = name.startswith("blobs/") or name.endswith(".tar")
             if not layer_file and not name.endswith(".json"):
                 continue  # oci-layout, VERSION, repositories: nothing the course needs
             key = _key(name, item.size)

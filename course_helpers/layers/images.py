@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import html
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
@@ -404,6 +405,13 @@ class LayerContent:
         return [self.created_by, str(self.files), f"{self.file_bytes} B", format_size(self.history_size)]
 
 
+def _buildah_copy(created_by: str, instruction: str) -> bool:
+    """Buildah writes ``COPY . .`` as ``COPY dir:<digest> in .``: the same COPY when the destination is."""
+    made = re.match(r"(COPY|ADD) (?:dir|file|multi):\S+ in (\S+)\s*$", created_by)
+    asked = instruction.split()
+    return bool(made) and len(asked) >= 3 and asked[0].upper() == made.group(1) and asked[-1] == made.group(2)
+
+
 class LayerContents(list):
     """:meth:`History.contents`: one :class:`LayerContent` per layer, bottom first."""
 
@@ -417,8 +425,11 @@ class LayerContents(list):
         """The layer whose instruction starts with ``instruction`` (``"COPY . ."``)."""
         for row in self:
             if row.created_by.startswith(instruction) or row.created_by.split("/bin/sh -c ")[-1].startswith(
-                    instruction.removeprefix("RUN ")):
+                    instruction.removeprefix("RUN ")) or _buildah_copy(row.created_by, instruction):
                 return row
+        keyword = instruction.split(" ", 1)[0].upper()
+        if keyword in ("WORKDIR",):  # Buildah keeps WORKDIR in the config alone: nothing in a layer
+            return LayerContent(f"{instruction} (no layer of its own on this engine)", 0, 0, 0)
         raise CourseError(f"No layer of {self.image} was made by {instruction!r}: "
                           f"the layers are {', '.join(repr(r.created_by) for r in self)}.")
 
