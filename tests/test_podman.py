@@ -241,10 +241,11 @@ def test_a_lesson_claim_lives_on_its_own_engine(podman, monkeypatch):
 
 def test_the_export_reader_and_build_checks_on_podman(podman, tmp_path):
     """Podman's export names each layer <diff id>.tar at the top; Buildah has no build checks."""
-    from course_helpers import build, build_checks, history
+    from course_helpers import build, build_checks, explore, history
 
     ctx = tmp_path / "app"
-    _write(ctx, "Dockerfile", "FROM python:3.11-slim-bookworm\nCOPY a.txt b.txt /srv/\nRUN echo hi > /srv/c.txt\n")
+    _write(ctx, "Dockerfile", "FROM python:3.11-slim-bookworm\nWORKDIR /usr/src/app\nCOPY a.txt b.txt /srv/\n"
+                              "RUN echo hi > /srv/c.txt\n")
     _write(ctx, "a.txt", "alpha\n")
     _write(ctx, "b.txt", "beta\n")
     tag = f"ct-podexp-{uuid.uuid4().hex[:6]}:one"
@@ -252,5 +253,9 @@ def test_the_export_reader_and_build_checks_on_podman(podman, tmp_path):
     contents = history(tag).contents()
     copy, run = contents.of("COPY"), contents.of("RUN")
     assert (copy.files, copy.file_bytes) == (2, 11) and run.files >= 1
+    # Buildah keeps WORKDIR in the config: no layer, and both readers say so instead of failing.
+    assert contents.of("WORKDIR").files == 0 and "no layer of its own" in contents.of("WORKDIR").created_by
+    found = explore(tag, progress=False).find("WORKDIR")
+    assert not found and repr(found).startswith(f"No layer of {tag} was made by WORKDIR")
     said = str(build_checks(ctx))
     assert said.startswith("BuildKit's build checks run in a Docker engine's BuildKit, and this engine is Podman")

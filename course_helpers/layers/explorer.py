@@ -38,7 +38,6 @@ import docker
 from ..engine.client import resolve as _client
 from ..engine.session import course_call
 from ..errors import CourseError
-from ..dockerfile.parse import LAYER_INSTRUCTIONS
 from ..formatting import format_size, short_id, table_html, table_text
 from .export import Member, image_layers
 from .images import get_image, history
@@ -408,8 +407,8 @@ class Explorer:
         """The top-most layer whose instruction starts with ``instruction`` (e.g. ``"COPY"``).
 
         Returns:
-            The layer; or, for an instruction that can make a layer but made none here (Buildah
-            records ``WORKDIR`` in the config only), a :class:`NoLayer` that says so.
+            The layer; or, for a ``WORKDIR`` that made none (Buildah records it in the config
+            only), a :class:`NoLayer` that says so.
 
         Raises:
             CourseError: no layer matches another instruction; the message lists the instructions.
@@ -417,7 +416,7 @@ class Explorer:
         for layer in reversed(self.layers):
             if layer.instruction.startswith(instruction):
                 return layer
-        if instruction.split(" ", 1)[0].upper() in LAYER_INSTRUCTIONS:
+        if instruction.split(" ", 1)[0].upper() == "WORKDIR":  # Buildah: in the config, no layer
             return NoLayer(self.image, instruction, [layer.label for layer in self.layers])
         raise CourseError(f"No layer of {self.image} was made by an instruction starting with {instruction!r}: "
                           f"its layers are {[layer.label for layer in self.layers]}.")
