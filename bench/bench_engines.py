@@ -44,6 +44,10 @@ def nbval(notebook: Path, env: dict[str, str], strict: bool, work: Path) -> tupl
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", *([] if strict else ["--nbval-lax"]),
                            str(notebook.relative_to(ROOT))], cwd=ROOT, capture_output=True, text=True,
                           env={**env, "COURSE_WORKSPACE": str(work)})
+    if proc.returncode != 0:  # keep what failed: the table only marks it
+        log = Path(tempfile.gettempdir()) / f"bench-engines-{work.name.replace(' ', '-')}-{notebook.stem}.log"
+        log.write_text(proc.stdout + proc.stderr)
+        print(f"  {notebook.name} failed on {work.name}; its output: {log}", flush=True)
     return time.perf_counter() - start, proc.returncode == 0
 
 
