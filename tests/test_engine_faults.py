@@ -139,6 +139,9 @@ def _ref(tag: str) -> str:
 
 
 def _holders(engine) -> list[str]:
+    from course_helpers.engine.snapshots import settle
+
+    settle()  # build() removes its holder beside the next step
     return [c.name for c in engine.client().containers.list(all=True, filters={"label": f"{LABEL_CONTAINER}=hold"})]
 
 

@@ -33,6 +33,7 @@ from .build_history import remove_records
 from .cli import buildkit_client
 from .client import image_store, list_containers, list_images, resolve
 from .session import course_call
+from .snapshots import settle
 
 MARGIN = 2.0  # seconds around a recorded build window: engine and client clocks, rounding
 
@@ -173,6 +174,7 @@ def cleanup(all_sessions: bool = False, *, client: docker.DockerClient | None = 
         removes the base image, an image a learner built, or a container a
         learner started, even FROM or from a course image.
     """
+    settle()
     cli = resolve(client)
     report = CleanupReport(scope="any course session" if all_sessions else "this session")
     session = None if all_sessions else SESSION_ID
@@ -369,6 +371,7 @@ def fresh_start(repository: str, *, wait: bool = True, quiet: bool = False,
         A :class:`FreshStartReport` (printed unless ``quiet``).
     """
     claims.acquire(repository, wait=wait)
+    settle()  # the last build's snapshot holder is this session's, not a leftover
     started = time.perf_counter()
     cli = resolve(client)
     report = FreshStartReport(repository)

@@ -22,6 +22,7 @@ nothing of the learner's is touched: a container removes no image.
 from __future__ import annotations
 
 import contextlib
+import threading
 import uuid
 from typing import Iterator
 
@@ -79,10 +80,32 @@ def hold_previous(cli: docker.DockerClient, tag: str | None) -> Iterator[str | N
     try:
         yield attrs["Id"]
     finally:
+        _remove_later(cli, holder)
+
+
+# Removing a container takes the containerd store about 0.35 s, as long as a whole cached
+# rebuild: it happens beside the learner's next step instead of before build() returns.
+_pending: list[threading.Thread] = []
+
+
+def _remove_later(cli: docker.DockerClient, holder: str) -> None:
+    def remove() -> None:
         try:
             cli.api.remove_container(holder, force=True)
         except (NotFound, APIError):
             pass  # gone already: another kernel's sweep or cleanup() took it
+        except Exception:  # noqa: BLE001  # the engine went away: the reaper's sweep removes it later
+            pass
+
+    thread = threading.Thread(target=remove, name="course-hold-release")  # not a daemon: exit waits for it
+    thread.start()
+    _pending.append(thread)
+
+
+def settle(timeout: float = 30.0) -> None:
+    """Wait until the holders of finished builds are removed (cleanup and the tests look for leftovers)."""
+    while _pending:
+        _pending.pop().join(timeout)
 
 
 def drop_half_made(cli: docker.DockerClient, tag: str | None, previous: str | None, session: str) -> str | None:
