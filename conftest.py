@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 #: Marks of the full tier (pyproject.toml describes them).
-FULL_TIER = ("full", "slow", "podman")
+FULL_TIER = ("full", "slow", "podman", "builds")
 
 
 def pytest_addoption(parser):

@@ -29,6 +29,8 @@ from course_helpers.config import BASE_IMAGE, LABEL_SESSION, REPO_ROOT, SESSION_
 from course_helpers.dockerfile.parse import LAYER_INSTRUCTIONS
 from course_helpers.errors import BuildError, CourseError, DockerfileError
 
+pytestmark = pytest.mark.builds  # full tier: the notebooks show these facts in the quick one
+
 SIMPLE_FROM = "FROM python:3.11-slim-bookworm"
 REQUIREMENTS_FIRST = """FROM python:3.11-slim-bookworm
 

@@ -25,6 +25,8 @@ from course_helpers.lesson.clutter import add_clutter, simulate_commit
 from course_helpers.lesson.pip import pip_activity
 from course_helpers.lesson.run import run_command
 
+pytestmark = pytest.mark.builds  # full tier: the notebooks show these facts in the quick one
+
 FIXTURES = Path(__file__).parent / "fixtures"
 BASE = "python:3.11-slim-bookworm"
 

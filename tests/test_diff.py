@@ -9,7 +9,7 @@ import pytest
 
 from course_helpers.config import BASE_IMAGE
 
-pytestmark = pytest.mark.usefixtures("engine")
+pytestmark = [pytest.mark.builds, pytest.mark.usefixtures("engine")]
 
 
 THIRD_DOCKERFILE = """FROM python:3.11-slim-bookworm

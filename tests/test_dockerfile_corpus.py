@@ -20,6 +20,8 @@ import pytest
 from course_helpers.dockerfile.parse import parse_dockerfile
 from course_helpers.engine.cli import candidate_paths
 
+pytestmark = pytest.mark.builds  # full tier: the notebooks show these facts in the quick one
+
 CORPUS = sorted(p for p in (Path(__file__).parent / "fixtures" / "dockerfiles").iterdir() if p.is_dir())
 _HEADER = re.compile(r"^#\d+ (\[(?:\S+ )?\d+/\d+\]) (.*)$")
 _CLASSIC = re.compile(r"^Step (\d+)/(\d+) : (.*)$")

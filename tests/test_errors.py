@@ -16,6 +16,8 @@ import pytest
 
 from course_helpers.config import BASE_IMAGE
 
+pytestmark = pytest.mark.builds  # full tier: the notebooks show these facts in the quick one
+
 ROOT = Path(__file__).resolve().parent.parent
 BUILDERS = ["buildkit", "classic"]
 

@@ -10,6 +10,8 @@ import pytest
 
 from course_helpers.exercises import cache_mounts, context, linting, multi_stage, stale
 
+pytestmark = pytest.mark.builds  # full tier: the notebooks show these facts in the quick one
+
 
 def _failed(result, words: str) -> str:
     """The 'saw' of the first failed criterion whose name contains ``words`` (fails the test if none)."""

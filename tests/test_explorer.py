@@ -19,6 +19,8 @@ from course_helpers import CourseError, build, check_wasted_space, explore, work
 from course_helpers.exercises import explorer as exercise
 from course_helpers.layers import export
 
+pytestmark = pytest.mark.builds  # full tier: the notebooks show these facts in the quick one
+
 # Overwrites a big file, deletes a small one and a folder with files in it, in a later RUN.
 OVERWRITE_AND_DELETE = """FROM python:3.11-slim-bookworm
 RUN mkdir -p /data/dir/sub && head -c 3000000 /dev/urandom > /data/big.bin \\

@@ -20,6 +20,8 @@ from course_helpers import CourseError, build, explore, workspace
 from course_helpers.engine.endpoint import resolve
 from course_helpers.layers import export
 
+pytestmark = pytest.mark.builds  # full tier: the notebooks show these facts in the quick one
+
 SHARED = """FROM python:3.11-slim-bookworm
 RUN printf 'shared\\n' > /shared.txt
 """

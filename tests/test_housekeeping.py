@@ -22,7 +22,7 @@ from docker.errors import ImageNotFound, NotFound
 from course_helpers.config import BASE_IMAGE, LABEL_CONTAINER, LABEL_SESSION
 
 ROOT = Path(__file__).resolve().parent.parent
-pytestmark = pytest.mark.usefixtures("engine")
+pytestmark = [pytest.mark.builds, pytest.mark.usefixtures("engine")]
 
 
 @pytest.fixture

@@ -25,6 +25,8 @@ import pytest
 
 from course_helpers.dockerfile.context import record_context_snapshot
 
+pytestmark = pytest.mark.builds  # full tier: the notebooks show these facts in the quick one
+
 BASE = "FROM python:3.11-slim-bookworm"
 
 
