@@ -184,14 +184,24 @@ def probe(path: str) -> ClientProbe:
     return ClientProbe(path, version, "23+ without the buildx plugin", None)
 
 
-@functools.lru_cache(maxsize=1)
 def probe_all() -> tuple[ClientProbe, ...]:
-    """Probe every candidate once per process (cached).
+    """Probe every candidate once per process and environment (cached).
+
+    What a client can do depends on PATH, DOCKER_CONFIG (where buildx is found), DOCKER_HOST and
+    HOME: a probe made under other values (a test's, a private engine's) is not reused.
 
     Returns:
         One :class:`ClientProbe` per path of :func:`candidate_paths`, in that order.
     """
+    return _probe_all(*(os.environ.get(name, "") for name in ("PATH", "DOCKER_CONFIG", "DOCKER_HOST", "HOME")))
+
+
+@functools.lru_cache(maxsize=8)
+def _probe_all(*_environment: str) -> tuple[ClientProbe, ...]:
     return tuple(probe(path) for path in candidate_paths())
+
+
+probe_all.cache_clear = _probe_all.cache_clear  # type: ignore[attr-defined]
 
 
 def buildkit_client() -> BuildkitClient | None:
