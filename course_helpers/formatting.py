@@ -133,6 +133,11 @@ def shell_line(argv: Sequence[str], env: Mapping[str, str] | None = None) -> str
     return " ".join(words + [shlex.quote(str(arg)) for arg in argv])
 
 
+def home_shown(path: str | Path) -> str:
+    """``path`` with the home folder written ``~``: no machine's home in a stored notebook output."""
+    return str(path).replace(str(Path.home()), "~", 1)
+
+
 def shown_path(path: str | Path) -> str:
     """A folder as a command names it: relative to the working directory when it is near (in a
     notebook, ``../workspace/020-first-dockerfile``), absolute when it is elsewhere."""

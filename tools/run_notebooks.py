@@ -14,6 +14,7 @@ only on that same engine.
 """
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -43,6 +44,9 @@ def main(argv: list[str]) -> int:
     from course_helpers.engine.client import client, engine_signature
 
     paths = [Path(a) for a in argv] or sorted((ROOT / "notebooks").glob("*.ipynb"))
+    # The kernels run in notebooks/: a relative workspace keeps this checkout's path out of the
+    # stored outputs (%%writefile prints the path it writes).
+    os.environ.setdefault("COURSE_WORKSPACE", "../workspace")
     engine = engine_signature(client())
     stamp = ROOT / "notebooks" / RECORDED_ON
     if argv and stamp.exists() and stamp.read_text().strip() != engine:

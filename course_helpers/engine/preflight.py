@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 import socket
 from dataclasses import dataclass
 
 from ..config import BASE_IMAGE, state_dir
+from ..formatting import home_shown
 
 
 @dataclass
@@ -85,7 +85,7 @@ def run_checks(port: int | None = 8888, pip_check: bool = True) -> list[Check]:
     try:
         from .cli import buildkit_client
         bk = buildkit_client()
-        where = bk.path.replace(str(Path.home()), "~", 1) if bk else ""  # no machine's home in a notebook
+        where = home_shown(bk.path) if bk else ""
         checks.append(Check("BuildKit", None, f"available via {where} ({bk.version}, {bk.via})" if bk
                             else "no client can run BuildKit here; builds use the classic builder"))
     except Exception as exc:  # detection must never break the checklist
@@ -100,7 +100,7 @@ def run_checks(port: int | None = 8888, pip_check: bool = True) -> list[Check]:
                 checks.append(_pip_in_container(cli))
     where = state_dir()
     free = shutil.disk_usage(where).free
-    checks.append(Check("free disk", free > 3e9, f"{free / 1e9:.1f} GB free under {where} (3 GB wanted)"))
+    checks.append(Check("free disk", free > 3e9, f"{free / 1e9:.1f} GB free under {home_shown(where)} (3 GB wanted)"))
     if cli is not None:
         root = cli.info().get("DockerRootDir", "")
         try:
