@@ -58,11 +58,12 @@ from ..config import state_dir
 from ..errors import SetupError
 from .cli import probe_all
 from .client import from_env, reset as reset_client
-
-# What points a docker client at an engine; a private engine's children get only its own.
-_ENGINE_VARIABLES = ("DOCKER_HOST", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH", "DOCKER_CONFIG", "DOCKER_CONTEXT")
+from .endpoint import ENGINE_VARIABLES
 from .packages import DEFAULT_RELEASE, Release, course_release, daemon_config, ensure_release
 from .streaming import Progress, say
+
+# What points a docker client at an engine; a private engine's children get only its own.
+_ENGINE_VARIABLES = (*ENGINE_VARIABLES, "DOCKER_CONFIG")
 
 
 @dataclass
