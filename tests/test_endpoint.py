@@ -144,6 +144,8 @@ def context_home(tmp_path, monkeypatch, engine):
     use_context(tmp_path, "course-real")
     for name in ("DOCKER_HOST", "DOCKER_CONTEXT", "DOCKER_CONFIG", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH"):
         monkeypatch.delenv(name, raising=False)
+    from course_helpers.config import state_dir
+    monkeypatch.setenv("COURSE_STATE_DIR", str(state_dir()))  # a new ~/.docker, the same course state
     monkeypatch.setenv("HOME", str(tmp_path))
     client_module.reset()
     yield tmp_path

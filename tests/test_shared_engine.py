@@ -185,6 +185,10 @@ def test_a_build_and_its_history_through_a_docker_context_naming_the_tls_engine(
     use_context(tmp_path, "course-tls")
     for name in ("DOCKER_HOST", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH", "DOCKER_CONTEXT", "DOCKER_CONFIG"):
         monkeypatch.delenv(name, raising=False)
+    # A learner's home holds both ~/.docker and the course's state; this test swaps only the first,
+    # so the course still finds the engine it set up (and that release's client with buildx).
+    from course_helpers.config import state_dir
+    monkeypatch.setenv("COURSE_STATE_DIR", str(state_dir()))
     monkeypatch.setenv("HOME", str(tmp_path))
     client_module.reset()
     app = tmp_path / "app"
