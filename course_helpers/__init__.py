@@ -37,6 +37,7 @@ from .lesson.notebook import install_error_handler
 from .lesson.pip import index_caching, installed_vs_index, pip_activity
 from .lesson.recorded import RecordedBuilds, recorded_builds
 from .lesson.run import run_app, run_command
+from .lesson.terminal import docker
 from .lesson.workspace import edit, workspace
 
 __all__ = [
@@ -44,7 +45,7 @@ __all__ = [
     "Explanation", "Explorer", "ImageDiff", "InvalidName", "Layer", "LessonBusy", "LessonInterrupted", "Prediction",
     "PredictionQuiz", "RecordedBuilds", "SetupError", "Step",
     "add_clutter", "build", "build_checks", "builders_available", "check_prediction", "check_setup", "check_wasted_space", "cleanup", "client",
-    "compare_linters", "context_size", "diff_images", "edit", "ensure_base_image", "ensure_engine", "explain", "explore",
+    "compare_linters", "context_size", "diff_images", "docker", "edit", "ensure_base_image", "ensure_engine", "explain", "explore",
     "format_seconds", "format_size", "fresh_start", "history", "image_parts", "images", "index_caching", "installed_vs_index",
     "lint", "pip_activity", "plot_step_times", "predict", "prediction_quiz", "recorded_builds", "run_app", "run_command", "same_image",
     "simulate_commit", "tag", "using_podman", "workspace", "write_wasteful_dockerfile",
