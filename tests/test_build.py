@@ -25,7 +25,7 @@ import pytest
 from course_helpers.builder.build import build
 from course_helpers.engine.cli import buildkit_client, candidate_paths, describe_probes, probe_all
 from course_helpers.engine.packages import course_release
-from course_helpers.config import BASE_IMAGE, LABEL_SESSION, REPO_ROOT, SESSION_ID, session_labels
+from course_helpers.config import BASE_IMAGE, LABEL_SESSION, REPO_ROOT, SESSION_ID
 from course_helpers.dockerfile.parse import LAYER_INSTRUCTIONS
 from course_helpers.errors import BuildError, CourseError, DockerfileError
 
@@ -255,7 +255,7 @@ def test_failing_run_raises_and_leaves_nothing(app, builder, tags, docker_client
         build(app, tag, builder=builder, progress=quiet)
     error = info.value
     assert (error.step, error.instruction, error.exit_code) == (3, f"RUN echo {marker} && exit 3", 3)
-    assert str(error).startswith(f"Step 3/") and "failed with exit code 3" in str(error)
+    assert str(error).startswith("Step 3/") and "failed with exit code 3" in str(error)
     assert marker in error.log_tail and error.command
     labelled = docker_client.containers.list(all=True, filters={"label": f"{LABEL_SESSION}={SESSION_ID}"})
     assert labelled == []

@@ -1,13 +1,11 @@
 """images.py on the real engine: tags, image list, identity, history with origins and sizes."""
 from __future__ import annotations
 
-import uuid
-
 from pathlib import Path
 
 import pytest
 
-from course_helpers.config import BASE_IMAGE, REPO_ROOT
+from course_helpers.config import BASE_IMAGE
 
 pytestmark = pytest.mark.usefixtures("engine")
 

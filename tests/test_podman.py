@@ -16,7 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from test_predict import SCENARIOS, Scenario, _write, check_scenario, make_context  # noqa: F401 (a fixture)
+from test_predict import SCENARIOS, Scenario, _write, check_scenario, make_context
+
+# make_context is a fixture: exporting it keeps pyflakes from calling the tests' argument a redefinition.
+__all__ = ["make_context"]
 
 pytestmark = pytest.mark.podman
 

@@ -1,12 +1,10 @@
 """run.py on the real engine: the app answers, and its container never outlives the block."""
 from __future__ import annotations
 
-import uuid
-
 import pytest
 from docker.errors import NotFound
 
-from course_helpers.config import BASE_IMAGE, LABEL_SESSION, SESSION_ID
+from course_helpers.config import LABEL_SESSION, SESSION_ID
 
 pytestmark = pytest.mark.usefixtures("engine")
 

@@ -11,9 +11,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import os
-import re
 import shutil
-import subprocess
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path

@@ -25,7 +25,7 @@ from pathlib import Path
 import docker
 
 from ..config import state_dir
-from ..errors import EngineUnavailable, SetupError
+from ..errors import EngineUnavailable
 from .client import reset, try_client, where
 from .daemon import keeping_other_engines_rules
 from .endpoint import resolve as resolve_endpoint
