@@ -1,11 +1,11 @@
 """The package's layout, read from its source with ``ast``: no import cycle, no private names shared.
 
-What a module imports when it is imported (its module-level imports; those inside
-functions and under ``if TYPE_CHECKING:`` run later or never) makes a graph of
-``course_helpers`` modules.  The checks, each also run on a broken copy of the
-package to show it can fail:
+Every import of a ``course_helpers`` module, wherever it sits (module level, a function
+body, a class body, ``if TYPE_CHECKING:``), makes a graph of modules: an import put off into
+a function still ties the two modules together, it only hides the tie from an import-time
+reader.  The checks, each also run on a broken copy of the package to show it can fail:
 
-* the graph has no cycle;
+* the graph has no cycle (each failure names the modules of a cycle and the imports that close it);
 * each subpackage imports only the subpackages before it in the pipeline (``ORDER``), and the
   shared top-level modules (config, errors, formatting, statefiles) import none;
 * no module imports a ``_private`` name from another course_helpers module (what two
@@ -32,7 +32,7 @@ class Module:
     name: str  # dotted, e.g. course_helpers.builder.build
     path: Path
     is_package: bool
-    imports: set[str] = field(default_factory=set)  # course_helpers modules imported at import time
+    imports: dict[str, list[int]] = field(default_factory=dict)  # course_helpers module -> lines importing it
     private: list[str] = field(default_factory=list)  # "_name from module" imported across modules
     bound: set[str] = field(default_factory=set)  # names bound at module level
 
@@ -48,26 +48,10 @@ def _modules(root: Path) -> dict[str, Module]:
     return out
 
 
-def _is_type_checking(test: ast.expr) -> bool:
-    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
-
-
-def _import_time_statements(body: list[ast.stmt]):
-    """Statements that run when the module is imported: not function bodies, not ``if TYPE_CHECKING:``."""
-    for node in body:
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            continue
-        yield node
-        if isinstance(node, ast.If):
-            if not _is_type_checking(node.test):
-                yield from _import_time_statements(node.body)
-            yield from _import_time_statements(node.orelse)
-        elif isinstance(node, (ast.Try, ast.With, ast.ClassDef)):
-            for part in ("body", "orelse", "finalbody"):
-                yield from _import_time_statements(getattr(node, part, []))
-            for handler in getattr(node, "handlers", []):
-                yield from _import_time_statements(handler.body)
+def _imports(tree: ast.Module):
+    """Every import statement in the module, wherever it sits, in line order."""
+    found = [node for node in ast.walk(tree) if isinstance(node, (ast.Import, ast.ImportFrom))]
+    return sorted(found, key=lambda node: node.lineno)
 
 
 def _read(modules: dict[str, Module]) -> None:
@@ -82,11 +66,11 @@ def _read(modules: dict[str, Module]) -> None:
                 mod.bound.update(t.id for t in node.targets if isinstance(t, ast.Name))
             elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
                 mod.bound.add(node.target.id)
-        for node in _import_time_statements(tree.body):
+        for node in _imports(tree):
             if isinstance(node, ast.Import):
                 for alias in node.names:
                     if alias.name.split(".")[0] == top:
-                        mod.imports.add(alias.name)
+                        mod.imports.setdefault(alias.name, []).append(node.lineno)
                     if node in tree.body:
                         mod.bound.add((alias.asname or alias.name).split(".")[0])
             elif isinstance(node, ast.ImportFrom):
@@ -105,40 +89,60 @@ def _read(modules: dict[str, Module]) -> None:
                 for alias in node.names:
                     sub = f"{target}.{alias.name}"
                     if sub in modules:
-                        mod.imports.add(sub)  # `from . import logs`: the module itself
+                        mod.imports.setdefault(sub, []).append(node.lineno)  # `from . import logs`: the module itself
                         continue
-                    mod.imports.add(target)
+                    mod.imports.setdefault(target, []).append(node.lineno)
                     if alias.name.startswith("_") and not alias.name.startswith("__") and target != mod.name:
                         mod.private.append(f"{alias.name} from {target} in {mod.name}")
 
 
-def _cycle(modules: dict[str, Module]) -> list[str] | None:
-    """One import cycle as a path (first module repeated at the end), or None."""
-    state: dict[str, int] = {}  # 1: on the current path, 2: done
-    path: list[str] = []
+def _cycles(modules: dict[str, Module]) -> list[list[str]]:
+    """The modules caught in import cycles: each group of modules that import one another, sorted.
 
-    def visit(name: str) -> list[str] | None:
-        state[name] = 1
-        path.append(name)
+    A group is a strongly connected component of the graph with more than one module (Tarjan's
+    algorithm): breaking every cycle in it means breaking imports among exactly these modules.
+    """
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    groups: list[list[str]] = []
+
+    def visit(name: str) -> None:
+        index[name] = low[name] = len(index)
+        stack.append(name)
         for nxt in sorted(modules[name].imports):
             if nxt not in modules:
                 continue
-            if state.get(nxt) == 1:
-                return path[path.index(nxt):] + [nxt]
-            if nxt not in state:
-                found = visit(nxt)
-                if found:
-                    return found
-        path.pop()
-        state[name] = 2
-        return None
+            if nxt not in index:
+                visit(nxt)
+                low[name] = min(low[name], low[nxt])
+            elif nxt in stack:
+                low[name] = min(low[name], index[nxt])
+        if low[name] == index[name]:
+            group = []
+            while True:
+                member = stack.pop()
+                group.append(member)
+                if member == name:
+                    break
+            if len(group) > 1 or name in modules[name].imports:
+                groups.append(sorted(group))
 
     for name in sorted(modules):
-        if name not in state:
-            found = visit(name)
-            if found:
-                return found
-    return None
+        if name not in index:
+            visit(name)
+    return sorted(groups)
+
+
+def _where(modules: dict[str, Module], a: str, b: str) -> str:
+    """``report.py:139, 150``: the lines of module ``a`` that import ``b``."""
+    return f"{modules[a].path.name}:{', '.join(map(str, sorted(set(modules[a].imports[b]))))}"
+
+
+def _cycle_text(modules: dict[str, Module], group: list[str]) -> str:
+    """A cycle's modules and each import among them, with where it is written."""
+    edges = [f"{a} -> {b} ({_where(modules, a, b)})" for a in group for b in sorted(modules[a].imports) if b in group]
+    return " <-> ".join(group) + ", through " + ", ".join(edges)
 
 
 def _shadowed(modules: dict[str, Module]) -> list[str]:
@@ -174,10 +178,16 @@ def _against_the_order(modules: dict[str, Module]) -> list[str]:
     return out
 
 
+def _order_text(modules: dict[str, Module], violation: str) -> str:
+    """``a -> b (a.py:12)``: an import against the pipeline, with where it is written."""
+    a, _, b = violation.partition(" -> ")
+    return f"{violation} ({_where(modules, a, b)})"
+
+
 def _check(root: Path) -> dict:
     modules = _modules(root)
     _read(modules)
-    return {"modules": modules, "cycle": _cycle(modules), "private": [p for m in modules.values() for p in m.private],
+    return {"modules": modules, "cycles": _cycles(modules), "private": [p for m in modules.values() for p in m.private],
             "shadowed": _shadowed(modules), "order": _against_the_order(modules)}
 
 
@@ -187,13 +197,16 @@ def test_the_reader_sees_the_package():
     # Spot checks that the graph is the real one (a reader that sees nothing passes everything).
     assert "course_helpers.builder.build" in modules["course_helpers"].imports
     assert "course_helpers.builder.logs" in modules["course_helpers.builder.build"].imports  # from . import logs
-    assert "course_helpers.builder.report" not in modules["course_helpers.cache.explain"].imports  # TYPE_CHECKING
+    assert "course_helpers.builder.report" in modules["course_helpers.cache.explain"].imports  # TYPE_CHECKING
+    assert "course_helpers.builder.logs" in modules["course_helpers.builder.report"].imports  # in a method
     assert len(modules) > 30
 
 
 def test_no_import_cycle():
-    cycle = _check(PACKAGE)["cycle"]
-    assert cycle is None, "import cycle: " + " -> ".join(cycle)
+    found = _check(PACKAGE)
+    cycles = [_cycle_text(found["modules"], group) for group in found["cycles"]]
+    if cycles:
+        pytest.fail(f"{len(cycles)} import cycle(s):\n" + "\n".join(f"  {c}" for c in cycles), pytrace=False)
 
 
 def test_no_private_names_across_modules():
@@ -202,7 +215,11 @@ def test_no_private_names_across_modules():
 
 def test_subpackages_follow_the_pipeline():
     assert sorted(p.name for p in PACKAGE.iterdir() if (p / "__init__.py").exists()) == sorted(ORDER)
-    assert _check(PACKAGE)["order"] == []
+    found = _check(PACKAGE)
+    upward = [_order_text(found["modules"], v) for v in found["order"]]
+    if upward:
+        pytest.fail(f"{len(upward)} import(s) against the pipeline {' < '.join(ORDER)}:\n"
+                    + "\n".join(f"  {u}" for u in upward), pytrace=False)
 
 
 def test_no_package_hides_its_modules():
@@ -229,14 +246,30 @@ def broken(tmp_path: Path) -> Path:
     # An import against the pipeline: the Dockerfile reader using the builder's report.
     ignore = copy / "dockerfile" / "ignore.py"
     ignore.write_text(ignore.read_text() + "\nfrom ..builder import report  # noqa\n")
+    # Imports an import-time reader misses.  In functions: overlay imports diff back (diff imports
+    # overlay at module level), closing a cycle, and diff imports from the lesson, after it.
+    overlay = copy / "layers" / "overlay.py"
+    overlay.write_text(overlay.read_text() + "\n\ndef _hidden():\n    from . import diff  # noqa\n")
+    diff = copy / "layers" / "diff.py"
+    diff.write_text(diff.read_text() + "\n\nclass _Hidden:\n    def method(self):\n"
+                    "        from ..lesson import display  # noqa\n")
+    # Under TYPE_CHECKING: the shell-word reader naming the cache model.
+    shell = copy / "dockerfile" / "shell.py"
+    shell.write_text(shell.read_text() + "\nfrom typing import TYPE_CHECKING  # noqa\n"
+                     "if TYPE_CHECKING:\n    from ..cache.predict import predict  # noqa\n")
     return copy
 
 
 def test_the_checks_fail_on_a_broken_copy(broken: Path):
     found = _check(broken)
-    assert found["cycle"] is not None
-    assert {"course_helpers.builder.report", "course_helpers.cache.explain"} <= set(found["cycle"])
+    groups = [set(group) for group in found["cycles"]]
+    assert any({"course_helpers.builder.report", "course_helpers.cache.explain"} <= g for g in groups)
+    assert {"course_helpers.layers.diff", "course_helpers.layers.overlay"} in groups
+    hidden = _cycle_text(found["modules"], ["course_helpers.layers.diff", "course_helpers.layers.overlay"])
+    assert "course_helpers.layers.overlay -> course_helpers.layers.diff (overlay.py:" in hidden
     assert found["private"] == ["_guess from course_helpers.layers.history in course_helpers.layers.images"]
     assert found["shadowed"] == ["course_helpers.builder.build"]
     assert "course_helpers.dockerfile.ignore -> course_helpers.builder.report" in found["order"]
     assert "course_helpers.builder.report -> course_helpers.cache.explain" in found["order"]
+    assert "course_helpers.layers.diff -> course_helpers.lesson.display" in found["order"]  # in a method
+    assert "course_helpers.dockerfile.shell -> course_helpers.cache.predict" in found["order"]  # TYPE_CHECKING

@@ -32,7 +32,7 @@ from __future__ import annotations
 import json
 import posixpath
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Mapping
 
@@ -413,6 +413,208 @@ def _pairs(keyword: str, rest: str, scope: Mapping[str, str], escape: str, where
 EnvLookup = Callable[[str], Mapping[str, str]]
 
 
+@dataclass(frozen=True)
+class _Line:
+    """One instruction read but not yet placed: what every keyword's handler starts from."""
+
+    number: int
+    first: int
+    last: int
+    where: str  # "path, line N", how error messages start
+    keyword: str
+    original: str
+    rest: str
+    flags: dict[str, str]
+    json_args: tuple[str, ...] | None
+    words: tuple[str, ...]
+    values: dict[str, str]  # an ARG without a value maps to None here
+    heredocs: tuple
+
+    def instruction(self, stage: int | None, state: BuildState, step: int | None = None,
+                    buildkit_text: str | None = None) -> Instruction:
+        """The instruction this line is in ``stage`` (None before the first FROM), run in ``state``."""
+        return Instruction(self.keyword, self.original, self.rest, self.flags, self.json_args, self.first,
+                           self.last, self.number, stage, state, self.words,
+                           {k: v for k, v in self.values.items() if v is not None}, step, buildkit_text,
+                           self.heredocs)
+
+
+@dataclass
+class _Reader:
+    """What the reader carries from one instruction to the next."""
+
+    path: str
+    escape: str
+    args_given: dict[str, str]
+    base_env: EnvLookup | None
+    global_scope: dict[str, str] = field(default_factory=dict)  # the ARGs before the first FROM
+    instructions: list[Instruction] = field(default_factory=list)
+    stages: list[Stage] = field(default_factory=list)
+    ends: dict[int, BuildState] = field(default_factory=dict)  # the state each stage leaves
+    state: BuildState = field(default_factory=lambda: BuildState(env={}, args={}))
+    step: int = 0  # BuildKit's step number in the current stage
+
+    def read(self, number: int, first: int, last: int, original: str, heredocs: tuple) -> _Line:
+        """What every instruction needs: its keyword, flags, arguments and words, checked."""
+        where = f"{self.path}, line {first}"
+        word, _, rest = original.partition(" ")
+        keyword = word.upper()
+        if keyword not in KNOWN:
+            raise DockerfileError(f"{where}: unknown instruction {word!r} (Docker knows "
+                                  f"{', '.join(sorted(KNOWN))})")
+        flags, rest = _split_flags(rest.strip(" \t"))
+        unknown = sorted(set(flags) - FLAGS.get(keyword, set()))
+        if unknown:
+            raise DockerfileError(f"{where}: {keyword} has no flag --{unknown[0]} (Docker stops with "
+                                  f"\"Unknown flag: {unknown[0]}\"): remove it or fix its spelling")
+        rest = rest.strip(" \t")
+        if not rest and keyword not in ("CMD", "ENTRYPOINT", "RUN"):
+            raise DockerfileError(f"{where}: {keyword} needs arguments")
+        json_args = _json_list(rest) if keyword in _JSON_FORMS else None
+        # FROM sees only the ARGs declared before the first FROM; other lines see their stage's scope.
+        scope = self.state.scope if self.stages and keyword != "FROM" else self.global_scope
+        try:
+            words = tuple(json_args) if json_args is not None else (
+                tuple(process_words(rest, scope, self.escape)) if keyword in _SUBSTITUTED else tuple(rest.split()))
+            if json_args is not None and keyword in _SUBSTITUTED:
+                words = tuple(process_word(w, scope, self.escape) for w in json_args)
+            values = _pairs(keyword, rest, scope, self.escape, where) if keyword in ("ENV", "LABEL", "ARG") else {}
+        except SubstitutionError as exc:
+            raise DockerfileError(f"{where}: {keyword} does not parse ({exc})") from None
+        return _Line(number, first, last, where, keyword, original, rest, flags, json_args, words, values,
+                     heredocs)
+
+    def in_stage(self, line: _Line) -> BuildState:
+        """The state ``line`` runs in.
+
+        Raises:
+            DockerfileError: there is no stage yet (only ARG may come before the first FROM).
+        """
+        if not self.stages:
+            raise DockerfileError(f"{line.where}: {line.keyword} comes before the first FROM; only ARG may")
+        return self.state
+
+    def step_text(self, line: _Line, **substitution) -> str:
+        """Count a BuildKit step, and the text BuildKit prints for it: ``original`` substituted."""
+        self.step += 1
+        try:
+            text = process_word(line.original, self.state.scope, self.escape, **substitution)
+        except SubstitutionError as exc:
+            raise DockerfileError(f"{line.where}: {line.keyword} does not parse ({exc})") from None
+        return _uppercase_keyword(text)
+
+    def add(self, line: _Line, buildkit_text: str | None = None, after: BuildState | None = None) -> None:
+        """Put ``line`` in the current stage; ``after`` is the state it leaves (default: the one it runs in)."""
+        stage = self.stages[-1]
+        inst = line.instruction(stage.index, self.state, self.step if buildkit_text else None, buildkit_text)
+        stage.instructions.append(inst)
+        self.instructions.append(inst)
+        self.state = after if after is not None else self.state
+        self.ends[stage.index] = self.state
+
+
+def _from(r: _Reader, line: _Line) -> None:
+    words = line.words
+    if len(words) not in (1, 3) or (len(words) == 3 and words[1].upper() != "AS"):
+        raise DockerfileError(f"{line.where}: FROM takes an image and optionally 'AS name': "
+                              f"`{line.original}` does not parse")
+    name = words[2].lower() if len(words) == 3 else None
+    if name is not None and any(s.name == name for s in r.stages):
+        raise DockerfileError(f"{line.where}: a stage named {name!r} already exists: give this one "
+                              "another name")
+    base = words[0]
+    parent = next((s for s in r.stages if s.name == base.lower()), None)
+    bk_text: str | None = None
+    if parent is not None:
+        # FROM a stage goes on from the state that stage left, without its build arguments.
+        r.state = replace(r.ends[parent.index], env=dict(r.ends[parent.index].env), args={})
+        r.step = 0
+    else:
+        env = dict(r.base_env(base)) if r.base_env and base != "scratch" else {}
+        r.state = BuildState(env=env, args={})
+        r.step = 0 if base == "scratch" else 1
+        bk_text = f"FROM {_docker_ref(base)}" if base != "scratch" else None
+    r.stages.append(Stage(len(r.stages), name, base, parent.index if parent else None))
+    r.add(line, bk_text)
+
+
+def _arg(r: _Reader, line: _Line) -> None:
+    if not r.stages:
+        # Before the first FROM: a global argument, which FROM lines (and a stage's bare ARG) see.
+        for name, default in line.values.items():
+            value = r.args_given.get(name, default)
+            if value is not None:
+                r.global_scope[name] = value
+        r.instructions.append(line.instruction(None, BuildState(env={}, args=dict(r.global_scope))))
+        return
+    before = r.in_stage(line)
+    args = dict(before.args)
+    for name, default in line.values.items():
+        value = r.args_given.get(name, default if default is not None else r.global_scope.get(name))
+        if value is not None:
+            args[name] = value
+        else:
+            args.pop(name, None)
+    r.add(line, after=replace(before, args=args))
+
+
+def _env(r: _Reader, line: _Line) -> None:
+    before = r.in_stage(line)
+    r.add(line, after=replace(before, env={**before.env, **line.values}))
+
+
+def _run(r: _Reader, line: _Line) -> None:
+    r.in_stage(line)
+    # RUN's step name keeps quotes as written and leaves unset variables alone.
+    bk_text = r.step_text(line, raw_quotes=True, skip_unset=True)
+    if len(line.heredocs) == 1 and _HEREDOC.fullmatch(line.rest):
+        # A RUN whose whole command is one here-document: BuildKit names it by the script's
+        # first line, "..." when more follow (seen on Docker 28).
+        body = line.heredocs[0][1].splitlines() or [""]
+        bk_text += f" ({body[0]}{'...' if len(body) > 1 else ''})"
+    r.add(line, bk_text)
+
+
+def _copy(r: _Reader, line: _Line) -> None:
+    """COPY and ADD."""
+    r.in_stage(line)
+    bk_text = r.step_text(line)
+    if len(line.words) < 2:
+        raise DockerfileError(f"{line.where}: {line.keyword} needs at least one source and a destination")
+    r.add(line, bk_text)
+
+
+def _workdir(r: _Reader, line: _Line) -> None:
+    before = r.in_stage(line)
+    bk_text = r.step_text(line)
+    workdir = posixpath.normpath(posixpath.join(before.workdir, " ".join(line.words)))
+    r.add(line, bk_text, replace(before, workdir=workdir))
+
+
+def _user(r: _Reader, line: _Line) -> None:
+    before = r.in_stage(line)
+    r.add(line, after=replace(before, user=" ".join(line.words)))
+
+
+def _shell(r: _Reader, line: _Line) -> None:
+    before = r.in_stage(line)
+    if line.json_args is None:
+        raise DockerfileError(f"{line.where}: SHELL must be a JSON array of strings")
+    r.add(line, after=replace(before, shell=tuple(line.json_args)))
+
+
+def _other(r: _Reader, line: _Line) -> None:
+    """CMD, LABEL, EXPOSE, ...: they change only the image's config, which the build state leaves out."""
+    r.in_stage(line)
+    r.add(line)
+
+
+#: What each keyword does to the model; the others are :func:`_other`.
+_HANDLERS: dict[str, Callable[[_Reader, _Line], None]] = {
+    "FROM": _from, "ARG": _arg, "ENV": _env, "RUN": _run, "COPY": _copy, "ADD": _copy, "WORKDIR": _workdir,
+    "USER": _user, "SHELL": _shell}
+
+
 def parse_dockerfile_text(text: str, path: str = "<text>", build_args: Mapping[str, str] | None = None,
                           base_env: EnvLookup | None = None, not_utf8: str | None = None) -> Dockerfile:
     """Parse Dockerfile text into the course's model.
@@ -433,136 +635,14 @@ def parse_dockerfile_text(text: str, path: str = "<text>", build_args: Mapping[s
             twice, or no FROM; the message names the file and line.
     """
     logical, directives = logical_lines(text, path)
-    escape = directives.get("escape", "\\")
-    args_given = dict(build_args or {})
-    global_scope: dict[str, str] = {}
-    instructions: list[Instruction] = []
-    stages: list[Stage] = []
-    ends: dict[int, BuildState] = {}  # the state each stage leaves
-    state = BuildState(env={}, args={})
-    step = 0
-
+    reader = _Reader(path, directives.get("escape", "\\"), dict(build_args or {}), base_env)
     for number, (first, last, original, heredocs) in enumerate(logical, 1):
-        where = f"{path}, line {first}"
-        word, _, rest = original.partition(" ")
-        keyword = word.upper()
-        if keyword not in KNOWN:
-            raise DockerfileError(f"{where}: unknown instruction {word!r} (Docker knows "
-                                  f"{', '.join(sorted(KNOWN))})")
-        flags, rest = _split_flags(rest.strip(" \t"))
-        unknown = sorted(set(flags) - FLAGS.get(keyword, set()))
-        if unknown:
-            raise DockerfileError(f"{where}: {keyword} has no flag --{unknown[0]} (Docker stops with "
-                                  f"\"Unknown flag: {unknown[0]}\"): remove it or fix its spelling")
-        rest = rest.strip(" \t")
-        if not rest and keyword not in ("CMD", "ENTRYPOINT", "RUN"):
-            raise DockerfileError(f"{where}: {keyword} needs arguments")
-        json_args = _json_list(rest) if keyword in _JSON_FORMS else None
-        # FROM sees only the ARGs declared before the first FROM; other lines see their stage's scope.
-        scope = state.scope if stages and keyword != "FROM" else global_scope
-        try:
-            words = tuple(json_args) if json_args is not None else (
-                tuple(process_words(rest, scope, escape)) if keyword in _SUBSTITUTED else tuple(rest.split()))
-            if json_args is not None and keyword in _SUBSTITUTED:
-                words = tuple(process_word(w, scope, escape) for w in json_args)
-            values = _pairs(keyword, rest, scope, escape, where) if keyword in ("ENV", "LABEL", "ARG") else {}
-        except SubstitutionError as exc:
-            raise DockerfileError(f"{where}: {keyword} does not parse ({exc})") from None
-
-        if keyword == "ARG" and not stages:
-            for name, default in values.items():
-                value = args_given.get(name, default)
-                if value is not None:
-                    global_scope[name] = value
-            instructions.append(Instruction(keyword, original, rest, flags, json_args, first, last, number,
-                                            None, BuildState(env={}, args=dict(global_scope)), words,
-                                            {k: v for k, v in values.items() if v is not None}))
-            continue
-        if keyword != "FROM" and not stages:
-            raise DockerfileError(f"{where}: {keyword} comes before the first FROM; only ARG may")
-
-        bk_text: str | None = None
-        if keyword == "FROM":
-            if len(words) not in (1, 3) or (len(words) == 3 and words[1].upper() != "AS"):
-                raise DockerfileError(f"{where}: FROM takes an image and optionally 'AS name': "
-                                      f"`{original}` does not parse")
-            name = words[2].lower() if len(words) == 3 else None
-            if name is not None and any(s.name == name for s in stages):
-                raise DockerfileError(f"{where}: a stage named {name!r} already exists: give this one "
-                                      "another name")
-            base = words[0]
-            parent = next((s for s in stages if s.name == base.lower()), None)
-            index = len(stages)
-            if parent is not None:
-                inherited = ends[parent.index]
-                state = BuildState(env=dict(inherited.env), args={}, workdir=inherited.workdir,
-                                   user=inherited.user, shell=inherited.shell)
-                step = 0
-            else:
-                env = dict(base_env(base)) if base_env and base != "scratch" else {}
-                state = BuildState(env=env, args={})
-                step = 0 if base == "scratch" else 1
-                bk_text = f"FROM {_docker_ref(base)}" if base != "scratch" else None
-            stages.append(Stage(index, name, base, parent.index if parent else None))
-            inst = Instruction(keyword, original, rest, flags, json_args, first, last, number, index, state,
-                               words, {}, step if bk_text else None, bk_text)
-            stages[-1].instructions.append(inst)
-            instructions.append(inst)
-            ends[index] = state
-            continue
-
-        stage = stages[-1]
-        before = state
-        if keyword in LAYER_INSTRUCTIONS:
-            step += 1
-            try:
-                if keyword == "RUN":
-                    # RUN's step name keeps quotes as written and leaves unset variables alone.
-                    bk_text = process_word(original, before.scope, escape, raw_quotes=True, skip_unset=True)
-                else:
-                    bk_text = process_word(original, before.scope, escape)
-            except SubstitutionError as exc:
-                raise DockerfileError(f"{where}: {keyword} does not parse ({exc})") from None
-            bk_text = _uppercase_keyword(bk_text)
-            if keyword == "RUN" and len(heredocs) == 1 and _HEREDOC.fullmatch(rest.strip(" \t")):
-                # A RUN whose whole command is one here-document: BuildKit names it by the script's
-                # first line, "..." when more follow (seen on Docker 28).
-                body = heredocs[0][1].splitlines() or [""]
-                bk_text += f" ({body[0]}{'...' if len(body) > 1 else ''})"
-        if keyword in ("COPY", "ADD") and len(words) < 2:
-            raise DockerfileError(f"{where}: {keyword} needs at least one source and a destination")
-        if keyword == "ENV":
-            state = BuildState({**before.env, **values}, before.args, before.workdir, before.user, before.shell)
-        elif keyword == "ARG":
-            args = dict(before.args)
-            for name, default in values.items():
-                value = args_given.get(name, default if default is not None else global_scope.get(name))
-                if value is not None:
-                    args[name] = value
-                else:
-                    args.pop(name, None)
-            state = BuildState(before.env, args, before.workdir, before.user, before.shell)
-        elif keyword == "WORKDIR":
-            path_ = " ".join(words)
-            workdir = posixpath.normpath(posixpath.join(before.workdir, path_))
-            state = BuildState(before.env, before.args, workdir, before.user, before.shell)
-        elif keyword == "USER":
-            state = BuildState(before.env, before.args, before.workdir, " ".join(words), before.shell)
-        elif keyword == "SHELL":
-            if json_args is None:
-                raise DockerfileError(f"{where}: SHELL must be a JSON array of strings")
-            state = BuildState(before.env, before.args, before.workdir, before.user, tuple(json_args))
-        inst = Instruction(keyword, original, rest, flags, json_args, first, last, number, stage.index, before,
-                           words, {k: v for k, v in values.items() if v is not None},
-                           step if bk_text else None, bk_text, heredocs)
-        stage.instructions.append(inst)
-        instructions.append(inst)
-        ends[stage.index] = state
-
-    if not stages:
+        line = reader.read(number, first, last, original, heredocs)
+        _HANDLERS.get(line.keyword, _other)(reader, line)
+    if not reader.stages:
         raise DockerfileError(f"{path}, line 1: no FROM instruction: a Dockerfile must start its first "
                               "stage with FROM")
-    return Dockerfile(path, instructions, stages, directives, args_given, not_utf8)
+    return Dockerfile(path, reader.instructions, reader.stages, directives, reader.args_given, not_utf8)
 
 
 def read_text(path: str | Path) -> tuple[str, str | None]:
