@@ -100,3 +100,33 @@ def test_writefile_cells_quote_their_path(path):
         first = "".join(cell["source"]).split("\n", 1)[0]
         if cell["cell_type"] == "code" and first.startswith("%%writefile"):
             assert re.fullmatch(r'%%writefile "[^"]+"', first), f"{path.name}: {first}"
+
+
+#: The notebooks whose exercises issue 18 turned into starter, check, collapsed solution.
+EXERCISES = ("015", "080", "090", "100", "110", "130")
+
+
+@pytest.mark.parametrize("number", EXERCISES)
+def test_each_solution_is_collapsed_after_a_check_that_says_not_answered_yet(number):
+    """A learner who runs the notebook untouched sees "not answered yet"; the solution, collapsed, passes."""
+    path = next(p for p in NOTEBOOKS if p.name.startswith(number + "-"))
+    cells = [c for c in _cells(path) if c["cell_type"] == "code"]
+    hidden = [i for i, c in enumerate(cells) if c.get("metadata", {}).get("jupyter", {}).get("source_hidden")]
+    assert hidden, f"{path.name}: no collapsed solution cell"
+
+    def text(cell) -> str:
+        return "".join("".join(o.get("text", "")) + "".join(o.get("data", {}).get("text/plain", ""))
+                       for o in cell["outputs"])
+
+    for i in hidden:
+        solution = cells[i]
+        assert solution["metadata"]["jupyter"].get("outputs_hidden"), f"{path.name}: the solution's output shows"
+        source = "".join(solution["source"])
+        check = re.search(r"^(check_\w+)\(", source, re.M)
+        assert check, f"{path.name}: the solution cell does not run its check:\n{source}"
+        assert re.search(r"^PASS ", text(solution), re.M), f"{path.name}: the solution does not pass its check"
+        # The learner's check: the same function on the learner's folder, before the solution.
+        learner = [c for c in cells[:i] if re.search(rf"^{check.group(1)}\(", "".join(c["source"]), re.M)]
+        assert learner, f"{path.name}: no check of the learner's own attempt before the solution"
+        assert "not answered yet" in text(learner[-1]), f"{path.name}: the untouched starter got a score"
+        assert "PASS" not in text(learner[-1])

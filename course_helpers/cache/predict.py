@@ -40,6 +40,7 @@ explain() says afterwards which way it went.
 from __future__ import annotations
 
 import hashlib
+import html
 import os
 import posixpath
 import re
@@ -583,20 +584,44 @@ class PredictionCheck:
 
     Attributes:
         rows: ``(instruction, expected, actual, agree)`` per step (FROM left out); ``expected`` is
-            ``"cached"``, ``"runs"`` or ``"depends"``; ``actual`` is ``"cached"`` or ``"ran"``, with
-            ``" (depends)"`` when the answer could not be known before building.
+            ``"cached"``, ``"runs"`` or ``"depends"``, or None for a step not answered yet;
+            ``actual`` is ``"cached"`` or ``"ran"``, with ``" (depends)"`` when the answer could
+            not be known before building.
     """
 
-    rows: list[tuple[str, str, str, bool]]
+    rows: list[tuple[str, str | None, str, bool]]
 
     @property
     def agreed(self) -> int:
         return sum(r[3] for r in self.rows)
 
+    @property
+    def unanswered(self) -> int:
+        """How many steps have no answer yet."""
+        return sum(r[1] is None for r in self.rows)
+
+    @property
+    def answered(self) -> bool:
+        """False for an untouched quiz or an empty guess: then there is no score at all."""
+        return self.unanswered < len(self.rows)
+
+    @property
+    def headline(self) -> str:
+        if not self.answered:
+            return ("not answered yet: say which steps you expect from the cache (the list or the quiz above), "
+                    "then run this cell again")
+        left = f" ({self.unanswered} not answered yet)" if self.unanswered else ""
+        return f"{self.agreed} of {len(self.rows)} steps as you expected{left}"
+
     def text(self) -> str:
-        lines = [f"{self.agreed} of {len(self.rows)} steps as you expected"]
+        lines = [self.headline]
+        if not self.answered:  # one line: a table of blanks would read like a score
+            return lines[0]
         for inst, exp, act, ok in self.rows:
-            lines.append(f"  {'agree   ' if ok else 'DISAGREE'} expected {exp}, was {act}: {inst}")
+            if exp is None:
+                lines.append(f"  NO ANSWER was {act}: {inst}")
+            else:
+                lines.append(f"  {'agree   ' if ok else 'DISAGREE'} expected {exp}, was {act}: {inst}")
         return "\n".join(lines)
 
     __str__ = text
@@ -605,9 +630,11 @@ class PredictionCheck:
         return self.text()
 
     def _repr_html_(self) -> str:
-        rows = [[inst, e, a, "agree" if ok else "DISAGREE"] for inst, e, a, ok in self.rows]
-        return table_html(["instruction", "you expected", "the build", ""], rows,
-                          title=f"{self.agreed} of {len(self.rows)} steps as you expected")
+        if not self.answered:
+            return f"<p><b>{html.escape(self.headline)}</b></p>"
+        rows = [[inst, e or "not answered yet", a, "agree" if ok else "no answer" if e is None else "DISAGREE"]
+                for inst, e, a, ok in self.rows]
+        return table_html(["instruction", "you expected", "the build", ""], rows, title=self.headline)
 
 
 def _knowable(report: "BuildReport") -> dict[tuple[str, int], bool]:
@@ -625,22 +652,28 @@ def check_prediction(expected: "Iterable[str] | Mapping[str, str]", report: "Bui
 
     Args:
         expected: the instructions expected cached, as written (whitespace is not significant),
-            e.g. ``["COPY requirements.txt .", "RUN pip3 install -r requirements.txt"]``; or a
-            mapping of instruction to ``"cached"``, ``"runs"`` or ``"depends"`` (what
-            :func:`prediction_quiz` gives).  "depends" is right for a step that could not be
+            e.g. ``["COPY requirements.txt .", "RUN pip3 install -r requirements.txt"]``; the steps
+            a list leaves out are expected to run.  Or a mapping of instruction to ``"cached"``,
+            ``"runs"`` or ``"depends"`` (what :func:`prediction_quiz` gives); a step it leaves out,
+            or maps to None, is not answered.  "depends" is right for a step that could not be
             known before building (a ``COPY --from`` of a stage that re-runs, and what follows it).
+            None, ``...``, an empty list and an untouched quiz are "not answered yet": they score
+            nothing.  (To expect every step to run, answer "runs" for each in the quiz.)
         report: the build to check against.
 
     Returns:
-        A :class:`PredictionCheck` (shows as a table in a notebook).
+        A :class:`PredictionCheck` (shows as a table in a notebook, or as one line when not answered).
 
     Raises:
         CourseError: an expected instruction is not a step of the build.
     """
-    if isinstance(expected, Mapping):
-        answers = {norm(k): str(v) for k, v in expected.items()}
-    else:
+    if expected is None or expected is Ellipsis:
+        expected = []
+    listed = not isinstance(expected, Mapping)
+    if listed:
         answers = {norm(x): "cached" for x in expected}
+    else:
+        answers = {norm(k): str(v) for k, v in expected.items() if v is not None}
     bad = sorted(v for v in answers.values() if v not in ("cached", "runs", "depends"))
     if bad:
         raise CourseError(f"check_prediction(): {bad[0]!r} is not an answer; use 'cached', 'runs' or 'depends'")
@@ -649,14 +682,20 @@ def check_prediction(expected: "Iterable[str] | Mapping[str, str]", report: "Bui
     if unknown:
         raise CourseError(f"check_prediction(): {unknown[0]!r} is not a step of this build; copy the "
                           "instruction as the Dockerfile writes it")
-    depends = _knowable(report) if "depends" in answers.values() or isinstance(expected, Mapping) else {}
+    if not answers:  # nothing answered: no score (rows without an expectation each)
+        return PredictionCheck([(s.instruction, None, "cached" if s.cached else "ran", False)
+                                for s in report.steps if not s.instruction.upper().startswith("FROM")])
+    depends = _knowable(report) if "depends" in answers.values() or not listed else {}
     rows = []
     for s in report.steps:
         if s.instruction.upper().startswith("FROM"):
             continue
-        exp = answers.get(norm(s.instruction), "runs")
+        # A list names the cached steps, so it answers every step; a mapping answers only its keys.
+        exp = answers.get(norm(s.instruction), "runs" if listed else None)
         was = "cached" if s.cached else "ran"
-        if (s.stage, s.index) in depends:
+        if exp is None:
+            rows.append((s.instruction, None, was, False))
+        elif (s.stage, s.index) in depends:
             rows.append((s.instruction, exp, f"{was} (depends)", exp == "depends"))
         else:
             rows.append((s.instruction, exp, was, (exp == "cached") == s.cached and exp != "depends"))

@@ -3,7 +3,8 @@
 One row per step, three answers: cached, runs, or depends (for a step that no
 one can know before building: a ``COPY --from`` of a stage that re-runs, and
 what follows it).  ``check_prediction()`` takes the quiz as it takes a list.
-Widgets are not compared by nbval; an untouched quiz is the guess "everything runs".
+Widgets are not compared by nbval.  Every row starts with no answer chosen, so an
+untouched quiz is "not answered yet", never a guess the learner did not make.
 """
 from __future__ import annotations
 
@@ -17,8 +18,9 @@ from ..dockerfile.parse import parse_dockerfile
 class PredictionQuiz:
     """One row per build step: choose cached, runs or depends for each.
 
-    ``quiz.answers`` maps each instruction to the choice; iterating yields the
-    instructions chosen as cached, so ``check_prediction(quiz, report)`` works as with a list.
+    ``quiz.answers`` maps each instruction to the choice, or None for a row not answered yet;
+    iterating yields the instructions chosen as cached.  ``check_prediction(quiz, report)`` reads
+    the three-way answers.
     """
 
     CHOICES = ("cached", "runs", "depends")
@@ -27,7 +29,7 @@ class PredictionQuiz:
         import ipywidgets as widgets
 
         self.instructions = list(instructions)
-        self.buttons = [widgets.ToggleButtons(options=self.CHOICES, value="runs", style={"button_width": "70px"})
+        self.buttons = [widgets.ToggleButtons(options=self.CHOICES, value=None, style={"button_width": "70px"})
                         for _ in self.instructions]
         rows = [widgets.HBox([button, widgets.HTML(f"<code>{html.escape(text)}</code>")])
                 for button, text in zip(self.buttons, self.instructions)]
@@ -35,7 +37,7 @@ class PredictionQuiz:
                                                  "then run the build.</b>"), *rows])
 
     @property
-    def answers(self) -> dict[str, str]:
+    def answers(self) -> dict[str, str | None]:
         return {text: button.value for text, button in zip(self.instructions, self.buttons)}
 
     def keys(self):
@@ -55,7 +57,8 @@ class PredictionQuiz:
         return iter(self.expected_cached)
 
     def __repr__(self) -> str:
-        return "; ".join(f"{text}: {value}" for text, value in self.answers.items()) or "no steps"
+        return "; ".join(f"{text}: {value or 'not answered yet'}" for text, value in self.answers.items()) \
+            or "no steps"
 
     def _ipython_display_(self) -> None:
         from IPython.display import display

@@ -14,12 +14,18 @@ from textwrap import shorten
 
 from ..dockerfile.parse import parse_dockerfile
 from ..errors import DockerfileError
-from ..lesson.exercise import ExerciseResult, build_for_check, grade, not_checked
+from ..lesson.exercise import ExerciseResult, build_for_check, grade, not_answered, not_checked, untouched
 from ..lesson.pip import pip_activity
 from ..lesson.run import run_command
-from ..lesson.workspace import bump_mtime, workspace
+from ..lesson.workspace import SAMPLE_APP, bump_mtime, workspace
 
 TITLE = "pip's packages from a cache mount"
+
+
+
+def starter() -> str:
+    """The exercise's starting Dockerfile: the sample app's own, which copies everything before pip runs."""
+    return (SAMPLE_APP / "Dockerfile").read_text()
 
 
 def prepare(name: str = "090-exercise") -> Path:
@@ -45,9 +51,13 @@ def check_cache_mount(folder: str | Path, tag: str = "cache-demo:exercise") -> E
         tag: the image name to build.
 
     Returns:
-        An :class:`~course_helpers.lesson.exercise.ExerciseResult`, one line per criterion.
+        An :class:`~course_helpers.lesson.exercise.ExerciseResult`, one line per criterion; "not answered
+        yet", with no build, while the Dockerfile is the starter's.
     """
     folder = Path(folder)
+    if untouched(folder / "Dockerfile", starter()):
+        return not_answered(TITLE, "Give the pip step a cache mount in the Dockerfile cell above, run that cell, "
+                                   "then run this check again.")
     try:
         targets = cache_targets(folder / "Dockerfile")
     except DockerfileError as exc:

@@ -13,7 +13,7 @@ from ..dockerfile.context import context_size
 from ..formatting import format_size
 from ..layers.images import get_image
 from ..lesson.clutter import add_clutter, simulate_commit
-from ..lesson.exercise import ExerciseResult, build_for_check, grade, not_checked
+from ..lesson.exercise import ExerciseResult, build_for_check, grade, not_answered, not_checked, untouched
 from ..lesson.run import run_command
 from ..lesson.workspace import REQUIREMENTS_FIRST, workspace
 
@@ -61,9 +61,13 @@ def check_dockerignore(folder: str | Path, tag: str = "context-demo:exercise") -
         tag: the image name to build.
 
     Returns:
-        An :class:`~course_helpers.lesson.exercise.ExerciseResult`, one line per criterion.
+        An :class:`~course_helpers.lesson.exercise.ExerciseResult`, one line per criterion; "not answered
+        yet", with no build, while ``.dockerignore`` is missing or holds only comments.
     """
     folder = Path(folder)
+    if untouched(folder / ".dockerignore", ""):
+        return not_answered(TITLE, "Write your allow-list in the .dockerignore cell above, run that cell, "
+                                   "then run this check again.")
     size = context_size(folder)
     biggest = size.by_top_level()[0][0] if size.files else "nothing"
     criteria = [("the context Docker sends is under 100 kB", size.bytes < MAX_CONTEXT,

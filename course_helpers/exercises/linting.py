@@ -12,7 +12,7 @@ from pathlib import Path
 from ..dockerfile.lint import lint
 from ..errors import CourseError
 from ..formatting import shown_path
-from ..lesson.exercise import ExerciseResult, build_for_check, grade
+from ..lesson.exercise import ExerciseResult, build_for_check, grade, not_answered, untouched
 from ..lesson.run import run_app
 from ..lesson.workspace import workspace
 
@@ -52,9 +52,12 @@ def check_lint(folder: str | Path, tag: str = "lint-demo:exercise") -> ExerciseR
         tag: the image name to build.
 
     Returns:
-        An :class:`~course_helpers.lesson.exercise.ExerciseResult`, one line per criterion.
+        An :class:`~course_helpers.lesson.exercise.ExerciseResult`, one line per criterion; "not answered
+        yet", with no lint and no build, while the Dockerfile is the article's.
     """
     folder = Path(folder)
+    if untouched(folder / "Dockerfile", ARTICLE_DOCKERFILE):
+        return not_answered(TITLE, "Fix the Dockerfile in the cell above, run that cell, then run this check again.")
     findings = lint(folder)
     by_code = {f.code: f for f in findings}
 

@@ -15,7 +15,7 @@ from ..dockerfile.parse import parse_dockerfile
 from ..errors import DockerfileError
 from ..formatting import format_size
 from ..layers.images import get_image
-from ..lesson.exercise import ExerciseResult, build_for_check, grade, not_checked
+from ..lesson.exercise import ExerciseResult, build_for_check, grade, not_answered, not_checked, untouched
 from ..lesson.run import run_command
 from ..lesson.workspace import edit, workspace
 
@@ -68,9 +68,13 @@ def check_multi_stage(folder: str | Path, dockerfile: str = "exercise.Dockerfile
         tag: the image name to build.
 
     Returns:
-        An :class:`~course_helpers.lesson.exercise.ExerciseResult`, one line per criterion.
+        An :class:`~course_helpers.lesson.exercise.ExerciseResult`, one line per criterion; "not answered
+        yet", with no build, while the file is missing or is the lesson's :data:`DOCKERFILE`.
     """
     folder = Path(folder)
+    if untouched(folder / dockerfile, DOCKERFILE):  # the exercise starts from the lesson's file
+        return not_answered(TITLE, f"Change the final stage in the {dockerfile} cell above, run that cell, "
+                                   "then run this check again.")
     try:
         stages = parse_dockerfile(folder / dockerfile).stages
     except DockerfileError as exc:

@@ -15,7 +15,7 @@ from pathlib import Path
 from ..builder.report import BuildReport
 from ..dockerfile.parse import parse_dockerfile
 from ..errors import DockerfileError
-from ..lesson.exercise import ExerciseResult, build_for_check, grade, not_checked
+from ..lesson.exercise import ExerciseResult, build_for_check, grade, not_answered, not_checked, untouched
 from ..lesson.workspace import REQUIREMENTS_FIRST, edit, workspace
 
 TITLE = "Refresh the dependencies when you decide to"
@@ -51,9 +51,13 @@ def check_refresh_arg(folder: str | Path, tag: str = "stale-demo:exercise") -> E
         tag: the image name to build.
 
     Returns:
-        An :class:`~course_helpers.lesson.exercise.ExerciseResult`, one line per criterion.
+        An :class:`~course_helpers.lesson.exercise.ExerciseResult`, one line per criterion; "not answered
+        yet", with no build, while the Dockerfile is the lesson's :data:`DOCKERFILE`.
     """
     folder = Path(folder)
+    if untouched(folder / "Dockerfile", DOCKERFILE):
+        return not_answered(TITLE, f"Add ARG {ARG} in the Dockerfile cell above, run that cell, "
+                                   "then run this check again.")
     try:
         df = parse_dockerfile(folder / "Dockerfile")
     except DockerfileError as exc:

@@ -78,6 +78,61 @@ def grade(title: str, criteria: Iterable[tuple[str, bool, str]]) -> ExerciseResu
     return ExerciseResult(title, tuple(Criterion(name, bool(ok), str(saw)) for name, ok, saw in criteria))
 
 
+@dataclass(frozen=True)
+class NotAnswered(ExerciseResult):
+    """An exercise the learner has not tried yet: no score, one line saying what to do.
+
+    A check that meets the starter as the chapter left it returns this instead of grading it:
+    grading a starter would only list failures the learner has not had a chance to avoid.
+    """
+
+    todo: str = ""
+
+    @property
+    def passed(self) -> bool:  # never a pass: there is nothing of the learner's to pass
+        return False
+
+    @property
+    def failed(self) -> list[str]:
+        return []
+
+    def text(self) -> str:
+        return f"{self.title}: not answered yet. {self.todo}"
+
+    __str__ = text
+
+    def __repr__(self) -> str:
+        return self.text()
+
+    def _repr_html_(self) -> str:
+        return (f"<p><b style='color:#6d6d6d'>not answered yet</b> {html.escape(self.title)}: "
+                f"{html.escape(self.todo)}</p>")
+
+
+def not_answered(title: str, todo: str) -> NotAnswered:
+    """The result for an untouched exercise: ``todo`` says, in one sentence, what to write where."""
+    return NotAnswered(title, (), todo)
+
+
+def _meaningful_lines(text: str) -> list[str]:
+    """The lines that change a Dockerfile or a .dockerignore: no blank lines, no comments."""
+    lines = (line.strip() for line in text.splitlines())
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+def untouched(path: str | Path, starter: str) -> bool:
+    """Whether the learner's file is missing or says what the starter said (comments and blank lines aside).
+
+    Args:
+        path: the file the exercise asks the learner to write.
+        starter: the text the chapter gave them to start from ("" when it gave none).
+    """
+    path = Path(path)
+    if not path.is_file():
+        return True
+    return _meaningful_lines(path.read_text(errors="replace")) == _meaningful_lines(starter)
+
+
 def build_for_check(context: str | Path, tag: str, note: str, **kwargs: Any) -> tuple[BuildReport | None, str]:
     """Build for a check, saying so in one line; a failed build becomes a sentence, not an exception.
 
