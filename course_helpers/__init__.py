@@ -32,7 +32,7 @@ from .layers.diff import ImageDiff, diff_images
 from .layers.explorer import Explorer, explore
 from .layers.images import Layer, history, image_parts, images, same_image, tag
 from .lesson.clutter import add_clutter, simulate_commit
-from .lesson.display import plot_step_times
+from .lesson.display import layer_stack, plot_step_times, step_grid
 from .lesson.notebook import install_error_handler
 from .lesson.pip import index_caching, installed_vs_index, pip_activity
 from .lesson.recorded import RecordedBuilds, recorded_builds
@@ -47,8 +47,8 @@ __all__ = [
     "add_clutter", "build", "build_checks", "builders_available", "check_prediction", "check_setup", "check_wasted_space", "cleanup", "client",
     "compare_linters", "context_size", "diff_images", "docker", "edit", "ensure_base_image", "ensure_engine", "explain", "explore",
     "format_seconds", "format_size", "fresh_start", "history", "image_parts", "images", "index_caching", "installed_vs_index",
-    "lint", "pip_activity", "plot_step_times", "predict", "prediction_quiz", "recorded_builds", "run_app", "run_command", "same_image",
-    "simulate_commit", "tag", "using_podman", "workspace", "write_wasteful_dockerfile",
+    "layer_stack", "lint", "pip_activity", "plot_step_times", "predict", "prediction_quiz", "recorded_builds", "run_app", "run_command", "same_image",
+    "simulate_commit", "step_grid", "tag", "using_podman", "workspace", "write_wasteful_dockerfile",
 ]
 
 # In a notebook, a CourseError shows as its one-sentence message, not a traceback wall.

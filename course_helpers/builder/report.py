@@ -11,7 +11,8 @@ from ..formatting import (Html, command_text, format_seconds, format_size, short
 if TYPE_CHECKING:  # the engine's side is imported when a record is asked for: the parsers need none of it
     from ..engine.build_history import BuildRecord
 
-_BADGE_COLOURS = {"CACHED": "#2e7d32", "RAN": "#ef6c00", "BASE": "#757575"}
+# The step table's colours for what a step did; the pictures use the same ones.
+BADGE_COLOURS = {"CACHED": "#2e7d32", "RAN": "#ef6c00", "BASE": "#757575"}
 
 
 @dataclass
@@ -197,7 +198,7 @@ class BuildReport:
 
 
 def _badge(text: str) -> Html:
-    return Html(f"<span style='background:{_BADGE_COLOURS[text]};color:white;padding:1px 6px;"
+    return Html(f"<span style='background:{BADGE_COLOURS[text]};color:white;padding:1px 6px;"
                 f"border-radius:3px;font-size:85%'>{text}</span>")
 
 

@@ -24,7 +24,8 @@ import docker
 
 from ..engine.client import resolve
 from ..engine.session import course_call
-from ..formatting import command_html, command_text, format_size, shell_line, short_id, table_html, table_text
+from ..formatting import (command_html, command_text, folded_html, format_size, shell_line, short_id, table_html,
+                          table_text)
 from .export import ImageLayers, Member, image_layers, kept
 from .history import layer_history
 from .images import get_image
@@ -82,6 +83,47 @@ class FileChange:
         return [self.change, self.kind, self.path, size(self.size_a), size(self.size_b), self.layer]
 
 
+# A notebook stores what a cell shows: these keep a diff's output under 20 kB however many files differ.
+GROUPS_SHOWN = 12  # folded rows in the HTML table (a reinstall of Flask touches about ten folders)
+GROUPS_IN_TEXT = 8  # and in the plain text
+LISTING_CHARS = 6000  # of file names behind "every file"; the rest stay in .files
+
+
+def _size(size: int | None) -> str:
+    return "-" if size is None else format_size(size)
+
+
+@dataclass(frozen=True)
+class FileGroup:
+    """Changed files of one folder with the same change, kind, suffix and layer: one row of the folded table.
+
+    Attributes:
+        folder, change, kind, suffix, layer: what the files share (``suffix`` is ``""`` for no suffix).
+        rows: the files themselves.
+    """
+
+    folder: str
+    change: str
+    kind: str
+    suffix: str
+    layer: str
+    rows: list[FileChange]
+
+    headers = ["CHANGE", "KIND", "PATH", "FILES", "SIZE A", "SIZE B", "LAYER"]
+
+    def cells(self) -> list[str]:
+        def total(sizes: list[int | None]) -> str:
+            known = [s for s in sizes if s is not None]
+            return format_size(sum(known)) if known else "-"
+
+        if len(self.rows) == 1:
+            path = self.rows[0].path
+        else:
+            path = posixpath.join(self.folder, "*" + self.suffix if self.suffix else "*")
+        return [self.change, self.kind, path, str(len(self.rows)), total([r.size_a for r in self.rows]),
+                total([r.size_b for r in self.rows]), self.layer]
+
+
 class FileChanges(list):
     """The file-level changes (a list of :class:`FileChange`, sorted by path) with counts."""
 
@@ -118,18 +160,87 @@ class FileChanges(list):
             counts[key] = counts.get(key, 0) + 1
         return [(sx, ch, n) for (sx, ch), n in sorted(counts.items(), key=lambda item: (-item[1], item[0]))]
 
-    def text(self, limit: int = 40) -> str:
-        shown = [c.cells() for c in self[:limit]]
+    def groups(self) -> list["FileGroup"]:
+        """The changes folded: one row per folder, kind of change, suffix and layer, in path order.
+
+        Reinstalled packages rewrite their ``.pyc`` files by the hundred, one folder at a time;
+        a row per folder and suffix says that in a few lines.
+        """
+        found: dict[tuple[str, str, str, str, str], list[FileChange]] = {}
+        for c in self:
+            folder, name = posixpath.split(c.path)
+            suffix = posixpath.splitext(name)[1] if c.kind == "file" else ""
+            found.setdefault((folder, c.change, c.kind, suffix, c.layer), []).append(c)
+        return [FileGroup(*key, rows) for key, rows in found.items()]
+
+    def text(self, limit: int = GROUPS_IN_TEXT) -> str:
+        """Counts, the folder and suffix roll-ups, and up to ``limit`` folded rows (the full list is :attr:`files`)."""
         out = [self.summary()]
         rollup = self.by_directory()
         if rollup:
             out.append(table_text(["DIRECTORY", "CHANGE", "FILES"], [[d, ch, str(n)] for d, ch, n in rollup]))
             out.append(table_text(["SUFFIX", "CHANGE", "FILES"], [[x, ch, str(n)] for x, ch, n in self.by_suffix()]))
-        if shown:
-            out.append(table_text(self.headers, shown))
-        if len(self) > limit:
-            out.append(f"... and {len(self) - limit} more (see .files)")
+        groups = self.groups()
+        if groups:
+            out.append(table_text(FileGroup.headers, [g.cells() for g in groups[:limit]]))
+        if len(groups) > limit:
+            out.append(f"... and {len(groups) - limit} more rows")
+        if len(groups) < len(self):
+            out.append(f"(rows of several files are folded; every file: .files, {len(self)} rows)")
         return "\n".join(out)
+
+    def html(self) -> str:
+        """The same for a notebook, and the full list of files behind a ``<details>`` that opens it."""
+        out = f"<p>{html.escape(self.summary())}</p>"
+        if not self:
+            return out
+        out += table_html(["DIRECTORY", "CHANGE", "FILES"],
+                          [[d, ch, str(n)] for d, ch, n in self.by_directory()], code=True)
+        out += table_html(["SUFFIX", "CHANGE", "FILES"], [[x, ch, str(n)] for x, ch, n in self.by_suffix()],
+                          code=True)
+        groups = self.groups()
+        more = f"{len(groups) - GROUPS_SHOWN} more rows: every file is in .files" if len(groups) > GROUPS_SHOWN else ""
+        out += table_html(FileGroup.headers, [g.cells() for g in groups[:GROUPS_SHOWN]], code=["PATH"], note=more)
+        if len(groups) < len(self):
+            out += folded_html(f"every file ({len(self)})", self.listing())
+        return out
+
+    def listing(self, budget: int = LISTING_CHARS) -> str:
+        """Every changed file under its folder, the names side by side, up to ``budget`` characters.
+
+        A folder is written once; a file's sizes only when they differ (``app.py (160B -> 163B)``),
+        so a reinstall's hundreds of files take a few lines each.
+        """
+        lines: list[str] = []
+        used = listed = 0
+        for group in self.groups():
+            head = f"{group.folder.rstrip('/')}/  ({len(group.rows)} {group.change}, {group.layer or 'no layer'})"
+            names = [posixpath.basename(c.path) + ("" if c.size_a == c.size_b else
+                                                    f" ({_size(c.size_a)} -> {_size(c.size_b)})")
+                     for c in group.rows]
+            if used + len(head) > budget:
+                break
+            lines.append(head)
+            used += len(head)
+            row = "   "
+            cut = False
+            for name in names:
+                if used + len(name) > budget:
+                    cut = True
+                    break
+                if len(row) + len(name) > 100 and row.strip():
+                    lines.append(row)
+                    row = "   "
+                row += " " + name
+                used += len(name) + 1
+                listed += 1
+            if row.strip():
+                lines.append(row)
+            if cut:
+                break
+        if listed < len(self):
+            lines.append(f"... and {len(self) - listed} more in .files")
+        return "\n".join(lines)
 
     def __str__(self) -> str:
         return self.text()
@@ -209,14 +320,7 @@ class ImageDiff:
         head = "<br>".join(html.escape(line) for line in self._head())
         out = f"<p>{head}</p>" + table_html(self.headers, self._rows(), code=True)
         if self.files is not None:
-            out += f"<p>{html.escape(self.files.summary())}</p>"
-            out += table_html(["DIRECTORY", "CHANGE", "FILES"],
-                              [[d, ch, str(n)] for d, ch, n in self.files.by_directory()], code=True)
-            if self.files:
-                out += table_html(["SUFFIX", "CHANGE", "FILES"],
-                                  [[x, ch, str(n)] for x, ch, n in self.files.by_suffix()], code=True)
-            out += table_html(FileChanges.headers, [c.cells() for c in self.files[:200]], code=True,
-                              note=f"{len(self.files) - 200} more rows in .files" if len(self.files) > 200 else "")
+            out += self.files.html()
         return out + command_html(self.commands)
 
 
