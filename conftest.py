@@ -42,7 +42,7 @@ def _deselect_full_tier(config, items):
 _engine_checked: dict[str, str | None] = {}
 
 #: A cell tag: its facts hold on every Docker engine, not under Buildah (Podman), whose cache lookup
-#: can take an older identical image after a no_cache build (docs/readme-podman.md). On Podman the
+#: can take an older identical image after a no_cache build (docs/podman.md). On Podman the
 #: cell runs and shows what Buildah did, uncompared.
 DIFFERS_ON_PODMAN = "differs-on-podman"
 
