@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import subprocess
 import json
 import time
 from dataclasses import dataclass, field, replace
@@ -31,9 +29,10 @@ from pathlib import Path
 
 from docker.errors import DockerException
 
-from ..config import BASE_IMAGE, process_start
+from ..config import BASE_IMAGE
 from ..engine.client import from_env
 from ..engine.packages import DEFAULT_RELEASE, Release, daemon_config, release
+from ..engine.process import ManagedProcess, NotReady, wait_ready
 from ..errors import SetupError
 from ..statefiles import write_atomic
 from .learners import Learner, ensure_disk, mount_point
@@ -45,9 +44,6 @@ ROOT = "root"
 ROOTLESS_PACKAGES = {"rootlesskit": "rootlesskit", "slirp4netns": "slirp4netns", "newuidmap": "uidmap",
                      "fuse-overlayfs": "fuse-overlayfs"}
 TUN = Path("/dev/net/tun")
-
-#: Engines this process started, so it can wait for them when they stop (no zombies in the hub).
-_children: dict[str, subprocess.Popen] = {}
 
 
 @dataclass
@@ -148,20 +144,10 @@ def answers(host: str) -> bool:
         return False
 
 
-def _write_pid(where: Paths, learner: Learner, pid: int) -> None:
-    write_atomic(where.engine_pid(learner.name), f"{pid} {process_start(pid)}\n")
-
-
 def engine_pid(where: Paths, learner: Learner) -> int | None:
     """The pid of the learner's engine if the process noted for it still runs (the same one, not a reused pid)."""
-    try:
-        pid_text, _, start = where.engine_pid(learner.name).read_text().strip().partition(" ")
-        pid = int(pid_text)
-    except (OSError, ValueError):
-        return None
-    if process_start(pid) in ("", start) and Path(f"/proc/{pid}").exists():
-        return pid
-    return None
+    process = ManagedProcess.from_pidfile(where.engine_pid(learner.name))
+    return process.pid if process is not None else None
 
 
 def _last_error(log: Path) -> str:
@@ -189,23 +175,21 @@ def _start_rootless(where: Paths, learner: Learner, timeout: float, progress) ->
            "PATH": f"{rel.contrib}:{rel.bin}:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"}
     config = rootless_config(where)
     log = where.engine_log(learner.name)
-    with open(log, "ab") as out:
-        process = subprocess.Popen(
-            ["dockerd-rootless.sh", f"--config-file={config}", f"--data-root={data}", "--log-level=warn"],
-            user=learner.uid, group=learner.gid, extra_groups=[], env=env, cwd=learner.home,
-            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-    _children[learner.name] = process
-    _write_pid(where, learner, process.pid)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
+    # As the learner, with none of root's groups: root inside its user namespace is the learner outside.
+    process = ManagedProcess.launch(
+        ["dockerd-rootless.sh", f"--config-file={config}", f"--data-root={data}", "--log-level=warn"],
+        log=log, env=env, cwd=learner.home, user=learner.uid, group=learner.gid)
+    process.write_pidfile(where.engine_pid(learner.name))
+    try:
+        wait_ready(lambda: answers(host), timeout, process=process, interval=0.3)
+    except NotReady as exc:
+        if exc.exited:
             _forget(where, learner)
-            raise SetupError(f"{learner.name}'s rootless engine stopped at start: {_last_error(log)}")
-        if answers(host):
-            return host
-        time.sleep(0.3)
-    stop_engine(where, learner, ROOTLESS)
-    raise SetupError(f"{learner.name}'s rootless engine did not answer within {timeout:.0f} s: {_last_error(log)}")
+            raise SetupError(f"{learner.name}'s rootless engine stopped at start: {_last_error(log)}") from None
+        stop_engine(where, learner, ROOTLESS)
+        raise SetupError(f"{learner.name}'s rootless engine did not answer within {timeout:.0f} s: "
+                         f"{_last_error(log)}") from None
+    return host
 
 
 def rootless_config(where: Paths) -> Path:
@@ -227,8 +211,7 @@ def _start_root(where: Paths, learner: Learner, timeout: float, progress) -> str
     engine = start_private_engine(private_name(learner), data_root=mount_point(where, learner),
                                   socket_group=str(learner.gid), progress=progress, timeout=timeout,
                                   release=engine_release(where).name)
-    _children[learner.name] = engine.process
-    _write_pid(where, learner, engine.process.pid)
+    engine.process.write_pidfile(where.engine_pid(learner.name))
     return engine.host
 
 
@@ -284,12 +267,6 @@ def start_engine(where: Paths, learner: Learner, kind: str, *, disk_gb: int, pro
 
 
 def _forget(where: Paths, learner: Learner) -> None:
-    process = _children.pop(learner.name, None)
-    if process is not None:
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass
     where.engine_pid(learner.name).unlink(missing_ok=True)
 
 
@@ -303,36 +280,17 @@ def stop_engine(where: Paths, learner: Learner, kind: str, grace: float = 30) ->
     Returns:
         Whether an engine was running.
     """
-    pid = engine_pid(where, learner)
     if kind == ROOT:
         from ..engine.daemon import stop_private_engine
 
         was = stop_private_engine(private_name(learner), timeout=grace)
         _forget(where, learner)
         return was
-    if pid is None:
-        _forget(where, learner)
-        return False
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        pass
-    child = _children.get(learner.name)
-
-    def running() -> bool:
-        # Our own child lingers in /proc as a zombie until waited for: ask it rather than /proc.
-        return child.poll() is None if child is not None else Path(f"/proc/{pid}").exists()
-
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and running():
-        time.sleep(0.2)
-    if running():
-        try:
-            os.killpg(pid, signal.SIGKILL)  # rootlesskit leads its own session: its group is the engine
-        except ProcessLookupError:
-            pass
+    process = ManagedProcess.from_pidfile(where.engine_pid(learner.name))
+    # SIGTERM to rootlesskit alone (it stops dockerd in order); SIGKILL to its session, which is the engine.
+    was = process is not None and process.stop(grace, kill_group=True)
     _forget(where, learner)
-    return True
+    return was
 
 
 def engine_state(where: Paths, learner: Learner, kind: str) -> EngineState:

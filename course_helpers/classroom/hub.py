@@ -10,14 +10,13 @@ their engines.
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
 import requests
 
+from ..engine.process import ManagedProcess, NotReady, log_tail, wait_ready
 from ..errors import SetupError
 from .engines import engine_release
 from .learners import COURSE_FOLDER
@@ -81,25 +80,19 @@ def configure(c: Any, where: Paths) -> None:
     ]
 
 
+def _hub_process(where: Paths) -> ManagedProcess | None:
+    # JupyterHub's pid file has no start time: its command line tells the hub from a later process.
+    return ManagedProcess.from_pidfile(where.hub_pid, command="jupyterhub")
+
+
 def hub_pid(where: Paths) -> int | None:
     """The running hub's pid, from the pid file JupyterHub writes, or None."""
-    try:
-        pid = int(where.hub_pid.read_text().strip())
-        os.kill(pid, 0)
-    except (OSError, ValueError):
-        return None
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return None
-    return pid if b"jupyterhub" in cmdline else None
+    process = _hub_process(where)
+    return process.pid if process is not None else None
 
 
 def _log_tail(log: Path, lines: int = 8) -> str:
-    try:
-        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
+    return "\n".join(log_tail(log, lines)) or "(no log)"
 
 
 def start_hub(where: Paths, settings: Settings, progress=print, timeout: float = 90) -> int:
@@ -115,23 +108,20 @@ def start_hub(where: Paths, settings: Settings, progress=print, timeout: float =
            "PATH": f"{where.venv / 'bin'}:{os.environ.get('PATH', '/usr/bin:/bin')}"}
     for name in ("DOCKER_HOST", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH", "COURSE_WORKSPACE"):
         env.pop(name, None)  # the hub itself uses no engine; each learner gets their own
-    with open(where.hub_log, "ab") as log:
-        config = where.course / "classroom" / "jupyterhub_config.py"
-        process = subprocess.Popen([str(where.venv / "bin" / "jupyterhub"), "-f", str(config)],
-                                   cwd=where.hub, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, start_new_session=True)
+    config = where.course / "classroom" / "jupyterhub_config.py"
+    process = ManagedProcess.launch([str(where.venv / "bin" / "jupyterhub"), "-f", str(config)],
+                                    log=where.hub_log, env=env, cwd=where.hub)
     progress(f"starting JupyterHub on {settings.url} (log: {where.hub_log})")
     api = HubAPI(settings, load_secrets(where)["service_token"])
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SetupError(f"JupyterHub exited at start (code {process.returncode}); the end of "
-                             f"{where.hub_log}:\n{_log_tail(where.hub_log)}")
-        if api.answers():
-            return process.pid
-        time.sleep(0.5)
-    raise SetupError(f"JupyterHub did not answer within {timeout:.0f} s; the end of {where.hub_log}:\n"
-                     f"{_log_tail(where.hub_log)}")
+    try:
+        wait_ready(api.answers, timeout, process=process)
+    except NotReady as exc:
+        if exc.exited:
+            raise SetupError(f"JupyterHub exited at start (code {exc.code}); the end of "
+                             f"{where.hub_log}:\n{_log_tail(where.hub_log)}") from None
+        raise SetupError(f"JupyterHub did not answer within {timeout:.0f} s; the end of {where.hub_log}:\n"
+                         f"{_log_tail(where.hub_log)}") from None
+    return process.pid
 
 
 def stop_hub(where: Paths, timeout: float = 120) -> bool:
@@ -140,16 +130,8 @@ def stop_hub(where: Paths, timeout: float = 120) -> bool:
     Returns:
         Whether a hub was running.
     """
-    pid = hub_pid(where)
-    if pid is None:
-        return False
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
-        time.sleep(0.3)
-    if Path(f"/proc/{pid}").exists():
-        os.kill(pid, signal.SIGKILL)
-    return True
+    process = _hub_process(where)
+    return process is not None and process.stop(timeout)
 
 
 class HubAPI:

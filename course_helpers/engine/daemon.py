@@ -45,9 +45,7 @@ import os
 import re
 import shlex
 import shutil
-import signal
 import subprocess
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -60,10 +58,13 @@ from .cli import probe_all
 from .client import from_env, reset as reset_client
 from .endpoint import ENGINE_VARIABLES
 from .packages import DEFAULT_RELEASE, Release, course_release, daemon_config, ensure_release
+from .process import ManagedProcess, NotReady, wait_ready
 from .streaming import Progress, say
 
 # What points a docker client at an engine; a private engine's children get only its own.
 _ENGINE_VARIABLES = (*ENGINE_VARIABLES, "DOCKER_CONFIG")
+#: Seconds a dockerd may take to stop its containers before it is killed.
+STOP_SECONDS = 30
 
 
 @dataclass
@@ -87,6 +88,7 @@ class PrivateEngine:
         root: its data root (images, build cache), kept under the course's state folder.
         exec_root: its exec root (socket, pidfile, containerd state).
         bridge: the bridge interface made for it.
+        process: its dockerd.
         tls: certificates when it listens on TCP with TLS.
     """
 
@@ -95,7 +97,7 @@ class PrivateEngine:
     root: Path
     exec_root: Path
     bridge: str
-    process: subprocess.Popen
+    process: ManagedProcess
     tls: TLSFiles | None = None
     log: Path | None = None
     release: Release | None = None
@@ -158,20 +160,11 @@ class PrivateEngine:
             except Exception:
                 pass
         with keeping_other_engines_rules(self.bridge):
-            self._end_process()
+            self.process.stop(STOP_SECONDS)
         _remove_bridge(self.bridge)
         shutil.rmtree(self.exec_root, ignore_errors=True)
         if wipe:
             shutil.rmtree(self.root, ignore_errors=True)
-
-    def _end_process(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
 
     @contextlib.contextmanager
     def in_use(self) -> Iterator["PrivateEngine"]:
@@ -419,13 +412,13 @@ def start_private_engine(name: str, *, tls: bool = False, progress: Progress | N
                   f"bridge {bridge} {net}, data in {root})")
     env = dict(os.environ, PATH=f"{rel.bin}{os.pathsep}{os.environ.get('PATH', '')}")  # its containerd, runc, tini
     with keeping_other_engines_rules(bridge) as restored:  # its start re-creates the shared chains without them
-        with open(log, "ab") as out:
-            process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                       start_new_session=True, env=env)
+        process = ManagedProcess.launch(cmd, log=log, env=env)
         engine = PrivateEngine(name, host, root, exec_root, bridge, process, files, log, rel, store)
-        version, problem = _wait_answering(engine, timeout)
-        if version is None:
-            engine._end_process()
+        try:
+            version, problem = wait_ready(lambda: _version(engine), timeout, process=process), None
+        except NotReady as exc:  # it exited, or did not answer in time
+            version, problem = None, exc
+            process.stop(STOP_SECONDS)
     if version is None:
         _remove_bridge(bridge)
         shutil.rmtree(exec_root, ignore_errors=True)
@@ -436,22 +429,17 @@ def start_private_engine(name: str, *, tls: bool = False, progress: Progress | N
     return engine
 
 
-def _wait_answering(engine: PrivateEngine, timeout: float) -> tuple[str | None, str]:
-    """Its version once it answers, else None and what happened (it exited, or did not answer in time)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if engine.process.poll() is not None:
-            return None, f"exited at start (code {engine.process.returncode})"
-        try:
-            cli = engine.client()
-            cli.ping()
-            return cli.version().get("Version", "?"), ""
-        except Exception:
-            time.sleep(0.5)
-    return None, f"did not answer within {timeout:.0f} s"
+def _version(engine: PrivateEngine) -> str | None:
+    """Its Docker version once it answers, else None."""
+    try:
+        cli = engine.client()
+        cli.ping()
+        return cli.version().get("Version", "?")
+    except Exception:  # DockerException, or requests' errors while its socket does not exist yet
+        return None
 
 
-def stop_private_engine(name: str, timeout: float = 30) -> bool:
+def stop_private_engine(name: str, timeout: float = STOP_SECONDS) -> bool:
     """Stop a private engine by its name, from any process (not only the one that started it).
 
     Reads its pidfile, stops it as :meth:`PrivateEngine.stop` does, and removes its
@@ -462,16 +450,8 @@ def stop_private_engine(name: str, timeout: float = 30) -> bool:
     """
     exec_root = Path(f"/run/dlc-{name}")
     with keeping_other_engines_rules(f"crs-br-{name}"):
-        try:
-            pid = int((exec_root / "dockerd.pid").read_text().strip())
-            os.kill(pid, signal.SIGTERM)
-        except (OSError, ValueError):
-            pid = 0
-        deadline = time.monotonic() + timeout
-        while pid and time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
-            time.sleep(0.2)
-        if pid and Path(f"/proc/{pid}").exists():
-            os.kill(pid, signal.SIGKILL)
+        process = ManagedProcess.from_pidfile(exec_root / "dockerd.pid")  # dockerd writes it (--pidfile)
+        was = process is not None and process.stop(timeout)
     _remove_bridge(f"crs-br-{name}")
     shutil.rmtree(exec_root, ignore_errors=True)
-    return bool(pid)
+    return was

@@ -26,14 +26,13 @@ from __future__ import annotations
 import os
 import resource
 import shutil
-import signal
 import subprocess
-import time
 from pathlib import Path
 from typing import Callable
 
 from ..config import state_dir
 from ..errors import SetupError
+from .process import ManagedProcess, NotReady, log_tail, wait_ready
 
 Progress = Callable[[str], None]
 #: How long the service may take to answer after it starts.
@@ -128,7 +127,7 @@ class PodmanService:
         self.conf = self.folder / "containers.conf"
         self.log = self.folder / "service.log"
         self.pidfile = self.folder / "service.pid"
-        self.proc: subprocess.Popen | None = None
+        self.process: ManagedProcess | None = None
 
     def command(self, *args: str) -> list[str]:
         """A ``podman`` command on this service's storage (for ``load``, ``images`` ...)."""
@@ -162,24 +161,19 @@ class PodmanService:
         write_containers_conf(self.conf)
         if self.socket.exists():
             self.socket.unlink()  # left by a service that died: nothing answers on it
-        with open(self.log, "ab") as log:
-            # --time 0: no idle timeout; a session of its own, so a notebook's interrupt does not stop it.
-            self.proc = subprocess.Popen(self.command("system", "service", "--time", "0", self.address),
-                                         stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                         env=self.environment(), start_new_session=True)
-        self.pidfile.write_text(str(self.proc.pid))
-        deadline = time.monotonic() + START_SECONDS
-        while time.monotonic() < deadline:
-            if self.client(timeout=5) is not None:
-                if progress:
-                    progress(f"[course] Podman service answers at {self.address} (log: {self.log})")
-                return self
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.2)
-        tail = self.log.read_text(errors="replace").strip().splitlines()[-3:] if self.log.exists() else []
-        raise SetupError(f"Podman's service did not answer at {self.address} within {START_SECONDS:.0f} s "
-                         f"(its log, {self.log}, ends: {' / '.join(tail) or 'nothing'}).")
+        # --time 0: no idle timeout; a session of its own, so a notebook's interrupt does not stop it.
+        self.process = ManagedProcess.launch(self.command("system", "service", "--time", "0", self.address),
+                                             log=self.log, env=self.environment())
+        self.process.write_pidfile(self.pidfile)
+        try:
+            wait_ready(lambda: self.client(timeout=5), START_SECONDS, process=self.process, interval=0.2)
+        except NotReady:  # it exited, or did not answer in time: the same sentence, with the end of its log
+            tail = log_tail(self.log, 3)
+            raise SetupError(f"Podman's service did not answer at {self.address} within {START_SECONDS:.0f} s "
+                             f"(its log, {self.log}, ends: {' / '.join(tail) or 'nothing'}).") from None
+        if progress:
+            progress(f"[course] Podman service answers at {self.address} (log: {self.log})")
+        return self
 
     def has_image(self, name: str) -> bool:
         cli = self.client(timeout=30)
@@ -224,24 +218,10 @@ class PodmanService:
         Args:
             remove_storage: also delete the folder's storage (images, containers, cache).
         """
-        pid = self.proc.pid if self.proc is not None else None
-        if pid is None and self.pidfile.exists():
-            try:
-                pid = int(self.pidfile.read_text())
-            except ValueError:
-                pid = None
-        if pid is not None:
-            try:
-                os.killpg(pid, signal.SIGTERM)  # the service and its helpers, all in its own session
-            except (ProcessLookupError, PermissionError):
-                pass
-            if self.proc is not None:
-                try:
-                    self.proc.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    os.killpg(pid, signal.SIGKILL)
-                    self.proc.wait()
-        self.proc = None
+        process = self.process or ManagedProcess.from_pidfile(self.pidfile)
+        if process is not None:
+            process.stop(20, term_group=True, kill_group=True)  # the service and its helpers, all in its session
+        self.process = None
         self.pidfile.unlink(missing_ok=True)
         if remove_storage:
             # Mounts the store left (overlay, shm) go first, deepest first; then the folder.

@@ -19,7 +19,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import docker
@@ -30,6 +29,7 @@ from .client import reset, try_client, where
 from .daemon import keeping_other_engines_rules
 from .endpoint import resolve as resolve_endpoint
 from .packages import DEFAULT_RELEASE, daemon_config, ensure_release, record_engine, release
+from .process import ManagedProcess, NotReady, wait_ready
 from .streaming import Progress, run_streamed, say
 
 INSTALL_HINT = ("Install Docker Desktop (macOS, Windows) or Docker Engine (Linux) and start it, "
@@ -63,18 +63,13 @@ def _is_debian_like() -> bool:
 
 
 def _wait_for_engine(progress: Progress | None, seconds: float, log: Path | None) -> docker.DockerClient:
-    deadline = time.monotonic() + seconds
-    last_note = 0.0
-    while time.monotonic() < deadline:
-        cli = try_client(timeout=5)
-        if cli is not None:
-            return cli
-        if time.monotonic() - last_note > 3:
-            say(progress, "  waiting for the engine to answer ...")
-            last_note = time.monotonic()
-        time.sleep(0.5)
-    hint = f" Its log is {log}." if log else ""
-    raise EngineUnavailable(f"dockerd started but did not answer within {seconds:.0f} s.{hint}")
+    # Not given the process: when it exits because another dockerd took the socket first, that one answers.
+    try:
+        return wait_ready(lambda: try_client(timeout=5), seconds,
+                          waiting=lambda: say(progress, "  waiting for the engine to answer ..."))
+    except NotReady:
+        hint = f" Its log is {log}." if log else ""
+        raise EngineUnavailable(f"dockerd started but did not answer within {seconds:.0f} s.{hint}") from None
 
 
 def ensure_engine(progress: Progress | None = print, engine: str | None = None) -> docker.DockerClient:
@@ -129,10 +124,7 @@ def ensure_engine(progress: Progress | None = print, engine: str | None = None) 
     say(progress, f"starting dockerd in the background (log: {log})")
     # Its start empties the chains it shares with private engines running beside it: put theirs back.
     with keeping_other_engines_rules("docker0") as restored:
-        with open(log, "ab") as out:
-            # A new session, so the daemon outlives this process and the terminal.
-            subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                             start_new_session=True, env=env)
+        ManagedProcess.launch(cmd, log=log, env=env)  # its own session: it outlives this process and the terminal
         cli = _wait_for_engine(progress, 60, log)
     if restored:
         say(progress, f"put back {len(restored)} iptables rules of other engines that its start removed")
