@@ -19,9 +19,10 @@ from typing import Iterable
 import pytest
 
 from course_helpers.errors import DockerfileError
-from course_helpers.builder.logs import (ClassicParser, PlainParser, RawjsonParser, context_transfer,
-                                         parse_buildkit_plain, parse_buildkit_rawjson, parse_buildkit_tty, parse_classic,
-                                         read_instructions)
+from course_helpers.builder.log_buildkit import (PlainParser, RawjsonParser, parse_buildkit_plain,
+                                                 parse_buildkit_rawjson, parse_buildkit_tty)
+from course_helpers.builder.log_classic import ClassicParser, parse_classic
+from course_helpers.builder.log_common import context_transfer, read_instructions
 from course_helpers.config import REPO_ROOT
 from course_helpers.builder.report import BuildReport, Step
 from course_helpers.formatting import parse_time
@@ -458,7 +459,7 @@ def test_a_from_printed_under_another_builds_label_adds_no_stage():
 # --- Podman's builder (Buildah), recorded with tests/fixtures/record_podman_streams.py -----------
 
 def buildah(name: str, dockerfile_text: str):
-    from course_helpers.builder.logs import BuildahParser
+    from course_helpers.builder.log_buildah import BuildahParser
 
     parser = BuildahParser(read_instructions(dockerfile_text))
     for line in (FIXTURES / f"podman_{name}.jsonl").read_text().splitlines():

@@ -1,119 +1,33 @@
-"""Turn what a builder prints into :class:`~course_helpers.report.Step` lists.  Pure: no engine.
+"""BuildKit's logs as steps: ``--progress=plain``, ``--progress=rawjson``, and the tty transcript of an article.
 
-Five inputs, one model:
+Three inputs, one vertex model:
 
-* BuildKit ``--progress=plain`` (``#5 [2/4] WORKDIR /usr/src/app``, ``#5 CACHED``, ``#5 DONE 0.1s``);
-* BuildKit ``--progress=rawjson`` (one SolveStatus JSON object per line: vertexes, statuses, logs);
-* the classic builder's API stream (``{"stream": "Step 3/5 : COPY . ."}``, ``" ---> Using cache"``);
-* Podman's builder (Buildah) through the same API (``{"stream": "[1/2] STEP 3/5: COPY . ."}``,
-  ``"--> Using cache <id>"``), which numbers steps within each stage;
+* ``--progress=plain`` (``#5 [2/4] WORKDIR /usr/src/app``, ``#5 CACHED``, ``#5 DONE 0.1s``);
+* ``--progress=rawjson`` (one SolveStatus JSON object per line: vertexes, statuses, logs), turned
+  into the lines plain progress prints for it and read as plain;
 * the tty transcript an article shows (``=> CACHED [2/4] WORKDIR /usr/src/app  0.0s``), for fixtures only.
 
 BuildKit numbers only FROM and the instructions that touch the filesystem
 (RUN, COPY, ADD, WORKDIR): ``[i/n]`` skips CMD, ENV and other metadata, so a
 BuildKit step list has no CMD step while a classic one does.  BuildKit also
 prints FROM as ``docker.io/library/python:...``; pass the Dockerfile's
-instructions (:func:`read_instructions`) and every step carries the line as
-written, or leave them out and FROM is restored as well as it can be.
+instructions (:func:`~course_helpers.builder.log_common.read_instructions`) and every step
+carries the line as written, or leave them out and FROM is restored as well as it can be.
 """
 from __future__ import annotations
 
 import base64
-import json
 import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from ..config import LABEL_PREFIX
-from ..dockerfile.parse import Dockerfile, parse_dockerfile_text
 from ..formatting import format_size, parse_time
-from .report import Step
+from .log_common import PLAIN_LINE, NumberedInstruction, exit_code_in, lines_of, solve_status
+from .report import Failure, Step
 
 
-
-# --- the Dockerfile ---------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Instruction:
-    """One Dockerfile instruction.
-
-    Attributes:
-        number: 1-based position in the whole file (what classic ``Step N/M`` counts).
-        stage: the stage's ``AS`` name, or its 0-based number as a string.
-        stage_number: the stage's 0-based number.
-        buildkit_index: BuildKit's ``[i/n]`` index within the stage, or None for metadata
-            instructions (CMD, ENV, ...) that BuildKit does not number.
-        text: the instruction as written (continuation lines joined).
-        line: the 1-based line where it starts.
-    """
-
-    number: int
-    stage: str
-    stage_number: int
-    buildkit_index: int | None
-    text: str
-    line: int
-
-    @property
-    def keyword(self) -> str:
-        return self.text.split(None, 1)[0].upper()
-
-
-def read_instructions(text: str, build_args: dict[str, str] | None = None) -> list[Instruction]:
-    """The Dockerfile's instructions with the stage and numbering each builder uses.
-
-    A view of :mod:`course_helpers.dockerfile.parse` (the course's one reader), keyed
-    the way build output names steps.
-
-    Args:
-        text: the Dockerfile's contents.
-        build_args: build arguments, which ``FROM`` and ``ARG`` may use.
-    """
-    return instructions_of(parse_dockerfile_text(text, build_args=build_args))
-
-
-def instructions_of(df: Dockerfile) -> list[Instruction]:
-    """:class:`Instruction` views of a parsed Dockerfile (global ARGs excluded)."""
-    out = []
-    for inst in df.instructions:
-        if inst.stage is None:
-            continue
-        stage = df.stages[inst.stage]
-        out.append(Instruction(inst.number, stage.label, stage.index, inst.step, inst.original, inst.line))
-    return out
-
-
-def _lookup(instructions: list[Instruction] | None) -> dict[tuple[str, int], Instruction]:
+def _lookup(instructions: list[NumberedInstruction] | None) -> dict[tuple[str, int], NumberedInstruction]:
     return {(i.stage, i.buildkit_index): i for i in instructions or [] if i.buildkit_index is not None}
-
-
-# --- failures ---------------------------------------------------------------------------------
-
-@dataclass
-class Failure:
-    """Why a build stopped.
-
-    Attributes:
-        message: the builder's own error text.
-        step: the step that failed, or None (e.g. the Dockerfile could not be parsed).
-        total: how many steps the failing step's count runs to (``[4/4]`` -> 4), or None.
-        exit_code: the failing RUN's exit code, or None.
-        logs: what the failing step printed.
-        phase: the builder's own work that failed, as BuildKit names it (``"exporting to image"``),
-            when no step did; None otherwise.
-    """
-
-    message: str
-    step: Step | None = None
-    total: int | None = None
-    exit_code: int | None = None
-    logs: list[str] = field(default_factory=list)
-    phase: str | None = None
-
-
-def _exit_code(text: str) -> int | None:
-    match = re.search(r"(?:exit code:|non-zero code:)\s*(\d+)", text)
-    return int(match.group(1)) if match else None
 
 
 # --- BuildKit: a vertex model shared by plain, rawjson and tty ---------------------------------
@@ -156,7 +70,7 @@ def _restore_from(text: str, stage: str) -> str:
 class _VertexSteps:
     """Collects BuildKit vertices and turns them into steps."""
 
-    def __init__(self, instructions: list[Instruction] | None):
+    def __init__(self, instructions: list[NumberedInstruction] | None):
         self.instructions = instructions
         self.by_key: dict[str, _Vertex] = {}
         self.skipped: dict[str, str] = {}  # key -> name of [internal], exporting, ...: not Dockerfile steps
@@ -185,7 +99,7 @@ class _VertexSteps:
     def _stage_rank(self) -> dict[str, int]:
         return {i.stage: i.stage_number for i in self.instructions or []}
 
-    def _step(self, vertex: _Vertex, lookup: dict[tuple[str, int], Instruction]) -> Step:
+    def _step(self, vertex: _Vertex, lookup: dict[tuple[str, int], NumberedInstruction]) -> Step:
         stage = self._stage_of(vertex)
         known = lookup.get((stage, vertex.index))
         is_from = vertex.text.upper().startswith("FROM ")
@@ -202,7 +116,7 @@ class _VertexSteps:
         return Step(index=vertex.index, stage=stage, instruction=text, cached=cached, seconds=seconds,
                     output=list(vertex.logs))
 
-    def _rebind_foreign_names(self, lookup: dict[tuple[str, int], Instruction]) -> None:
+    def _rebind_foreign_names(self, lookup: dict[tuple[str, int], NumberedInstruction]) -> None:
         """Give a vertex named by another build its place in this Dockerfile.
 
         BuildKit runs an identical step once for every build that has it at the same time,
@@ -267,18 +181,17 @@ class _VertexSteps:
         if failed:
             vertex = failed[0]
             return Failure(message=vertex.error or "", step=self._step(vertex, _lookup(self.instructions)),
-                           total=vertex.total, exit_code=_exit_code(vertex.error or ""), logs=vertex.logs)
+                           total=vertex.total, exit_code=exit_code_in(vertex.error or ""), logs=vertex.logs)
         if self.phase_errors:
             name, error = self.phase_errors[0]
             return Failure(message=error, phase=name)
         if self.top_errors:
-            return Failure(message=self.top_errors[-1], exit_code=_exit_code(self.top_errors[-1]))
+            return Failure(message=self.top_errors[-1], exit_code=exit_code_in(self.top_errors[-1]))
         return None
 
 
 # --- BuildKit plain ---------------------------------------------------------------------------
 
-_PLAIN = re.compile(r"^#(\d+) (.*)$")
 _TIMESTAMPED = re.compile(r"^\d+\.\d+ (.*)$")  # "#8 0.767 Collecting flask" (a RUN's output)
 
 
@@ -289,13 +202,13 @@ class PlainParser:
         instructions: the Dockerfile's instructions, so steps carry the lines as written.
     """
 
-    def __init__(self, instructions: list[Instruction] | None = None):
+    def __init__(self, instructions: list[NumberedInstruction] | None = None):
         self._v = _VertexSteps(instructions)
 
     def feed(self, line: str) -> None:
         """Take one line of output (with or without its newline)."""
         line = line.rstrip("\r\n")
-        match = _PLAIN.match(line)
+        match = PLAIN_LINE.match(line)
         if not match:
             text = line.strip()
             # Errors outside any vertex: a Dockerfile that does not parse, a failed solve.
@@ -335,12 +248,9 @@ class PlainParser:
         return self._v.failure()
 
 
-def _lines(text_or_lines: str | Iterable[str]) -> Iterable[str]:
-    return text_or_lines.splitlines() if isinstance(text_or_lines, str) else text_or_lines
-
 
 def parse_buildkit_plain(text_or_lines: str | Iterable[str],
-                         instructions: list[Instruction] | None = None) -> list[Step]:
+                         instructions: list[NumberedInstruction] | None = None) -> list[Step]:
     """Steps of a BuildKit ``--progress=plain`` log.
 
     Args:
@@ -353,30 +263,12 @@ def parse_buildkit_plain(text_or_lines: str | Iterable[str],
         One step per numbered BuildKit vertex (FROM and RUN/COPY/ADD/WORKDIR), in Dockerfile order.
     """
     parser = PlainParser(instructions)
-    for line in _lines(text_or_lines):
+    for line in lines_of(text_or_lines):
         parser.feed(line)
     return parser.steps()
 
 
 # --- BuildKit rawjson ----------------------------------------------------------------------------
-
-def solve_status(line: str | dict[str, Any]) -> dict[str, Any] | None:
-    """One line of ``--progress=rawjson`` output as a SolveStatus dict, or None when it is not one.
-
-    buildx prints the build's last words (the Dockerfile excerpt around a failing line, and
-    ``ERROR: failed to build: ...``) as plain text after the JSON lines.
-    """
-    if isinstance(line, dict):
-        return line
-    text = line.strip()
-    if not text.startswith("{"):
-        return None
-    try:
-        status = json.loads(text)
-    except ValueError:
-        return None
-    return status if isinstance(status, dict) else None
-
 
 def _elapsed(start: Any, end: Any) -> float:
     a, b = parse_time(start), parse_time(end)
@@ -423,7 +315,7 @@ class SolveStatusPrinter:
             self._current = digest
         return number
 
-    def _log_lines(self, key: str, text: str, stamp: Any, out: list[str]) -> None:
+    def _loglines_of(self, key: str, text: str, stamp: Any, out: list[str]) -> None:
         number = self._header(key, out)
         at = _elapsed(self._started(key), stamp)
         for line in text.split("\n"):
@@ -438,7 +330,7 @@ class SolveStatusPrinter:
     def _flush(self, key: str | None, out: list[str]) -> None:
         for part in [k for k in self._partial if key is None or k[0] == key]:
             text, stamp = self._partial.pop(part)
-            self._log_lines(part[0], text, stamp, out)
+            self._loglines_of(part[0], text, stamp, out)
 
     def feed(self, status: dict[str, Any]) -> list[str]:
         """The plain lines one SolveStatus adds."""
@@ -477,7 +369,7 @@ class SolveStatusPrinter:
             if rest:
                 self._partial[(key, stream)] = (rest, stamp if before else log.get("timestamp"))
             if lines:
-                self._log_lines(key, "\n".join(lines), stamp, out)
+                self._loglines_of(key, "\n".join(lines), stamp, out)
         return out
 
     def _end(self, key: str, out: list[str]) -> None:
@@ -526,7 +418,7 @@ class RawjsonParser:
         instructions: the Dockerfile's instructions, as for :class:`PlainParser`.
     """
 
-    def __init__(self, instructions: list[Instruction] | None = None):
+    def __init__(self, instructions: list[NumberedInstruction] | None = None):
         self._printer = SolveStatusPrinter()
         self._plain = PlainParser(instructions)
 
@@ -561,7 +453,7 @@ class RawjsonParser:
 
 
 def parse_buildkit_rawjson(lines: str | Iterable[str | dict[str, Any]],
-                           instructions: list[Instruction] | None = None) -> list[Step]:
+                           instructions: list[NumberedInstruction] | None = None) -> list[Step]:
     """Steps of a BuildKit ``--progress=rawjson`` log (one SolveStatus JSON object per line).
 
     Args:
@@ -572,63 +464,9 @@ def parse_buildkit_rawjson(lines: str | Iterable[str | dict[str, Any]],
         The steps, as :func:`parse_buildkit_plain` gives them.
     """
     parser = RawjsonParser(instructions)
-    for line in _lines(lines):
+    for line in lines_of(lines):
         parser.feed(line)
     return parser.steps()
-
-
-# --- the build context as the engine received it ------------------------------------------------
-
-_CONTEXT_VERTEX = "[internal] load build context"
-_SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kMGT]?B)$")
-_UNITS = {"B": 1, "kB": 1000, "MB": 1000 ** 2, "GB": 1000 ** 3, "TB": 1000 ** 4}
-
-
-def parse_size(text: str) -> int | None:
-    """``"52.43MB"`` (how BuildKit prints sizes: decimal units) -> bytes, or None when it is not a size."""
-    match = _SIZE.match(text.strip())
-    return round(float(match.group(1)) * _UNITS[match.group(2)]) if match else None
-
-
-def context_transfer(log: str) -> int | None:
-    """How many bytes of build context the builder received, from a BuildKit log (plain or rawjson).
-
-    BuildKit reports it on its ``[internal] load build context`` step as ``transferring context: 479B``.
-    It sends only what changed since its last build from the same folder, so a rebuild usually
-    reports a few bytes; the classic builder sends the whole context every time and does not report it.
-
-    Args:
-        log: the builder's whole output (``BuildReport.log``).  After a retry (see
-            :func:`~course_helpers.builder.build.build`) it holds two builds: the first one sent the
-            context, the second only what changed since, so the larger figure is the build's.
-
-    Returns:
-        Bytes (rounded as BuildKit prints them, e.g. 52.43MB), or None when the log does not say.
-    """
-    sent: int | None = None
-    vertex_key: str | None = None
-    for line in log.splitlines():
-        line = line.strip()
-        status = solve_status(line)
-        if status is not None:
-            for vx in status.get("vertexes") or []:
-                if vx.get("name") == _CONTEXT_VERTEX:
-                    vertex_key = vx.get("digest")
-            for st in status.get("statuses") or []:
-                if st.get("vertex") == vertex_key and st.get("id") == "transferring context:":
-                    sent = max(sent or 0, int(st.get("current") or 0))
-            continue
-        match = _PLAIN.match(line)
-        if not match:
-            continue
-        key, rest = match.groups()
-        if rest == _CONTEXT_VERTEX:
-            vertex_key = key
-        elif key == vertex_key and rest.startswith("transferring context:"):
-            words = rest[len("transferring context:"):].split()
-            size = parse_size(words[0]) if words else None
-            sent = max(sent or 0, size) if size is not None else sent
-    return sent
 
 
 # --- BuildKit tty transcript (articles) ------------------------------------------------------------
@@ -636,7 +474,7 @@ def context_transfer(log: str) -> int | None:
 _TTY = re.compile(r"^\s*=> (?P<cached>CACHED )?(?P<name>.*?)(?:\s+(?P<secs>\d+\.\d+)s)?\s*$")
 
 
-def parse_buildkit_tty(text: str, instructions: list[Instruction] | None = None) -> list[Step]:
+def parse_buildkit_tty(text: str, instructions: list[NumberedInstruction] | None = None) -> list[Step]:
     """Steps of one build's tty transcript (``=> CACHED [2/4] WORKDIR /usr/src/app  0.0s``).
 
     Meant for transcripts in articles and fixtures only: a live build is never scraped in tty form.
@@ -669,265 +507,3 @@ def parse_buildkit_tty(text: str, instructions: list[Instruction] | None = None)
     return collected.steps()
 
 
-# --- classic builder ---------------------------------------------------------------------------------
-
-_CLASSIC_STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
-
-
-class ClassicParser:
-    """Incremental parser of the classic builder's API stream (``client.api.build(decode=True)``).
-
-    Args:
-        instructions: the Dockerfile's instructions; steps numbered beyond them are the LABEL
-            steps the classic builder appends for ``labels=`` and are dropped.
-        clock: a function returning seconds (e.g. ``time.monotonic``) to time live steps;
-            None for recorded streams, whose steps then take 0 s.
-    """
-
-    def __init__(self, instructions: list[Instruction] | None = None, clock: Any = None):
-        self.instructions = instructions
-        self.clock = clock
-        self.image_id: str | None = None
-        self._steps: list[Step] = []
-        self._totals: list[int] = []
-        self._pulled: set[int] = set()
-        self._logs: list[list[str]] = []
-        self._started: float | None = None
-        self._stage, self._stage_number = "0", -1
-        self._failure: Failure | None = None
-        self._partial = ""
-
-    def _close_timing(self) -> None:
-        if self.clock is not None and self._steps and self._started is not None:
-            last = self._steps[-1]
-            last.seconds = 0.0 if last.cached else round(self.clock() - self._started, 1)
-            self._started = None
-
-    def _event(self, event: dict[str, Any] | str) -> dict[str, Any] | None:
-        """The event decoded (a recorded stream gives JSON lines), with the image id noted."""
-        if isinstance(event, str):
-            try:
-                event = json.loads(event)
-            except ValueError:
-                return None
-        if isinstance(event.get("aux"), dict) and "ID" in event["aux"]:
-            self.image_id = event["aux"]["ID"]  # the last one is the final stage's image
-        return event
-
-    def feed(self, event: dict[str, Any] | str) -> None:
-        """Take one decoded stream event, or one JSON line of a recorded stream."""
-        event = self._event(event)
-        if event is None:
-            return
-        if "status" in event and self._steps:
-            self._pulled.add(len(self._steps) - 1)  # pull progress belongs to the FROM above it
-        if "errorDetail" in event or "error" in event:
-            detail = event.get("errorDetail") or {}
-            message = detail.get("message") or event.get("error") or "build failed"
-            self._close_timing()
-            code = detail.get("code")
-            step = self._steps[-1] if self._steps else None
-            self._failure = Failure(message=message, step=step,
-                                    total=self._totals[-1] if self._totals else None,
-                                    exit_code=code if code is not None else _exit_code(message),
-                                    logs=list(self._logs[-1]) if self._logs else [])
-            return
-        text = self._partial + str(event.get("stream", ""))
-        # The builder sends "Step 3/5 : COPY . ." and its "\n" as separate events.
-        if not text.endswith("\n") and text.startswith("Step "):
-            self._partial = text
-            return
-        self._partial = ""
-        for line in text.splitlines():
-            self._line(line)
-
-    def _line(self, line: str) -> None:
-        match = _CLASSIC_STEP.match(line)
-        if match:
-            self._close_timing()
-            number, total, instr = int(match.group(1)), int(match.group(2)), match.group(3).strip()
-            if instr.split(None, 1)[0].upper() == "FROM":
-                self._stage_number += 1
-                named = re.search(r"\s+AS\s+(\S+)\s*$", instr, re.IGNORECASE)
-                self._stage = named.group(1).lower() if named else str(self._stage_number)
-            self._steps.append(Step(index=number, stage=self._stage, instruction=instr, cached=False))
-            self._totals.append(total)
-            self._logs.append([])
-            self._started = self.clock() if self.clock is not None else None
-            return
-        if not self._steps:
-            return
-        if line.strip() == "---> Using cache":
-            self._steps[-1].cached = True
-        elif not line.startswith(" --->") and not line.startswith("Removing intermediate"):
-            clean = re.sub(r"\x1b\[[0-9;]*m", "", line)  # the builder colours stderr red
-            if clean.strip():
-                self._logs[-1].append(clean)
-
-    def _is_added_label(self, step: Step) -> bool:
-        if self.instructions:
-            return step.index > max(i.number for i in self.instructions)
-        # No Dockerfile to compare with: a trailing LABEL of only the course's keys is ours.
-        keys = re.findall(r"(\S+?)=", step.instruction[len("LABEL"):])
-        return step.instruction.upper().startswith("LABEL ") and bool(keys) and all(
-            k.startswith(LABEL_PREFIX) for k in keys)
-
-    def steps(self) -> list[Step]:
-        """The steps seen so far, minus the LABEL steps the builder appended for ``labels=``."""
-        if self._steps and self._failure is None:
-            self._close_timing()
-            self._started = None
-        steps = list(self._steps)
-        while steps and self._is_added_label(steps[-1]):
-            steps.pop()
-        for step, printed in zip(steps, self._logs):
-            step.output = list(printed)
-        for i, step in enumerate(steps):
-            if step.instruction.upper().startswith("FROM "):
-                # Classic prints no "Using cache" for FROM: the base is cached unless it was pulled.
-                step.cached = i not in self._pulled
-                step.seconds = 0.0 if step.cached else step.seconds
-        return steps
-
-    def failure(self) -> Failure | None:
-        """Why the build failed, or None."""
-        return self._failure
-
-
-def parse_classic(stream_events_or_lines: Iterable[dict[str, Any] | str],
-                  instructions: list[Instruction] | None = None) -> list[Step]:
-    """Steps of a classic-builder stream.
-
-    Args:
-        stream_events_or_lines: decoded events (dicts) or their JSON lines.
-        instructions: the Dockerfile's instructions, to tell the builder's added LABEL steps apart.
-
-    Returns:
-        One step per Dockerfile instruction that ran, numbered as ``Step N/M`` counts them
-        (one sequence over all stages), without the LABEL steps added for ``labels=``.
-    """
-    parser = ClassicParser(instructions)
-    for event in stream_events_or_lines:
-        parser.feed(event)
-    return parser.steps()
-
-
-# --- Buildah (Podman's builder, through the Docker-compatible API) -------------------------------
-
-_BUILDAH_STEP = re.compile(r"^(?:\[(\d+)/(\d+)\] )?STEP (\d+)/(\d+): (.*)$")
-
-
-def buildah_positions(instructions: list[Instruction]) -> dict[tuple[str, int], Instruction]:
-    """Instructions by (stage, Buildah's step number): Buildah counts every instruction of a stage, FROM = 1."""
-    out: dict[tuple[str, int], Instruction] = {}
-    count: dict[str, int] = {}
-    for inst in instructions:
-        count[inst.stage] = count.get(inst.stage, 0) + 1
-        out[(inst.stage, count[inst.stage])] = inst
-    return out
-
-
-class BuildahParser(ClassicParser):
-    """Incremental parser of Podman's build stream (Buildah behind ``client.api.build(decode=True)``).
-
-    Buildah prints ``STEP i/n: INSTRUCTION`` per stage (``[s/t] STEP i/n: ...`` when the build has
-    several stages), ``--> Using cache <id>`` for a cached step and ``--> <id>`` when a step is
-    done; ``[s/t]`` is the stage's place in the Dockerfile.  It skips stages the target does not
-    need (their numbers are left out), and prints a stage built FROM another stage
-    as ``FROM <image id> AS name``, so steps take their instruction text from the Dockerfile.
-
-    Args:
-        instructions: the Dockerfile's instructions; steps beyond a stage's own are the LABEL step
-            Buildah appends for ``labels=`` and are dropped.
-        clock: seconds function to time live steps; None for recorded streams (steps take 0 s).
-    """
-
-    def __init__(self, instructions: list[Instruction] | None = None, clock: Any = None):
-        super().__init__(instructions, clock)
-        self.positions = buildah_positions(instructions or [])
-        self.labels = {i.stage_number: i.stage for i in instructions or []}
-        self._open = False  # a step has started and not yet printed its "--> <id>"
-
-    def feed(self, event: dict[str, Any] | str) -> None:
-        """Take one decoded stream event, or one JSON line of a recorded stream."""
-        event = self._event(event)
-        if event is None:
-            return
-        if "errorDetail" in event or "error" in event:
-            detail = event.get("errorDetail") or {}
-            message = str(detail.get("message") or event.get("error") or "build failed").strip()
-            self._close_timing()
-            code = re.search(r"exit status (\d+)", message)
-            self._failure = Failure(message=message, step=self._steps[-1] if self._steps else None,
-                                    total=self._totals[-1] if self._totals else None,
-                                    exit_code=int(code.group(1)) if code else _exit_code(message),
-                                    logs=list(self._logs[-1]) if self._logs else [])
-            return
-        for line in str(event.get("stream", "")).splitlines():
-            self._line(line)
-
-    def _line(self, line: str) -> None:
-        match = _BUILDAH_STEP.match(line)
-        if match:
-            self._close_timing()
-            number, total, text = int(match.group(3)), int(match.group(4)), match.group(5).strip()
-            if number == 1:
-                self._stage_number = int(match.group(1)) - 1 if match.group(1) else self._stage_number + 1
-                named = re.search(r"\s+AS\s+(\S+)\s*$", text, re.IGNORECASE)
-                self._stage = self.labels.get(self._stage_number) or (
-                    named.group(1).lower() if named else str(self._stage_number))
-            known = self.positions.get((self._stage, number))
-            self._steps.append(Step(index=number, stage=self._stage, instruction=known.text if known else text,
-                                    cached=False))
-            self._totals.append(total)
-            self._logs.append([])
-            self._started = self.clock() if self.clock is not None else None
-            self._open = True
-            return
-        if not self._steps:
-            return
-        if line.startswith("--> Using cache"):
-            self._steps[-1].cached = True
-        elif line.startswith("-->"):
-            self._close_timing()
-            self._open = False
-        elif re.match(r"^(?:\[\d+/\d+\] )?COMMIT\b|^Successfully (?:tagged|built) |^[0-9a-f]{64}$", line):
-            return
-        elif self._open and line.strip():
-            self._logs[-1].append(re.sub(r"\x1b\[[0-9;]*m", "", line))
-
-    def _is_added_label(self, step: Step) -> bool:
-        if self.positions:
-            return (step.stage, step.index) not in self.positions
-        keys = re.findall(r"\"?(\S+?)\"?=", step.instruction[len("LABEL"):])
-        return step.instruction.upper().startswith("LABEL ") and bool(keys) and all(
-            k.startswith(LABEL_PREFIX) for k in keys)
-
-    def steps(self) -> list[Step]:
-        """The steps seen so far, minus the LABEL step Buildah appended for ``labels=``.
-
-        FROM is never "Using cache" in Buildah's words; like the classic builder's, it counts as cached
-        (the base is used as it is: no registry is asked when the image is present).
-        """
-        if self._steps and self._failure is None:
-            self._close_timing()
-        steps = [s for s in self._steps if not self._is_added_label(s)]
-        for step, printed in zip(self._steps, self._logs):
-            step.output = list(printed)
-        for step in steps:
-            if step.is_from:
-                step.cached, step.seconds = True, 0.0
-        return steps
-
-    def failure(self) -> Failure | None:
-        """Why the build failed, or None."""
-        return self._failure
-
-
-def parse_buildah(stream_events_or_lines: Iterable[dict[str, Any] | str],
-                  instructions: list[Instruction] | None = None) -> list[Step]:
-    """Steps of a Podman (Buildah) build stream; see :class:`BuildahParser`."""
-    parser = BuildahParser(instructions)
-    for event in stream_events_or_lines:
-        parser.feed(event)
-    return parser.steps()
