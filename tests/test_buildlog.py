@@ -456,6 +456,41 @@ def test_a_from_printed_under_another_builds_label_adds_no_stage():
     assert [(s.stage, s.index) for s in steps] == [("build", 1), ("build", 2), ("build", 3), ("1", 1), ("1", 2)]
 
 
+def test_a_vertex_named_by_a_concurrent_build_is_the_step_of_ours_it_is():
+    """Issue 18: notebook 120 showed a stage ``build`` with a ``FROM ... AS build`` row for a one-stage Dockerfile.
+
+    BuildKit runs a vertex that two builds on one builder share once, and prints it in both
+    logs under the name the first build gave it.  ``plain_shared_from.txt`` is notebook 120's
+    build as it was recorded while notebook 100 built on the same engine: its FROM came as
+    ``[build 1/4]``, notebook 100's name for the same base.
+    """
+    log = (FIXTURES / "plain_shared_from.txt").read_text()
+    assert "#4 [build 1/4] FROM docker.io/library/python:3.11-slim-bookworm" in log
+    steps = parse_buildkit_plain(log, instructions("wasteful"))
+    assert [(s.stage, s.index, s.instruction, s.cached) for s in steps][:2] == [
+        ("0", 1, "FROM python:3.11-slim-bookworm", True), ("0", 2, "WORKDIR /usr/src/app", True)]
+    assert [s.stage for s in steps] == ["0"] * 7 and [s.index for s in steps] == list(range(1, 8))
+
+
+def test_a_failed_step_named_by_a_concurrent_build_fails_as_ours():
+    """The same sharing when the shared step fails: the failure names our stage, step and count.
+
+    The fixture is the recorded failed build with its failing RUN given the name a concurrent
+    six-step ``build`` stage would give the same vertex.
+    """
+    text = (FIXTURES / "plain_failed.txt").read_text()
+    shared = text.replace("#8 [4/4] RUN", "#8 [build 4/6] RUN")
+    assert shared != text
+    parser = PlainParser(instructions("failed"))
+    for line in shared.splitlines():
+        parser.feed(line)
+    failure = parser.failure()
+    assert failure is not None and failure.step is not None
+    assert (failure.step.stage, failure.step.index, failure.total, failure.exit_code) == ("0", 4, 4, 1)
+    assert failure.step.instruction.startswith("RUN pip3 install --index-url http://127.0.0.1:9/simple")
+    assert [(s.stage, s.index) for s in parser.steps()] == [("0", 1), ("0", 2), ("0", 3), ("0", 4)]
+
+
 # --- Podman's builder (Buildah), recorded with tests/fixtures/record_podman_streams.py -----------
 
 def buildah(name: str, dockerfile_text: str):

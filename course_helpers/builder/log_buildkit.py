@@ -49,6 +49,11 @@ class _Vertex:
     pulled: bool = False
     canceled: bool = False
     logs: list[str] = field(default_factory=list)
+    foreign: bool = False  # its [stage i/n] is another build's name for it (see _VertexSteps.header)
+
+    @property
+    def is_from(self) -> bool:
+        return self.text.upper().startswith("FROM ")
 
 
 def _stage_label(token: str | None) -> str | None:
@@ -56,6 +61,11 @@ def _stage_label(token: str | None) -> str | None:
         return None
     match = re.fullmatch(r"stage-(\d+)", token)  # BuildKit's name for an unnamed stage
     return match.group(1) if match else token
+
+
+def _base_of(text: str) -> str:
+    """The image a FROM names, as written or as BuildKit prints it: ``python:3.11`` either way."""
+    return _restore_from(re.sub(r"\s+AS\s+\S+\s*$", "", text.strip(), flags=re.IGNORECASE), "0")
 
 
 def _restore_from(text: str, stage: str) -> str:
@@ -68,10 +78,24 @@ def _restore_from(text: str, stage: str) -> str:
 
 
 class _VertexSteps:
-    """Collects BuildKit vertices and turns them into steps."""
+    """Collects BuildKit vertices and turns them into steps.
+
+    A vertex's name is not always this build's.  BuildKit runs a vertex that builds on one builder
+    share (the same base, the same steps on it) once, and prints it in each build's log under the
+    name the build that loaded it first gave it: notebook 120's one-stage build once showed its FROM
+    as ``[build 1/4] FROM ...``, notebook 100's name for the same base.  So, given the Dockerfile, a
+    vertex whose ``[stage i/n]`` is no name this Dockerfile gives a step is read as the step of ours
+    it does (:meth:`_placed`), in the step list and in the failure alike.
+    """
 
     def __init__(self, instructions: list[NumberedInstruction] | None):
         self.instructions = instructions
+        self.lookup = _lookup(instructions)
+        self.stages = {i.stage for i in instructions or []}
+        self.totals: dict[str, int] = {}  # stage -> the n of its [i/n]
+        for ins in instructions or []:
+            if ins.buildkit_index is not None:
+                self.totals[ins.stage] = self.totals.get(ins.stage, 0) + 1
         self.by_key: dict[str, _Vertex] = {}
         self.skipped: dict[str, str] = {}  # key -> name of [internal], exporting, ...: not Dockerfile steps
         self.phase_errors: list[tuple[str, str]] = []  # (name, error) of those that failed
@@ -86,8 +110,17 @@ class _VertexSteps:
             return None
         vertex = _Vertex(_stage_label(match.group("stage")), int(match.group("i")),
                          int(match.group("n")), match.group("text").strip(), len(self.by_key))
+        vertex.foreign = not self._named_here(vertex)
         self.by_key[key] = vertex
         return vertex
+
+    def _named_here(self, vertex: _Vertex) -> bool:
+        """Whether the vertex's ``[stage i/n]`` is a name this Dockerfile gives a step (True without one)."""
+        if not self.instructions:
+            return True  # nothing to tell another build's names by
+        if vertex.stage is None and len(self.stages) > 1:
+            return False  # BuildKit names every step of a multi-stage build with its stage
+        return self.totals.get(self._stage_of(vertex)) == vertex.total and 1 <= vertex.index <= vertex.total
 
     def _stage_of(self, vertex: _Vertex) -> str:
         if vertex.stage is not None:
@@ -116,31 +149,47 @@ class _VertexSteps:
         return Step(index=vertex.index, stage=stage, instruction=text, cached=cached, seconds=seconds,
                     output=list(vertex.logs))
 
-    def _rebind_foreign_names(self, lookup: dict[tuple[str, int], NumberedInstruction]) -> None:
-        """Give a vertex named by another build its place in this Dockerfile.
+    def _fits(self, ins: NumberedInstruction, vertex: _Vertex) -> bool:
+        if vertex.is_from:
+            return ins.keyword == "FROM" and _base_of(ins.text) == _base_of(vertex.text)
+        return " ".join(ins.text.split()) == " ".join(vertex.text.split())
 
-        BuildKit runs an identical step once for every build that has it at the same time,
-        and may print it under the other build's name (``[2/4] WORKDIR /usr/src/app`` in a
-        five-step stage).  Such a vertex whose number fits no instruction of ours, but whose
-        text fits exactly one step we have not seen, is that step.
+    def _placed(self) -> list[_Vertex]:
+        """The vertices, each named by another build moved to the step of this Dockerfile it is.
+
+        Such a vertex is the step of ours it does: the one step not seen under its own name whose
+        text it has (a FROM: whose base), or, when several have, the one at its index (a shared
+        vertex has the same steps before it in both builds).  One that fits none keeps its name,
+        as it printed.
         """
         vertices = list(self.by_key.values())
-        taken = {(self._stage_of(v), v.index) for v in vertices if (self._stage_of(v), v.index) in lookup}
+        taken = {(self._stage_of(v), v.index) for v in vertices if not v.foreign}
         for v in vertices:
-            if (self._stage_of(v), v.index) in lookup or v.text.upper().startswith("FROM "):
+            if not v.foreign:
                 continue
-            text = " ".join(v.text.split())
             fits = [i for i in self.instructions or [] if i.buildkit_index is not None
-                    and (i.stage, i.buildkit_index) not in taken and " ".join(i.text.split()) == text]
+                    and (i.stage, i.buildkit_index) not in taken and self._fits(i, v)]
+            if len(fits) > 1:
+                fits = [i for i in fits if i.buildkit_index == v.index]
             if len(fits) == 1:
-                v.stage, v.index = fits[0].stage, fits[0].buildkit_index
-                taken.add((fits[0].stage, fits[0].buildkit_index))
+                v.stage, v.index, v.total, v.foreign = fits[0].stage, fits[0].buildkit_index, \
+                    self.totals[fits[0].stage], False
+                taken.add((v.stage, v.index))
+        return vertices
+
+    def _other_stages_from(self, vertex: _Vertex) -> bool:
+        """A FROM named by another build that fits no stage of ours (two of our stages on its base, say).
+
+        Our stages' FROMs are added back in :meth:`steps`; keeping it would add a stage this
+        Dockerfile does not have.
+        """
+        stage = self._stage_of(vertex)
+        return vertex.foreign and vertex.is_from and (stage, vertex.index) not in self.lookup and stage not in self.stages
 
     def steps(self) -> list[Step]:
-        lookup = _lookup(self.instructions)
-        self._rebind_foreign_names(lookup)
+        lookup = self.lookup
         rank = self._stage_rank()
-        vertices = list(self.by_key.values())
+        vertices = [v for v in self._placed() if not self._other_stages_from(v)]
         # Without a Dockerfile, stages go in the order their first non-FROM step started
         # (BuildKit runs a stage's dependencies first); FROM vertices may be shared, see below.
         seen_stage_order: dict[str, int] = {}
@@ -148,12 +197,6 @@ class _VertexSteps:
             seen_stage_order.setdefault(self._stage_of(v), len(seen_stage_order))
         # A vertex canceled because another step failed neither ran nor came from the cache.
         steps = [self._step(v, lookup) for v in vertices if not v.canceled]
-        if self.instructions:
-            # A FROM vertex shared with another build running at the same time may print under
-            # that build's label ("[1/7] FROM ..."), which is none of our steps: our stages' FROMs
-            # are added back below, so keeping it would add a stage this Dockerfile does not have.
-            steps = [s for s in steps if not (s.instruction.upper().startswith("FROM ") and (s.stage, s.index)
-                                              not in lookup and s.stage not in {i.stage for i in self.instructions})]
         # BuildKit prints one vertex for identical FROMs (two stages on one base) and names it
         # after one stage only; the other stage's FROM is the same cached base, so add it back.
         have = {(s.stage, s.index) for s in steps}
@@ -177,10 +220,10 @@ class _VertexSteps:
         return sorted(steps, key=order)
 
     def failure(self) -> Failure | None:
-        failed = [v for v in self.by_key.values() if v.error is not None]
+        failed = [v for v in self._placed() if v.error is not None]
         if failed:
             vertex = failed[0]
-            return Failure(message=vertex.error or "", step=self._step(vertex, _lookup(self.instructions)),
+            return Failure(message=vertex.error or "", step=self._step(vertex, self.lookup),
                            total=vertex.total, exit_code=exit_code_in(vertex.error or ""), logs=vertex.logs)
         if self.phase_errors:
             name, error = self.phase_errors[0]
