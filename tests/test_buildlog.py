@@ -441,18 +441,22 @@ def test_report_conveniences_and_html():
     assert "<table>" in html and "11.7MB" in html
 
 
+def renamed(name: str, ours: str, theirs: str) -> PlainParser:
+    """The recorded plain stream ``name`` (built from ``name.Dockerfile``) with one vertex given another build's name."""
+    text = (FIXTURES / f"plain_{name}.txt").read_text()
+    assert ours in text
+    parser = PlainParser(instructions(name))
+    for line in text.replace(ours, theirs).splitlines():
+        parser.feed(line)
+    return parser
+
+
 def test_a_from_printed_under_another_builds_label_adds_no_stage():
     """Seen under load: the base's FROM vertex, shared with a concurrent 7-step build, printed as ``[1/7]``.
 
     The fixture is the recorded multi-stage stream with its one FROM line given that label.
     """
-    text = (FIXTURES / "plain_multistage.txt").read_text()
-    shared = text.replace("[stage-1 1/2] FROM", "[1/7] FROM")
-    assert shared != text
-    parser = PlainParser(instructions("multistage"))
-    for line in shared.splitlines():
-        parser.feed(line)
-    steps = parser.steps()
+    steps = renamed("multistage", "[stage-1 1/2] FROM", "[1/7] FROM").steps()
     assert [(s.stage, s.index) for s in steps] == [("build", 1), ("build", 2), ("build", 3), ("1", 1), ("1", 2)]
 
 
@@ -478,12 +482,7 @@ def test_a_failed_step_named_by_a_concurrent_build_fails_as_ours():
     The fixture is the recorded failed build with its failing RUN given the name a concurrent
     six-step ``build`` stage would give the same vertex.
     """
-    text = (FIXTURES / "plain_failed.txt").read_text()
-    shared = text.replace("#8 [4/4] RUN", "#8 [build 4/6] RUN")
-    assert shared != text
-    parser = PlainParser(instructions("failed"))
-    for line in shared.splitlines():
-        parser.feed(line)
+    parser = renamed("failed", "#8 [4/4] RUN", "#8 [build 4/6] RUN")
     failure = parser.failure()
     assert failure is not None and failure.step is not None
     assert (failure.step.stage, failure.step.index, failure.total, failure.exit_code) == ("0", 4, 4, 1)
