@@ -29,7 +29,8 @@ def main() -> int:
         os.environ["COURSE_STATE_DIR"] = str(Path(tmp) / "state")  # a hash cache of its own, not the user's
         from course_helpers.builder.report import BuildReport, Step
         from course_helpers.cache.predict import predict
-        from course_helpers.dockerfile.context import _CACHE, record_context_snapshot
+        from course_helpers.builder.records import record_context_snapshot
+        from course_helpers.dockerfile.context import _CACHE
 
         ctx = Path(tmp) / "ctx"
         size = TOTAL // FILES

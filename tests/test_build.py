@@ -404,7 +404,7 @@ def test_rawjson_and_plain_progress_give_the_same_report(tmp_path, rawjson_cli, 
 
 
 def test_the_engine_record_counts_what_the_build_printed(app, tags):
-    from course_helpers.builder.logs import solve_status
+    from course_helpers.builder.log_common import solve_status
     from course_helpers.engine.build_history import no_history_reason
 
     cli = buildkit_client()

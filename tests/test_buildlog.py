@@ -19,9 +19,10 @@ from typing import Iterable
 import pytest
 
 from course_helpers.errors import DockerfileError
-from course_helpers.builder.logs import (ClassicParser, PlainParser, RawjsonParser, context_transfer,
-                                         parse_buildkit_plain, parse_buildkit_rawjson, parse_buildkit_tty, parse_classic,
-                                         read_instructions)
+from course_helpers.builder.log_buildkit import (PlainParser, RawjsonParser, parse_buildkit_plain,
+                                                 parse_buildkit_rawjson, parse_buildkit_tty)
+from course_helpers.builder.log_classic import ClassicParser, parse_classic
+from course_helpers.builder.log_common import context_transfer, read_instructions
 from course_helpers.config import REPO_ROOT
 from course_helpers.builder.report import BuildReport, Step
 from course_helpers.formatting import parse_time
@@ -439,25 +440,59 @@ def test_report_conveniences_and_html():
     assert "<table>" in html and "11.7MB" in html
 
 
+def renamed(name: str, ours: str, theirs: str) -> PlainParser:
+    """The recorded plain stream ``name`` (built from ``name.Dockerfile``) with one vertex given another build's name."""
+    text = (FIXTURES / f"plain_{name}.txt").read_text()
+    assert ours in text
+    parser = PlainParser(instructions(name))
+    for line in text.replace(ours, theirs).splitlines():
+        parser.feed(line)
+    return parser
+
+
 def test_a_from_printed_under_another_builds_label_adds_no_stage():
     """Seen under load: the base's FROM vertex, shared with a concurrent 7-step build, printed as ``[1/7]``.
 
     The fixture is the recorded multi-stage stream with its one FROM line given that label.
     """
-    text = (FIXTURES / "plain_multistage.txt").read_text()
-    shared = text.replace("[stage-1 1/2] FROM", "[1/7] FROM")
-    assert shared != text
-    parser = PlainParser(instructions("multistage"))
-    for line in shared.splitlines():
-        parser.feed(line)
-    steps = parser.steps()
+    steps = renamed("multistage", "[stage-1 1/2] FROM", "[1/7] FROM").steps()
     assert [(s.stage, s.index) for s in steps] == [("build", 1), ("build", 2), ("build", 3), ("1", 1), ("1", 2)]
+
+
+def test_a_vertex_named_by_a_concurrent_build_is_the_step_of_ours_it_is():
+    """Issue 18: notebook 120 showed a stage ``build`` with a ``FROM ... AS build`` row for a one-stage Dockerfile.
+
+    BuildKit runs a vertex that two builds on one builder share once, and prints it in both
+    logs under the name the first build gave it.  ``plain_shared_from.txt`` is notebook 120's
+    build as it was recorded while notebook 100 built on the same engine: its FROM came as
+    ``[build 1/4]``, notebook 100's name for the same base.
+    """
+    log = (FIXTURES / "plain_shared_from.txt").read_text()
+    assert "#4 [build 1/4] FROM docker.io/library/python:3.11-slim-bookworm" in log
+    steps = parse_buildkit_plain(log, instructions("wasteful"))
+    assert [(s.stage, s.index, s.instruction, s.cached) for s in steps][:2] == [
+        ("0", 1, "FROM python:3.11-slim-bookworm", True), ("0", 2, "WORKDIR /usr/src/app", True)]
+    assert [s.stage for s in steps] == ["0"] * 7 and [s.index for s in steps] == list(range(1, 8))
+
+
+def test_a_failed_step_named_by_a_concurrent_build_fails_as_ours():
+    """The same sharing when the shared step fails: the failure names our stage, step and count.
+
+    The fixture is the recorded failed build with its failing RUN given the name a concurrent
+    six-step ``build`` stage would give the same vertex.
+    """
+    parser = renamed("failed", "#8 [4/4] RUN", "#8 [build 4/6] RUN")
+    failure = parser.failure()
+    assert failure is not None and failure.step is not None
+    assert (failure.step.stage, failure.step.index, failure.total, failure.exit_code) == ("0", 4, 4, 1)
+    assert failure.step.instruction.startswith("RUN pip3 install --index-url http://127.0.0.1:9/simple")
+    assert [(s.stage, s.index) for s in parser.steps()] == [("0", 1), ("0", 2), ("0", 3), ("0", 4)]
 
 
 # --- Podman's builder (Buildah), recorded with tests/fixtures/record_podman_streams.py -----------
 
 def buildah(name: str, dockerfile_text: str):
-    from course_helpers.builder.logs import BuildahParser
+    from course_helpers.builder.log_buildah import BuildahParser
 
     parser = BuildahParser(read_instructions(dockerfile_text))
     for line in (FIXTURES / f"podman_{name}.jsonl").read_text().splitlines():

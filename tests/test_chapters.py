@@ -15,9 +15,10 @@ import docker
 import pytest
 
 from course_helpers.builder.build import build
-from course_helpers.builder.logs import context_transfer, parse_size
+from course_helpers.builder.log_common import context_transfer, parse_size
 from course_helpers.cache.predict import simulate, verdicts
-from course_helpers.dockerfile.context import ContextSnapshot, FileEntry, context_size, find_record
+from course_helpers.builder.records import find_record
+from course_helpers.dockerfile.context import ContextSnapshot, FileEntry, context_size
 from course_helpers.dockerfile.lint import lint
 from course_helpers.dockerfile.parse import parse_dockerfile_text
 from course_helpers.errors import BuildError, CourseError
@@ -71,7 +72,7 @@ def test_pip_activity_reads_pip_23_and_newer_pips():
 
 
 def test_steps_carry_what_they_printed():
-    from course_helpers.builder.logs import parse_buildkit_plain
+    from course_helpers.builder.log_buildkit import parse_buildkit_plain
 
     steps = parse_buildkit_plain((FIXTURES / "plain_cold.txt").read_text())
     pip = next(s for s in steps if "pip3 install" in s.instruction)
@@ -291,7 +292,8 @@ def test_an_unknown_flag_is_named_with_what_to_do(repo, tmp_path):
 
 def test_a_step_named_by_a_concurrent_build_is_put_back_in_its_stage():
     """BuildKit may print a vertex shared with another build under that build's name ([2/4] in a 5-step stage)."""
-    from course_helpers.builder.logs import parse_buildkit_plain, read_instructions
+    from course_helpers.builder.log_buildkit import parse_buildkit_plain
+    from course_helpers.builder.log_common import read_instructions
 
     dockerfile = (f"FROM {BASE} AS builder\nWORKDIR /src\nRUN echo wheels\n"
                   f"FROM {BASE}\nWORKDIR /usr/src/app\nCOPY --from=builder /src /src\nCOPY . .\n")

@@ -30,7 +30,8 @@ import pytest
 
 from course_helpers.builder import faults
 from course_helpers.builder.build import _build_error
-from course_helpers.builder.logs import ClassicParser, PlainParser, RawjsonParser
+from course_helpers.builder.log_buildkit import PlainParser, RawjsonParser
+from course_helpers.builder.log_classic import ClassicParser
 from course_helpers.config import BASE_IMAGE, LABEL_CONTAINER
 from course_helpers.errors import BuildError, EngineFault
 from unpack_fault import APPLY_LAYERS, At, UnpackFault, go_function_address

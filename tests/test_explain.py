@@ -12,7 +12,7 @@ from course_helpers.errors import DockerfileError
 from course_helpers.cache.explain import explain
 from course_helpers.cache.predict import check_prediction, predict
 from course_helpers.builder.report import BuildReport, Step
-from course_helpers.dockerfile.context import record_context_snapshot
+from course_helpers.builder.records import record_context_snapshot
 
 DOCKERFILE = ("FROM python:3.11-slim-bookworm\nENV MODE=dev\nWORKDIR /app\nCOPY requirements.txt .\n"
               "RUN pip3 install -r requirements.txt\nCOPY . .\n")

@@ -23,7 +23,7 @@ from typing import Callable
 
 import pytest
 
-from course_helpers.dockerfile.context import record_context_snapshot
+from course_helpers.builder.records import record_context_snapshot
 
 pytestmark = pytest.mark.builds  # full tier: the notebooks show these facts in the quick one
 

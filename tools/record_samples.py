@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from course_helpers import build, client, edit, workspace  # noqa: E402
-from course_helpers.dockerfile.context import find_record  # noqa: E402
+from course_helpers.builder.records import find_record  # noqa: E402
 from course_helpers.engine.cli import buildkit_client  # noqa: E402
 from course_helpers.lesson.recorded import RECORDS, report_to_dict  # noqa: E402
 from course_helpers.lesson.workspace import REQUIREMENTS_FIRST, RUN_MARK  # noqa: E402

@@ -43,10 +43,14 @@ from ..engine.snapshots import drop_half_made, hold_previous
 from ..errors import BuildError, DockerfileError, EngineFault, check_image_name, engine_stopped, is_connection_error
 from ..formatting import shell_line, shown_path
 from ..layers.history import layer_history
-from . import logs as buildlog
 from .faults import Fault, engine_fault, fault_error, retry_note
+from .log_buildah import BuildahParser
+from .log_buildkit import PlainParser, RawjsonParser
+from .log_classic import ClassicParser, classic_step
+from .log_common import NumberedInstruction, instructions_of, strip_colour
 from .progress import LiveLog
-from .report import BuildReport, Step
+from .records import record_context_snapshot
+from .report import BuildReport, Failure, Step
 
 if TYPE_CHECKING:  # the SDK is imported lazily: it costs ~0.2 s and BuildKit builds barely need it
     import docker
@@ -114,7 +118,7 @@ def build(context: str | Path, tag: str | None = None, *, dockerfile: str = "Doc
         parsed = parse_dockerfile(dockerfile_path, build_args)
     except DockerfileError:
         parsed = None  # the engine is the judge: its own parse error names the line, or it builds
-    instructions = buildlog.instructions_of(parsed) if parsed else []
+    instructions = instructions_of(parsed) if parsed else []
     if parsed is not None and target is not None:
         if parsed.stage(target) is None:
             names = ", ".join(s.name for s in parsed.stages if s.name) or "none"
@@ -167,8 +171,7 @@ def build(context: str | Path, tag: str | None = None, *, dockerfile: str = "Doc
             final = next((s for s in stages if s == target.lower()), None) or (
                 stages[int(target)] if target.isdigit() and int(target) < len(stages) else None)
         _attach_layers(report, _sdk(client), final or (stages[-1] if stages else None))
-        # predict()/explain() compare later builds with what this one saw (context.py's contract).
-        from ..dockerfile.context import record_context_snapshot
+        # predict()/explain() compare later builds with what this one saw.
         record_context_snapshot(report)
     except BaseException:
         say.finish(None)  # never leave the cell saying "building ..."
@@ -212,7 +215,7 @@ def terminal_command(cli: BuildkitClient | None, ctx: Path, dockerfile: str, tag
 
 def _run_builder(cli: BuildkitClient | None, client: "docker.DockerClient | None", ctx: Path, dockerfile: str,
                  tag: str | None, no_cache: bool, args: dict[str, str], target: str | None,
-                 instructions: list[buildlog.Instruction], say: Callable[[str], None],
+                 instructions: list[NumberedInstruction], say: Callable[[str], None],
                  podman: bool = False, extra: list[str] = ()) -> tuple[str, str, list[Step], BuildMetadata, int | None]:
     """Run the build with BuildKit (a CLI), or through the SDK: the classic builder, or Buildah on Podman.
 
@@ -333,14 +336,14 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 def _build_buildkit(cli: BuildkitClient, ctx: Path, dockerfile: str, tag: str | None, no_cache: bool,
-                    build_args: dict[str, str], target: str | None, instructions: list[buildlog.Instruction],
+                    build_args: dict[str, str], target: str | None, instructions: list[NumberedInstruction],
                     say: Callable[[str], None], extra: list[str] = ()) -> tuple[str, str, list[Step], BuildMetadata]:
     """Run the CLI; returns the image id, the output, the steps, and what buildx's metadata file said.
 
     ``extra`` holds options the learner asked for that the CLI passes on as they are (``--provenance=false``).
     """
-    parser: buildlog.PlainParser | buildlog.RawjsonParser
-    parser = (buildlog.RawjsonParser if cli.progress == "rawjson" else buildlog.PlainParser)(instructions)
+    parser: PlainParser | RawjsonParser
+    parser = (RawjsonParser if cli.progress == "rawjson" else PlainParser)(instructions)
     with tempfile.TemporaryDirectory(prefix="course-build-") as tmp:
         iidfile = os.path.join(tmp, "iid")
         metadata = os.path.join(tmp, "metadata.json")
@@ -366,13 +369,13 @@ def _build_buildkit(cli: BuildkitClient, ctx: Path, dockerfile: str, tag: str | 
             for raw in proc.stdout:
                 line = raw.rstrip("\n")
                 lines.append(line)
-                if isinstance(parser, buildlog.RawjsonParser):
+                if isinstance(parser, RawjsonParser):
                     # The learner reads what --progress=plain prints, whichever mode the course asked for.
                     _show(parser.feed(line), shown, say)
                 else:
                     parser.feed(line)
                     _show([] if _DIGEST_LINE.match(line) else [line], shown, say)
-            if isinstance(parser, buildlog.RawjsonParser):
+            if isinstance(parser, RawjsonParser):
                 _show(parser.finish(), shown, say)
         except BaseException:
             _stop(proc)  # KeyboardInterrupt (the stop button) or any error: no orphan build
@@ -398,7 +401,7 @@ def _show(texts: list[str], shown: list[str], say: Callable[[str], None]) -> Non
 
 def _build_classic(client: "docker.DockerClient | None", ctx: Path, dockerfile: str, tag: str | None,
                    no_cache: bool, build_args: dict[str, str], target: str | None,
-                   instructions: list[buildlog.Instruction],
+                   instructions: list[NumberedInstruction],
                    say: Callable[[str], None], buildah: bool = False) -> tuple[str, str, list[Step], int]:
     """The SDK's build: the legacy builder on dockerd, Buildah on Podman (``buildah=True``).
 
@@ -410,9 +413,9 @@ def _build_classic(client: "docker.DockerClient | None", ctx: Path, dockerfile: 
     from docker.utils import tar
 
     api = _sdk(client).api
-    parser: buildlog.ClassicParser | buildlog.BuildahParser
-    parser = (buildlog.BuildahParser(instructions, clock=time.monotonic) if buildah
-              else buildlog.ClassicParser(instructions, clock=time.monotonic))
+    parser: ClassicParser | BuildahParser
+    parser = (BuildahParser(instructions, clock=time.monotonic) if buildah
+              else ClassicParser(instructions, clock=time.monotonic))
     ignore = ctx / ".dockerignore"
     exclude = ([line.strip() for line in ignore.read_text().splitlines() if line.strip()
                 and not line.strip().startswith("#")] if ignore.is_file() else None)
@@ -430,7 +433,7 @@ def _build_classic(client: "docker.DockerClient | None", ctx: Path, dockerfile: 
         for event in _events(api.build(**kwargs)):
             parser.feed(event)
             text = str(event.get("stream") or event.get("status") or event.get("error") or "")
-            for line in re.sub(r"\x1b\[[0-9;]*m", "", text).splitlines():
+            for line in strip_colour(text).splitlines():
                 if line.strip():
                     lines.append(line)
                     made.feed(line)
@@ -463,7 +466,6 @@ def _build_classic(client: "docker.DockerClient | None", ctx: Path, dockerfile: 
 class _ClassicImages:
     """The intermediate images a classic build committed itself (not FROM's base, not cache hits)."""
 
-    _STEP = re.compile(r"^Step \d+/\d+ : (\S+)")
     _ID = re.compile(r"^ ---> ([0-9a-f]{12})$")
 
     def __init__(self) -> None:
@@ -472,9 +474,9 @@ class _ClassicImages:
         self._reused = False
 
     def feed(self, line: str) -> None:
-        step = self._STEP.match(line)
+        step = classic_step(line)
         if step:
-            self._keyword, self._reused = step.group(1).upper(), False
+            self._keyword, self._reused = step.keyword, False
         elif line.strip() == "---> Using cache":
             self._reused = True
         else:
@@ -561,7 +563,7 @@ def _first_non_utf8_line(path: Path) -> int | None:
     return None
 
 
-def _reason(failure: buildlog.Failure | None, lines: list[str], ctx: Path, dockerfile: str) -> tuple[str, bool]:
+def _reason(failure: Failure | None, lines: list[str], ctx: Path, dockerfile: str) -> tuple[str, bool]:
     """The learner-facing reason, and whether the Dockerfile itself is at fault (no step ran)."""
     text = "\n".join((failure.logs if failure else []) + [failure.message if failure else ""] + lines[-_TAIL:])
     parse = re.search(r"(?:dockerfile parse error|parse error) (?:on )?line (\d+): (.*)", text, re.IGNORECASE)
@@ -610,7 +612,7 @@ def _reason(failure: buildlog.Failure | None, lines: list[str], ctx: Path, docke
     return "read the last lines of its output below, fix the instruction, and build again.", False
 
 
-def _build_error(failure: buildlog.Failure | None, lines: list[str], command: str, ctx: Path,
+def _build_error(failure: Failure | None, lines: list[str], command: str, ctx: Path,
                  dockerfile: str, process_code: int | None, learner_total: int | None = None, *,
                  doing: str = "building the image") -> BuildError | EngineFault:
     tail = "\n".join(lines[-_TAIL:])

@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass
 
 from ..errors import EngineFault, disk_full
-from .logs import Failure
+from .report import Failure
 
 #: The upstream issue of the unpack race, for messages and docs.
 UPSTREAM_ISSUE = "moby/buildkit#6521"
@@ -72,11 +72,11 @@ def engine_fault(failure: Failure | None, lines: list[str]) -> Fault | None:
     """The engine fault a failed build met, or None when the failure is the Dockerfile's (or the network's).
 
     Args:
-        failure: what the log parser found (:meth:`~course_helpers.builder.logs.PlainParser.failure`).
+        failure: what the log parser found (:meth:`~course_helpers.builder.log_buildkit.PlainParser.failure`).
         lines: the build's output, for errors printed outside any step.
 
     Example:
-        >>> from course_helpers.builder.logs import Failure
+        >>> from course_helpers.builder.report import Failure
         >>> engine_fault(Failure('failed to prepare extraction snapshot "extract-1 sha256:ab": parent '
         ...                      'snapshot sha256:cd does not exist: not found', phase="exporting to image"), []).kind
         'unpack race'

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from ..errors import CourseError
 from ..formatting import (Html, command_text, format_seconds, format_size, short_id as short_image_id, table_html,
                           table_text)
+from .log_common import context_transfer
 
 if TYPE_CHECKING:  # the engine's side is imported when a record is asked for: the parsers need none of it
     from ..engine.build_history import BuildRecord
@@ -53,6 +54,28 @@ class Step:
         if self.is_from:
             return "BASE"
         return "CACHED" if self.cached else "RAN"
+
+
+@dataclass
+class Failure:
+    """Why a build stopped, as a builder's log says it.
+
+    Attributes:
+        message: the builder's own error text.
+        step: the step that failed, or None (e.g. the Dockerfile could not be parsed).
+        total: how many steps the failing step's count runs to (``[4/4]`` -> 4), or None.
+        exit_code: the failing RUN's exit code, or None.
+        logs: what the failing step printed.
+        phase: the builder's own work that failed, as BuildKit names it (``"exporting to image"``),
+            when no step did; None otherwise.
+    """
+
+    message: str
+    step: Step | None = None
+    total: int | None = None
+    exit_code: int | None = None
+    logs: list[str] = field(default_factory=list)
+    phase: str | None = None
 
 
 @dataclass
@@ -137,8 +160,6 @@ class BuildReport:
         its last build from the same folder; the classic builder and Buildah get all of it, every
         build, and the figure is what the course sent them (:attr:`sent_bytes`).
         """
-        from .logs import context_transfer
-
         return context_transfer(self.log) if self.builder == "buildkit" else self.sent_bytes
 
     def engine_record(self) -> "CachedCounts":

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
-from ..dockerfile.context import BuildRecord, find_record, take_snapshot
+from ..builder.records import BuildRecord, find_record
+from ..dockerfile.context import take_snapshot
 from ..dockerfile.parse import parse_dockerfile
 from ..engine.session import course_call
 from ..errors import CourseError

@@ -48,7 +48,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, NamedTuple
 
-from ..dockerfile.context import BuildRecord, ContextSnapshot, build_records, find_record, take_snapshot
+from ..builder.records import BuildRecord, build_records, find_record
+from ..dockerfile.context import ContextSnapshot, take_snapshot
 from ..dockerfile.parse import Dockerfile, Instruction, copy_source_stage, parse_dockerfile, parse_dockerfile_text
 from ..engine.session import course_call
 from ..errors import CourseError, DockerfileError
@@ -535,7 +536,7 @@ def predict(context: str | Path, dockerfile: str = "Dockerfile", against: "Build
     """Say, without building, which steps the next build will take from the cache, and why.
 
     Needs no engine: it compares the context and Dockerfile on disk with what
-    an earlier build recorded (see :func:`course_helpers.dockerfile.context.record_context_snapshot`).
+    an earlier build recorded (see :func:`course_helpers.builder.records.record_context_snapshot`).
 
     Args:
         context: the build context directory.

@@ -1,4 +1,4 @@
-"""Snapshots of a build context, and the record of each build that predict/explain compare with.
+"""Snapshots of a build context, and what a build sends from it.
 
 A snapshot lists every file and directory Docker would send (``.dockerignore``
 applied) with a content hash and its mode: the two things both builders put
@@ -8,9 +8,8 @@ Hashing is the slow part, so file hashes are cached by
 ``(path, size, mtime_ns, inode)`` in memory and in ``state_dir()/hash-cache.json``:
 an unchanged file is never read twice.
 
-The build module calls :func:`record_context_snapshot` after every build; the
-record (context snapshot, Dockerfile text, build args, steps and their cached
-flags) is what ``predict()`` and ``explain()`` compare a new state with.
+Each build's record (:mod:`course_helpers.builder.records`) keeps a snapshot of its context,
+which ``predict()`` and ``explain()`` compare a new state with.
 """
 from __future__ import annotations
 
@@ -18,22 +17,17 @@ import hashlib
 import json
 import os
 import stat
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, NamedTuple
+from typing import Iterator, NamedTuple
 
 from ..config import state_dir
-from ..errors import CourseError, DockerfileError
+from ..errors import CourseError
 from ..formatting import format_size, table_html, table_text
 from ..statefiles import write_atomic
-from .parse import read_text
 from .ignore import read_dockerignore
 
-if TYPE_CHECKING:
-    from ..builder.report import BuildReport
-
 _CHUNK = 1 << 20
-HISTORY = 5  # records kept per (context, dockerfile, tag)
 
 
 class FileEntry(NamedTuple):
@@ -248,150 +242,3 @@ def context_size(context: str | Path) -> ContextSize:
     files = {rel: st.st_size if stat.S_ISREG(st.st_mode) else 0  # a symlink travels as a name only
              for rel, entry, st in walk_context(root) if not stat.S_ISDIR(st.st_mode)}
     return ContextSize(root, files, tuple(read_dockerignore(root).patterns))
-
-
-# --- build records -----------------------------------------------------------------------------
-
-@dataclass
-class BuildRecord:
-    """What predict/explain need to know about one finished build."""
-
-    context: str
-    dockerfile: str
-    dockerfile_text: str
-    tag: str | None
-    builder: str
-    image_id: str
-    build_args: dict[str, str]
-    no_cache: bool
-    steps: list[tuple[int, str, str, bool]]  # (index, stage, instruction, cached) as reported
-    files: dict[str, tuple[str, int]] = field(default_factory=dict)
-    target: str | None = None  # the stage built (--target), None for the last
-
-    def snapshot(self) -> ContextSnapshot:
-        return ContextSnapshot(self.context, {k: FileEntry._make(v) for k, v in self.files.items()})
-
-
-def _key(context: str | Path, dockerfile: str, tag: str | None) -> str:
-    text = f"{os.path.abspath(context)}\0{dockerfile}\0{tag or ''}"
-    return hashlib.sha256(text.encode()).hexdigest()[:20]
-
-
-def _records_file(context: str | Path, dockerfile: str, tag: str | None) -> Path:
-    folder = state_dir() / "build-records"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder / f"{_key(context, dockerfile, tag)}.json"
-
-
-def _load(path: Path) -> list[BuildRecord]:
-    try:
-        items = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return []
-    out = []
-    for item in items:
-        try:
-            out.append(record_from_dict(item))
-        except (TypeError, KeyError):
-            continue  # a record from an older format
-    return out
-
-
-def record_context_snapshot(report: "BuildReport") -> BuildRecord | None:
-    """Record what a build saw, so that later predict()/explain() calls can compare with it.
-
-    The build module calls this after every successful build. Records are kept
-    per (context, dockerfile, tag) and per (context, dockerfile), the last
-    ``HISTORY`` of each.
-
-    Args:
-        report: the finished build (its ``context`` must be set).
-
-    Returns:
-        The stored :class:`BuildRecord`, or None when the report has no context.
-    """
-    if not report.context:
-        return None
-    context = os.path.abspath(report.context)
-    dockerfile_path = Path(context) / report.dockerfile
-    try:
-        text = read_text(dockerfile_path)[0]  # as Docker reads it, even when it is not UTF-8
-    except DockerfileError:
-        text = ""
-    snap = take_snapshot(context)
-    record = BuildRecord(context, report.dockerfile, text, report.tags[0] if report.tags else None,
-                         report.builder, report.image_id, dict(report.build_args or {}), report.no_cache,
-                         [(s.index, s.stage, s.instruction, s.cached) for s in report.steps],
-                         {k: tuple(v) for k, v in snap.files.items()}, report.target)
-    return store_record(record)
-
-
-def store_record(record: BuildRecord) -> BuildRecord:
-    """Add a build record to the history of its context (per tag and for any tag), as the last build.
-
-    Args:
-        record: a record made here, or one the course ships from a real run (its ``context``
-            set to the folder it now describes).
-
-    Returns:
-        The record.
-    """
-    for tag in {record.tag, None}:
-        path = _records_file(record.context, record.dockerfile, tag)
-        history = _load(path)
-        if history and history[-1] == record:
-            continue  # recorded already (the hook may run twice for one build)
-        history = (history + [record])[-HISTORY:]
-        write_atomic(path, json.dumps([asdict(r) for r in history]))
-    return record
-
-
-def record_from_dict(item: dict) -> BuildRecord:
-    """A :class:`BuildRecord` from its JSON form (``dataclasses.asdict`` of one, read back)."""
-    item = dict(item)
-    item["steps"] = [tuple(s) for s in item["steps"]]
-    item["files"] = {k: tuple(v) for k, v in item.get("files", {}).items()}
-    return BuildRecord(**item)
-
-
-def build_records(context: str | Path, dockerfile: str = "Dockerfile", tag: str | None = None) -> list[BuildRecord]:
-    """Recorded builds of a context and Dockerfile (of one tag when given), oldest first."""
-    records = _load(_records_file(context, dockerfile, tag))
-    if not records and tag is not None:
-        records = _load(_records_file(context, dockerfile, None))
-    return records
-
-
-def forget_context(context: str | Path) -> None:
-    """Drop every record of builds of ``context``: a fresh workspace starts with no history."""
-    context = os.path.abspath(context)
-    folder = state_dir() / "build-records"
-    for path in folder.glob("*.json") if folder.is_dir() else []:
-        try:
-            items = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        kept = [item for item in items if item.get("context") != context]
-        if len(kept) == len(items):
-            continue
-        if kept:
-            write_atomic(path, json.dumps(kept))
-        else:
-            path.unlink(missing_ok=True)
-
-
-def find_record(report: "BuildReport") -> tuple[BuildRecord | None, BuildRecord | None]:
-    """The record of ``report`` and the one before it (either may be None)."""
-    if not report.context:
-        return None, None
-    # The build before this one in the same workspace, whatever its tag: that is
-    # what a learner compares with ("I edited app.py and rebuilt").
-    # Each builder has its own cache, so only builds by the same builder compare; and only builds
-    # of the same target, since a --target build says nothing about the stages after it.
-    records = [r for r in _load(_records_file(report.context, report.dockerfile, None))
-               if r.builder == report.builder and r.target == report.target]
-    steps = [(s.index, s.stage, s.instruction, s.cached) for s in report.steps]
-    for i in range(len(records) - 1, -1, -1):
-        if records[i].image_id == report.image_id and records[i].steps == steps:
-            return records[i], records[i - 1] if i > 0 else None
-    return None, records[-1] if records else None

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..builder.report import BuildReport, Step
-from ..dockerfile.context import BuildRecord, forget_context, record_from_dict, store_record
+from ..builder.records import BuildRecord, forget_context, record_from_dict, store_record
 from ..errors import CourseError
 from ..formatting import Html, format_seconds, table_html
 from .workspace import set_run_mark

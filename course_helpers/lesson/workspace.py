@@ -82,7 +82,7 @@ def workspace(name: str, source: str | Path | None = None, *, mark: bool = True)
     if target.exists():
         shutil.rmtree(target)
     # A new copy has no build history: explain()/predict() must not compare with an earlier run's builds.
-    from ..dockerfile.context import forget_context
+    from ..builder.records import forget_context
     forget_context(target)
     root.mkdir(parents=True, exist_ok=True)
     shutil.copytree(src, target, ignore=shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints", "*.pyc"))
