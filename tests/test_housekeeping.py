@@ -352,3 +352,30 @@ def test_the_course_removes_its_own_build_records_and_no_others(engine, base, co
             remove_records(cli, [learner_ref])  # the test's own stand-in for a learner's record
         for img in engine.images.list(name=repo):
             engine.images.remove(img.id, force=True)
+
+
+def test_cleanup_removes_the_intermediate_images_of_a_classic_build(own_session, engine, tmp_path):
+    """On the containerd store each step of a classic build stays as an untagged image once the
+    tagged one is gone; the course records them as its own, and cleanup() takes them too."""
+    from course_helpers import build, cleanup
+    from course_helpers.engine.ownership import course_image_ids
+
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "Dockerfile").write_text(f"FROM {BASE_IMAGE}\nRUN echo one > /one\nRUN echo two > /two\n"
+                                    f"ENV COURSE_TEST={own_session}\n")
+    tag = f"ct-steps-{uuid.uuid4().hex[:8]}:1"
+    report = build(app, tag=tag, builder="classic", no_cache=True, progress=False)
+    steps = course_image_ids(own_session) - course_image_ids(own_session, intermediates=False)
+    assert len(steps) >= 2 and report.image_id not in steps - {report.image_id}
+    cleanup()
+    left = [i for i in steps | {report.image_id} if _exists(engine, i)]
+    assert left == [], f"cleanup left the classic build's images {left}"
+
+
+def _exists(engine, image_id: str) -> bool:
+    try:
+        engine.images.get(image_id)
+        return True
+    except ImageNotFound:
+        return False

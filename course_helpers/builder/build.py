@@ -36,7 +36,7 @@ from ..dockerfile.parse import LAYER_INSTRUCTIONS, parse_dockerfile
 from ..engine.build_history import BuildMetadata, read_metadata
 from ..engine.cli import BuildkitClient, buildkit_client, describe_probes
 from ..engine.client import client as engine_client, reset as reset_client, try_client
-from ..engine.ownership import engine_dir, record_build
+from ..engine.ownership import engine_dir, record_build, record_intermediates
 from ..engine.podman import engine_is_podman
 from ..engine.session import course_call
 from ..engine.snapshots import drop_half_made, hold_previous
@@ -460,6 +460,8 @@ def _build_classic(client: "docker.DockerClient | None", ctx: Path, dockerfile: 
         if buildah and failure is not None and failure.step is not None:
             total = sum(1 for i in instructions if i.stage == failure.step.stage) or None
         raise _build_error(failure, lines, command, ctx, dockerfile, None, total, doing=_doing(tag))
+    if not buildah:
+        record_intermediates(made.full_ids(api))
     return parser.image_id, log, parser.steps(), sent
 
 
@@ -483,6 +485,18 @@ class _ClassicImages:
             made = self._ID.match(line)
             if made and self._keyword != "FROM" and not self._reused:
                 self.ids.append(made.group(1))
+
+    def full_ids(self, api: Any) -> list[str]:
+        """Their full ids (``sha256:...``), those still there: what the course's records keep."""
+        from docker.errors import APIError
+
+        out = []
+        for short in self.ids:
+            try:
+                out.append(api.inspect_image(short)["Id"])
+            except APIError:
+                pass
+        return out
 
     def remove(self, api: Any) -> None:
         """Remove them newest first, keeping their parents (which other builds may share)."""

@@ -376,7 +376,7 @@ def fresh_start(repository: str, *, wait: bool = True, quiet: bool = False,
     cli = resolve(client)
     report = FreshStartReport(repository)
     protected = _protected_ids(cli)
-    course_ids = ownership.course_image_ids() - protected
+    course_ids = ownership.course_image_ids(intermediates=False) - protected  # a classic build's cache stays
     doomed = [img for img in list_images(cli, name=repository) if img.id in course_ids]
     doomed_ids = {img.id for img in doomed}
     if doomed_ids:

@@ -51,10 +51,27 @@ def record_build(image_id: str, tag: str | None, builder: str, start: float, end
     append_record(folder / "builds.jsonl", build | ({"ref": ref} if ref else {}))
 
 
-def course_image_ids(session: str | None = None) -> set[str]:
-    """Every image id a course build produced on this engine (in one session, when given)."""
+def record_intermediates(image_ids: list[str], folder: Path | None = None) -> None:
+    """Note the intermediate images a classic build committed (full ids), as the course's.
+
+    On the classic image store the engine removes them with the image built on them; on the
+    containerd store each stays behind as an untagged image, so cleanup must know them.
+    """
+    folder = folder or engine_dir()
+    for image_id in image_ids:
+        append_record(folder / "images.jsonl", {"id": image_id, "tag": None, "session": SESSION_ID,
+                                                 "intermediate": True})
+
+
+def course_image_ids(session: str | None = None, *, intermediates: bool = True) -> set[str]:
+    """Every image id a course build produced on this engine (in one session, when given).
+
+    Args:
+        intermediates: include a classic build's intermediate images (its cache, on that builder).
+    """
     return {item["id"] for item in read_records(engine_dir() / "images.jsonl")
-            if isinstance(item.get("id"), str) and session in (None, item.get("session"))}
+            if isinstance(item.get("id"), str) and session in (None, item.get("session"))
+            and (intermediates or not item.get("intermediate"))}
 
 
 def build_windows(repository: str | None = None) -> list[tuple[float, float, str | None]]:
