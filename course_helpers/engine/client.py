@@ -161,15 +161,3 @@ def image_store(cli: docker.DockerClient) -> str:
     """
     status = dict((pair[0], pair[1]) for pair in cli.info().get("DriverStatus") or [] if len(pair) == 2)
     return "containerd" if status.get("driver-type", "").startswith("io.containerd.snapshotter") else "classic"
-
-
-def engine_signature(cli: docker.DockerClient) -> str:
-    """What decides a notebook's stored outputs: ``Docker 28, containerd store`` or ``Podman 4, classic store``.
-
-    tools/run_notebooks.py stores it beside the notebooks; on another engine the tests
-    compare only the cells whose facts hold on every engine (conftest.py).
-    """
-    from .podman import engine_is_podman
-
-    name = "Podman" if engine_is_podman(cli) else "Docker"
-    return f"{name} {str(cli.version().get('Version', '?')).split('.')[0]}, {image_store(cli)} store"
