@@ -53,7 +53,8 @@ def _recording_engine_differs(config) -> str | None:
         _engine_checked["said"] = None
         stamp = Path(config.rootpath) / "notebooks" / "recorded-on.txt"
         try:
-            from course_helpers.engine.client import engine_signature, try_client
+            from course_helpers.engine.client import try_client
+            from course_helpers.engine.preflight import engine_signature
 
             cli = try_client()
             here = engine_signature(cli) if cli is not None else None

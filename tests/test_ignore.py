@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from course_helpers.dockerfile.ignore import DockerIgnore, clean, read_dockerignore
+from course_helpers.dockerfile.ignore import DockerIgnore, clean, glob_regex, read_dockerignore
 
 
 @pytest.mark.parametrize("raw, cleaned", [("./a//b/", "a/b"), ("/abs", "abs"), ("a/../b", "b"), ("/", "/")])
@@ -51,3 +51,29 @@ def test_snapshot_walk_agrees_with_matching_each_path(tmp_path, patterns):
     ignore = DockerIgnore(patterns)
     kept = {k for k, v in take_snapshot(tmp_path).files.items() if v.digest != "dir"}
     assert kept == {name for name in files + [".dockerignore"] if not ignore.excluded(name)}
+
+
+@pytest.mark.parametrize("pattern, globstar, path, matches", [
+    ("file[12].txt", True, "file2.txt", True),
+    ("file[!12].txt", True, "file3.txt", True),
+    ("file[!12].txt", True, "file1.txt", False),
+    (r"what\?.txt", True, "what?.txt", True),      # an escaped '?' is a literal one...
+    (r"what\?.txt", True, "whatX.txt", False),     # ...not any character
+    ("a/**", True, "a/b/c", True),                 # .dockerignore: '**' crosses directories
+    ("a/**", False, "a/b/c", False),               # COPY sources (Go's filepath.Match): it does not
+    ("a/**", False, "a/b", True),
+])
+def test_glob_regex(pattern, globstar, path, matches):
+    assert bool(glob_regex(pattern, globstar=globstar).match(path)) is matches
+
+
+def test_copy_source_glob_uses_the_shared_matcher():
+    # predict's own matcher escaped '[' and found nothing for a class: the source was "not in the context".
+    from course_helpers.cache.predict import select_files
+    from course_helpers.dockerfile.context import ContextSnapshot, FileEntry
+    from course_helpers.dockerfile.parse import parse_dockerfile_text
+
+    names = ["file1.txt", "file2.txt", "file3.txt", "sub/file1.txt"]
+    snapshot = ContextSnapshot("/ctx", {name: FileEntry(name, 0o644) for name in names})
+    copy = parse_dockerfile_text("FROM scratch\nCOPY file[12].txt /app/\n").instructions[1]
+    assert set(select_files(snapshot, copy.sources[0], copy, "Dockerfile")) == {"file1.txt", "file2.txt"}

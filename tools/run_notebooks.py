@@ -41,7 +41,8 @@ def run(path: Path, timeout: int = 900) -> float:
 
 def main(argv: list[str]) -> int:
     sys.path.insert(0, str(ROOT))
-    from course_helpers.engine.client import client, engine_signature
+    from course_helpers.engine.client import client
+    from course_helpers.engine.preflight import engine_signature
 
     paths = [Path(a) for a in argv] or sorted((ROOT / "notebooks").glob("*.ipynb"))
     # The kernels run in notebooks/: a relative workspace keeps this checkout's path out of the

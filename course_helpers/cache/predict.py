@@ -50,6 +50,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, NamedTuple
 
 from ..builder.records import BuildRecord, build_records, find_record
 from ..dockerfile.context import ContextSnapshot, take_snapshot
+from ..dockerfile.ignore import glob_regex
 from ..dockerfile.parse import Dockerfile, Instruction, copy_source_stage, parse_dockerfile, parse_dockerfile_text
 from ..engine.session import course_call
 from ..errors import CourseError, DockerfileError
@@ -96,14 +97,6 @@ class SimStep:
     layer_key: str | None = None  # BuildKit, COPY --link: the copied layer's key, which no parent enters
 
 
-def _glob_to_re(pattern: str) -> re.Pattern:
-    # Go's filepath.Match: '*' and '?' never cross '/'.
-    out = ""
-    for ch in pattern:
-        out += "[^/]*" if ch == "*" else "[^/]" if ch == "?" else re.escape(ch)
-    return re.compile(out + "$")
-
-
 def select_files(snapshot: ContextSnapshot, source: str, inst: Instruction, path: str) -> dict[str, tuple]:
     """The context entries a COPY/ADD source selects: ``{relpath: FileEntry(digest, mode)}``.
 
@@ -115,7 +108,7 @@ def select_files(snapshot: ContextSnapshot, source: str, inst: Instruction, path
     if src in ("", "."):
         return dict(files)
     if any(c in src for c in "*?["):
-        rx = _glob_to_re(src)
+        rx = glob_regex(src, globstar=False)  # Go's filepath.Match: '**' is '*'
         roots = [k for k in files if rx.match(k)]
     else:
         roots = [src] if src in files else []

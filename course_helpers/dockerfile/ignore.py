@@ -35,14 +35,32 @@ def clean(pattern: str) -> str:
     return cleaned
 
 
-def _compile(pattern: str) -> re.Pattern:
-    """Translate one cleaned pattern to a regex, following moby's patternmatcher."""
+def glob_regex(pattern: str, *, globstar: bool = True) -> re.Pattern:
+    """Translate a glob to an anchored regex, following moby's patternmatcher.
+
+    The one glob matcher of the course: ``.dockerignore`` lines and COPY/ADD sources both use it.
+    ``*`` and ``?`` stay within one path segment, ``[...]`` is a class (``[!...]`` or ``[^...]``
+    negated) and ``\\`` makes the next character literal.
+
+    Args:
+        pattern: a cleaned, ``/``-separated glob (e.g. ``"src/*.py"``).
+        globstar: ``**`` matches any number of segments, as in ``.dockerignore``. False for
+            COPY/ADD sources, which Docker matches with Go's ``filepath.Match``: there ``**``
+            is two ``*`` and stays within one segment.
+
+    Returns:
+        A compiled regex that matches a whole relative path.
+
+    Example:
+        >>> bool(glob_regex("file[12].txt").match("file2.txt")), bool(glob_regex("a/**").match("a/b/c"))
+        (True, True)
+    """
     out = "^"
     i, n = 0, len(pattern)
     while i < n:
         ch = pattern[i]
         if ch == "*":
-            if i + 1 < n and pattern[i + 1] == "*":
+            if globstar and i + 1 < n and pattern[i + 1] == "*":
                 i += 1
                 while i + 1 < n and pattern[i + 1] == "*":
                     i += 1
@@ -98,7 +116,7 @@ class DockerIgnore:
             if exclusion:
                 line = line[1:].strip()
             pattern = clean(line)
-            self.rules.append(_Rule(pattern, exclusion, _compile(pattern), pattern.count("/") + 1))
+            self.rules.append(_Rule(pattern, exclusion, glob_regex(pattern), pattern.count("/") + 1))
         self.has_exceptions = any(r.exclusion for r in self.rules)
 
     @property

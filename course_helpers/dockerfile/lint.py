@@ -126,15 +126,12 @@ class LintReport(list):
         for f in self:
             seen = "-"
             if f.chapter:
-                seen = (f"<a href='{html.escape(f.chapter)}.ipynb'>{html.escape(f.chapter)}</a>: "
-                        f"{html.escape(CHAPTERS[f.code][1])}")
-            rows.append(f"<tr><td>{f.line}</td><td><a href='{html.escape(f.rule_url)}'>{html.escape(f.code)}</a>"
-                        f"</td><td>{html.escape(f.level)}</td><td><code>{html.escape(f.short_instruction)}</code></td>"
-                        f"<td>{html.escape(f.message)}</td><td>{seen}</td></tr>")
-        head = "".join(f"<th style='text-align:left'>{h}</th>"
-                       for h in ("line", "rule", "level", "instruction", "hadolint says", "seen on the engine in"))
-        return (f"<p><b>{html.escape(self.caption())}</b></p><table><thead><tr>{head}</tr></thead>"
-                f"<tbody>{''.join(rows)}</tbody></table>")
+                seen = Html(f"<a href='{html.escape(f.chapter)}.ipynb'>{html.escape(f.chapter)}</a>: "
+                            f"{html.escape(CHAPTERS[f.code][1])}")
+            rows.append((f.line, Html(f"<a href='{html.escape(f.rule_url)}'>{html.escape(f.code)}</a>"),
+                         f.level, f.short_instruction, f.message, seen))
+        return table_html(("line", "rule", "level", "instruction", "hadolint says", "seen on the engine in"),
+                          rows, title=self.caption(), code=("instruction",))
 
 
 def hadolint_path() -> str:

@@ -22,6 +22,7 @@ from docker.errors import APIError, ImageNotFound
 from ..config import BASE_IMAGE, LABEL_PREFIX, state_dir
 from ..errors import SetupError
 from ..statefiles import locked
+from . import api
 from .client import resolve
 from .packages import debian_mirror
 from .streaming import Progress, run_streamed, say
@@ -79,7 +80,7 @@ def _try_pull(name: str, progress: Progress | None, cli: "docker.DockerClient") 
     repo, _, tag = name.rpartition(":")
     try:
         last = ""
-        for event in cli.api.pull(repo, tag=tag, stream=True, decode=True):
+        for event in api.pull_events(cli, repo, tag):
             status = event.get("status", "")
             if event.get("error"):
                 raise APIError(event["error"])
@@ -193,15 +194,14 @@ def _import(tar: Path, name: str, progress: Progress | None, cli: "docker.Docker
     ]
     staging = f"{name.split(':')[0]}-course-staging"
     say(progress, f"importing {tar.stat().st_size / 1e6:.0f} MB into the engine as {name}")
-    api = cli.api
     try:
         with open(tar, "rb") as data:
-            api.import_image_from_data(data, repository=staging, tag="import", changes=changes)
+            api.import_image(cli, data, repository=staging, tag="import", changes=changes)
         # Tag only a finished import, so a failure never leaves a half-made base under the real name.
-        api.tag(f"{staging}:import", *name.split(":"))
+        api.tag_image(cli, f"{staging}:import", *name.split(":"))
     finally:
         try:
-            api.remove_image(f"{staging}:import", noprune=True)
+            api.remove_image(cli, f"{staging}:import", noprune=True)
         except APIError:
             pass
 
@@ -230,7 +230,7 @@ def ensure_base_image(name: str = BASE_IMAGE, progress: Progress | None = print,
     info = describe_base(name, cli)
     if info is not None and _outdated_local_build(name, cli):
         say(progress, f"{name} was built locally by an older version of the course; re-creating it")
-        cli.api.remove_image(name, noprune=False)
+        api.remove_image(cli, name, noprune=False)
         info = None
     if info is not None:
         say(progress, f"base image present: {info}")

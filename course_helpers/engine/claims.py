@@ -32,6 +32,7 @@ from docker.errors import APIError, NotFound
 
 from ..config import BASE_IMAGE, LABEL_CLAIM, LABEL_PREFIX, owner_alive, owner_labels
 from ..errors import LessonBusy, LessonInterrupted
+from . import api
 from .client import client, where
 
 #: Seconds without a course call after which a claim is released for others.
@@ -94,15 +95,13 @@ def _create(repository: str) -> _Held:
     cli = client()
     now = time.time()
     labels = {**owner_labels("claim"), LABEL_CLAIM: repository, LABEL_WHO: who_am_i(), LABEL_SINCE: f"{now:.0f}"}
-    container = cli.api.create_container(
-        BASE_IMAGE, command=["cat"], name=claim_name(repository), labels=labels, stdin_open=True,
-        detach=False, network_disabled=True, host_config=cli.api.create_host_config(auto_remove=False))
-    cid = container["Id"]
+    cid = api.create_container_raw(cli, BASE_IMAGE, command=["cat"], name=claim_name(repository), labels=labels,
+                                   stdin_open=True, auto_remove=False)
     try:
-        sock = cli.api.attach_socket(cid, params={"stdin": 1, "stream": 1})
-        cli.api.start(cid)
+        sock = api.attach_stdin(cli, cid)
+        api.start_container(cli, cid)
     except BaseException:
-        cli.api.remove_container(cid, force=True)
+        api.force_remove_container(cli, cid)
         raise
     return _Held(repository, cid, sock, now, where())
 
@@ -152,7 +151,7 @@ def acquire(repository: str, *, wait: bool = True, progress: Callable[[str], Non
             if exc.status_code != 409:
                 raise
         try:
-            attrs = cli.api.inspect_container(claim_name(repository))
+            attrs = api.inspect_container_raw(cli, claim_name(repository))
         except NotFound:
             continue  # released between our create and inspect: try again
         labels = attrs.get("Config", {}).get("Labels") or {}
@@ -169,14 +168,14 @@ def acquire(repository: str, *, wait: bool = True, progress: Callable[[str], Non
             continue
         # Exited (its owner died or went idle) or owned by a dead process: take it over.
         try:
-            cli.api.remove_container(attrs["Id"], force=True)
+            api.force_remove_container(cli, attrs["Id"])
         except (NotFound, APIError):
             pass
 
 
 def _running(container_id: str) -> bool:
     try:
-        return bool(client().api.inspect_container(container_id)["State"]["Running"])
+        return bool(api.inspect_container_raw(client(), container_id)["State"]["Running"])
     except NotFound:
         return False
 
@@ -195,7 +194,7 @@ def renew() -> None:
     cli = client()
     for held in items:
         try:
-            attrs = cli.api.inspect_container(claim_name(held.repository))
+            attrs = api.inspect_container_raw(cli, claim_name(held.repository))
         except NotFound:
             attrs = None
         if attrs is not None and attrs["Id"] == held.container_id and attrs["State"].get("Running"):
@@ -210,7 +209,7 @@ def renew() -> None:
         # Ours went idle and nobody took it: take it back quietly.
         if attrs is not None:
             try:
-                cli.api.remove_container(attrs["Id"], force=True)
+                api.force_remove_container(cli, attrs["Id"])
             except (NotFound, APIError):
                 pass
         acquire(held.repository, wait=False)
@@ -228,7 +227,7 @@ def release(repository: str | None = None) -> None:
         if held.engine != engine:
             continue  # on another engine: its stdin closed, it shows as exited there, which frees it
         try:
-            client().api.remove_container(held.container_id, force=True)
+            api.force_remove_container(client(), held.container_id)
         except Exception:
             pass  # at exit the engine may be gone; the claim then shows as exited, which frees it too
 

@@ -16,6 +16,7 @@ import docker
 from docker.errors import DockerException, NotFound
 
 from ..errors import EngineUnavailable
+from . import api
 from .endpoint import resolve as resolve_endpoint
 
 
@@ -122,7 +123,7 @@ def _engine_id(base_url: str, address: str = "") -> str:
 
 def engine_id() -> str:
     """A stable id of the engine in use (dockerd's own ID), so per-engine state never mixes engines."""
-    return _engine_id(client().api.base_url, where())
+    return _engine_id(api.base_url(client()), where())
 
 
 def list_images(cli: docker.DockerClient, *, name: str | None = None, all: bool = False,
@@ -136,7 +137,7 @@ def list_images(cli: docker.DockerClient, *, name: str | None = None, all: bool 
     ``Size`` there is the compressed content only).
     """
     out = []
-    for row in cli.api.images(name=name, all=all, filters=filters):
+    for row in api.image_rows(cli, name=name, all=all, filters=filters):
         try:
             image = cli.images.get(row["Id"])
         except NotFound:
@@ -151,21 +152,6 @@ def list_containers(cli: docker.DockerClient, **kwargs: Any) -> list[Any]:
     return cli.containers.list(ignore_removed=True, **kwargs)
 
 
-def inspect_with_manifests(cli: docker.DockerClient, ref: str) -> dict[str, Any]:
-    """``docker image inspect`` with the manifests the image store keeps for the image (API 1.48+).
-
-    On the containerd image store an image ID names an index; ``Manifests`` lists what it
-    holds (the platform's image manifest and, from buildx, its provenance attestation),
-    each with ``Kind`` ``image`` or ``attestation``.  Older engines and the classic store
-    ignore the parameter: the answer then has no ``Manifests``.
-
-    Raises:
-        docker.errors.ImageNotFound: no such image.
-    """
-    api = cli.api
-    return api._result(api._get(api._url("/images/{0}/json", ref), params={"manifests": "1"}), True)
-
-
 def image_store(cli: docker.DockerClient) -> str:
     """Which image store the engine keeps images in: ``containerd`` or ``classic``.
 
@@ -175,15 +161,3 @@ def image_store(cli: docker.DockerClient) -> str:
     """
     status = dict((pair[0], pair[1]) for pair in cli.info().get("DriverStatus") or [] if len(pair) == 2)
     return "containerd" if status.get("driver-type", "").startswith("io.containerd.snapshotter") else "classic"
-
-
-def engine_signature(cli: docker.DockerClient) -> str:
-    """What decides a notebook's stored outputs: ``Docker 28, containerd store`` or ``Podman 4, classic store``.
-
-    tools/run_notebooks.py stores it beside the notebooks; on another engine the tests
-    compare only the cells whose facts hold on every engine (conftest.py).
-    """
-    from .podman import engine_is_podman
-
-    name = "Podman" if engine_is_podman(cli) else "Docker"
-    return f"{name} {str(cli.version().get('Version', '?')).split('.')[0]}, {image_store(cli)} store"

@@ -28,7 +28,7 @@ from docker.errors import APIError, ImageNotFound, NotFound
 
 from ..config import BASE_IMAGE, LABEL_CLAIM, LABEL_CONTAINER, LABEL_SESSION, SESSION_ID, owner_alive
 from ..formatting import format_size, parse_time
-from . import claims, ownership
+from . import api, claims, ownership
 from .build_history import remove_records
 from .cli import buildkit_client
 from .client import image_store, list_containers, list_images, resolve
@@ -67,7 +67,7 @@ def _remove_containers(containers: list[Any], problems: list[str]) -> list[str]:
 def _users(cli: docker.DockerClient) -> dict[str, list[str]]:
     """Image id -> names of the containers that use it."""
     out: dict[str, list[str]] = {}
-    for c in cli.api.containers(all=True):
+    for c in api.container_rows(cli):
         out.setdefault(c.get("ImageID", ""), []).append((c.get("Names") or ["?"])[0].lstrip("/"))
     return out
 
@@ -86,7 +86,7 @@ def _remove_images(cli: docker.DockerClient, images: list[Any], problems: list[s
         for img in pending:
             try:
                 for name in img.tags or [img.id]:
-                    cli.api.remove_image(name)
+                    api.remove_image(cli, name)
                 removed.append(_name_of(img))
             except NotFound:
                 pass
@@ -208,7 +208,7 @@ def _remove_build_records(refs: list[str]) -> int:
 
 def _prune_one(cli: docker.DockerClient, record_id: str) -> int:
     """Prune one build-cache record by id (the 20.10 engine takes one id per call); bytes reclaimed, -1 if kept."""
-    body = cli.api.prune_builds(filters={"id": [record_id]}) or {}
+    body = api.prune_builds(cli, {"id": [record_id]})
     return int(body.get("SpaceReclaimed") or 0) if body.get("CachesDeleted") else -1
 
 
@@ -287,7 +287,7 @@ def _cache_records(cli: docker.DockerClient, tries: int = 5) -> list[dict] | Non
     """
     for attempt in range(tries):
         try:
-            body = cli.api._result(cli.api._get(cli.api._url("/system/df"), params={"type": "build-cache"}), True)
+            body = api.system_df(cli, "build-cache")
             return body.get("BuildCache") or []
         except APIError as exc:
             if "does not exist" not in str(exc) or attempt == tries - 1:
@@ -342,7 +342,7 @@ def _remove_untagged_course_images(cli: docker.DockerClient, course_ids: set[str
     for img in list_images(cli, filters={"dangling": True}):
         if img.id in course_ids:
             try:
-                cli.api.remove_image(img.id)  # no force: an image with children or a container stays
+                api.remove_image(cli, img.id)  # no force: an image with children or a container stays
                 report.untagged.append(img.id[7:19])
             except (NotFound, APIError):
                 pass
@@ -387,7 +387,7 @@ def fresh_start(repository: str, *, wait: bool = True, quiet: bool = False,
         for name in (t for t in img.tags if ownership.repository_of(t) == repository):
             try:
                 # By name: an image that also has a tag elsewhere only loses this name.
-                cli.api.remove_image(name)
+                api.remove_image(cli, name)
                 report.images.append(name)
             except NotFound:
                 pass

@@ -55,6 +55,20 @@ def _store_line(cli) -> str:
     return f"classic ({driver}): an image ID is the digest of the image's config"
 
 
+def engine_signature(cli) -> str:
+    """What decides a notebook's stored outputs: ``Docker 28, containerd store`` or ``Podman 4, classic store``.
+
+    tools/run_notebooks.py stores it beside the notebooks; on another engine the tests
+    compare only the cells whose facts hold on every engine (conftest.py).  It lives here, above
+    both client.py and podman.py, so that the client never imports podman.py (which imports it).
+    """
+    from .client import image_store
+    from .podman import engine_is_podman
+
+    name = "Podman" if engine_is_podman(cli) else "Docker"
+    return f"{name} {str(cli.version().get('Version', '?')).split('.')[0]}, {image_store(cli)} store"
+
+
 def run_checks(port: int | None = 8888, pip_check: bool = True) -> list[Check]:
     """Collect the checks; each is independent, so one failure doesn't hide the rest."""
     from .base_image import describe_base

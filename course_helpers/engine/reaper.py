@@ -25,6 +25,7 @@ from docker.errors import APIError, NotFound
 
 from ..config import LABEL_CONTAINER, LABEL_OWNER_HOST, LABEL_OWNER_PID, owner_alive, process_start
 from ..errors import EngineUnavailable
+from . import api
 
 _last_sweep = 0.0
 _watcher: subprocess.Popen | None = None
@@ -44,11 +45,10 @@ def sweep(cli=None, *, every: float = 1.0) -> list[str]:
         except EngineUnavailable:
             return []  # no engine, no containers to sweep: helpers that need none (predict, explain) go on
     removed = []
-    for attrs in cli.api.containers(all=True, filters={"label": [LABEL_CONTAINER,
-                                                                 f"{LABEL_OWNER_HOST}={socket.gethostname()}"]}):
+    for attrs in api.container_rows(cli, {"label": [LABEL_CONTAINER, f"{LABEL_OWNER_HOST}={socket.gethostname()}"]}):
         if owner_alive(attrs.get("Labels") or {}) is False:
             try:
-                cli.api.remove_container(attrs["Id"], force=True)
+                api.force_remove_container(cli, attrs["Id"])
                 removed.append((attrs.get("Names") or ["?"])[0].lstrip("/"))
             except (NotFound, APIError):
                 pass  # another kernel's sweep got there first
@@ -84,10 +84,10 @@ def _main(argv: list[str]) -> int:
     from .client import from_env
 
     cli = from_env(timeout=30)
-    for attrs in cli.api.containers(all=True, filters={"label": [
+    for attrs in api.container_rows(cli, {"label": [
             LABEL_CONTAINER, f"{LABEL_OWNER_HOST}={socket.gethostname()}", f"{LABEL_OWNER_PID}={pid}"]}):
         try:
-            cli.api.remove_container(attrs["Id"], force=True)
+            api.force_remove_container(cli, attrs["Id"])
         except (NotFound, APIError):
             pass
     return 0

@@ -30,6 +30,7 @@ import docker
 from docker.errors import APIError, NotFound
 
 from ..config import LABEL_SESSION, owner_labels
+from . import api
 from .reaper import watch_me
 
 CONTAINERD_SNAPSHOTTER = "io.containerd.snapshotter.v1"
@@ -63,16 +64,16 @@ def hold_previous(cli: docker.DockerClient, tag: str | None) -> Iterator[str | N
         yield None
         return
     try:
-        attrs = cli.api.inspect_image(tag)
+        attrs = api.inspect_image_raw(cli, tag)
     except (NotFound, APIError):
         attrs = {}
     if not attrs or len(attrs.get("RepoTags") or []) > 1:
         yield attrs.get("Id")
         return
     try:
-        holder = cli.api.create_container(
-            attrs["Id"], command=["true"], name=f"docker-layers-course-hold-{uuid.uuid4().hex[:12]}",
-            labels=owner_labels("hold"), network_disabled=True)["Id"]
+        holder = api.create_container_raw(cli, attrs["Id"], command=["true"],
+                                          name=f"docker-layers-course-hold-{uuid.uuid4().hex[:12]}",
+                                          labels=owner_labels("hold"))
     except APIError:
         yield None  # e.g. an image with no runnable config: the build goes on unprotected, as a plain one would
         return
@@ -91,7 +92,7 @@ _pending: list[threading.Thread] = []
 def _remove_later(cli: docker.DockerClient, holder: str) -> None:
     def remove() -> None:
         try:
-            cli.api.remove_container(holder, force=True)
+            api.force_remove_container(cli, holder)
         except (NotFound, APIError):
             pass  # gone already: another kernel's sweep or cleanup() took it
         except Exception:  # noqa: BLE001  # the engine went away: the reaper's sweep removes it later
@@ -121,14 +122,14 @@ def drop_half_made(cli: docker.DockerClient, tag: str | None, previous: str | No
     if tag is None or not uses_containerd_store(cli):
         return None
     try:
-        attrs = cli.api.inspect_image(tag)
+        attrs = api.inspect_image_raw(cli, tag)
     except (NotFound, APIError):
         return None
     labels = (attrs.get("Config") or {}).get("Labels") or {}
     if attrs.get("Id") == previous or labels.get(LABEL_SESSION) != session:
         return None
     try:
-        cli.api.remove_image(tag)  # by name, no force: an image with another name only loses this one
+        api.remove_image(cli, tag)  # by name, no force: an image with another name only loses this one
     except (NotFound, APIError):
         return None
     return attrs.get("Id")

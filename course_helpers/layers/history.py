@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..dockerfile.parse import KNOWN, LAYER_INSTRUCTIONS
+from ..engine import api
 
 if TYPE_CHECKING:
     import docker
@@ -90,7 +91,7 @@ def layer_history(attrs: dict[str, Any], cli: "docker.DockerClient") -> list[His
         One :class:`HistoryRow` per history row, oldest first.
     """
     diff_ids = list((attrs.get("RootFS") or {}).get("Layers") or [])
-    rows = list(reversed(cli.api.history(attrs["Id"])))
+    rows = list(reversed(api.image_history(cli, attrs["Id"])))
     texts = [clean_created_by(r.get("CreatedBy", "")) for r in rows]
     sizes = [int(r.get("Size") or 0) for r in rows]
     flags: list[bool] = []
@@ -131,6 +132,6 @@ def _layer_count(cli: "docker.DockerClient", image_id: str) -> int | None:
     from docker.errors import APIError
 
     try:
-        return len(cli.api.inspect_image(image_id)["RootFS"]["Layers"])
+        return len(api.inspect_image_raw(cli, image_id)["RootFS"]["Layers"])
     except (APIError, KeyError):
         return None

@@ -19,7 +19,8 @@ from docker.errors import APIError, ImageNotFound
 from docker.models.images import Image
 
 from ..config import BASE_IMAGE, LABEL_MANAGED
-from ..engine.client import inspect_with_manifests, list_images, resolve
+from ..engine import api
+from ..engine.client import list_images, resolve
 from ..engine.session import course_call
 from ..errors import CourseError, check_image_name
 from ..formatting import (command_html, command_text, format_size, iso_time, shell_line, short_hex, short_id,
@@ -175,7 +176,7 @@ def _parts(image: Any, client: docker.DockerClient | None) -> ImageParts:
     cli = resolve(client)
     img = get_image(image, cli)
     try:
-        attrs = inspect_with_manifests(cli, img.id)
+        attrs = api.inspect_image_raw(cli, img.id, manifests=True)
     except ImageNotFound:
         raise CourseError(f"The engine has no image {image_ref(image)!r} any more: build it again.") from None
     media = (attrs.get("Descriptor") or {}).get("mediaType", "")
@@ -556,7 +557,7 @@ def _base_row_count(img: Image, rows: list[HistoryRow], base: Image | None, cli:
     layers = img.attrs.get("RootFS", {}).get("Layers") or []
     if layers[: len(base_layers)] != base_layers:
         return 0
-    base_rows = list(reversed(cli.api.history(base.id)))
+    base_rows = list(reversed(api.image_history(cli, base.id)))
     if len(base_rows) > len(rows):
         return 0
     # The base's rows are copied into the child's history: same times, same commands.

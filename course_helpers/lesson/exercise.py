@@ -19,6 +19,7 @@ from typing import Any, Iterable
 
 from ..builder.report import BuildReport
 from ..errors import BuildError
+from ..formatting import Html, table_html
 
 
 @dataclass(frozen=True)
@@ -58,11 +59,10 @@ class ExerciseResult:
 
     def _repr_html_(self) -> str:
         colour = "#2e7d32" if self.passed else "#c62828"
-        rows = "".join(
-            f"<tr><td>{'✅' if c.ok else '❌'}</td><td>{html.escape(c.name)}</td>"
-            f"<td><small>{html.escape(c.saw)}</small></td></tr>" for c in self.criteria)
+        rows = [('✅' if c.ok else '❌', c.name, Html(f"<small>{html.escape(c.saw)}</small>"))
+                for c in self.criteria]
         return (f"<p><b style='color:{colour}'>{'PASS' if self.passed else 'NOT YET'}</b> "
-                f"{html.escape(self.title)}</p><table>{rows}</table>")
+                f"{html.escape(self.title)}</p>{table_html(('met', 'what is asked', 'what the build showed'), rows)}")
 
 
 def grade(title: str, criteria: Iterable[tuple[str, bool, str]]) -> ExerciseResult:

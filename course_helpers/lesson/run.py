@@ -28,7 +28,7 @@ from docker.errors import APIError, NotFound
 from requests.exceptions import ConnectionError as RequestsConnectionError, ReadTimeout
 
 from ..config import LABEL_CONTAINER, LABEL_OWNER_PID, owner_labels
-from ..engine import reaper
+from ..engine import api, reaper
 from ..engine.client import resolve
 from ..engine.endpoint import app_address
 from ..engine.session import course_call
@@ -46,13 +46,13 @@ def _reap() -> None:
         return
     cli = _reaper_client[0]
     try:
-        leftovers = {c["Id"] for c in cli.api.containers(all=True, filters={"label": [
+        leftovers = {c["Id"] for c in api.container_rows(cli, {"label": [
             f"{LABEL_CONTAINER}=run_app", f"{LABEL_OWNER_PID}={os.getpid()}"]})}
     except Exception:  # engine gone at exit: nothing we can do
         leftovers = set()
     for cid in _started | leftovers:
         try:
-            cli.api.remove_container(cid, force=True)
+            api.force_remove_container(cli, cid)
         except Exception:
             pass
     _started.clear()
@@ -179,7 +179,7 @@ def _start(image: Any, port: int, timeout: float, command: str | list[str] | Non
         _reaper_client.append(cli)
     name = image_ref(image)
     img = get_image(image, cli)
-    address = app_address(cli.api.base_url)
+    address = app_address(api.base_url(cli))
     container = None
     try:
         # create, then start: if start fails, we still hold the container and remove it below.
