@@ -369,13 +369,5 @@ def test_cleanup_removes_the_intermediate_images_of_a_classic_build(own_session,
     steps = course_image_ids(own_session) - course_image_ids(own_session, intermediates=False)
     assert len(steps) >= 2 and report.image_id not in steps - {report.image_id}
     cleanup()
-    left = [i for i in steps | {report.image_id} if _exists(engine, i)]
+    left = [i for i in steps | {report.image_id} if _exists(engine.images.get, i)]
     assert left == [], f"cleanup left the classic build's images {left}"
-
-
-def _exists(engine, image_id: str) -> bool:
-    try:
-        engine.images.get(image_id)
-        return True
-    except ImageNotFound:
-        return False

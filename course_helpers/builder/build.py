@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from ..config import SESSION_ID, session_labels
 from ..dockerfile.parse import LAYER_INSTRUCTIONS, parse_dockerfile
+from ..engine import api as engine_api
 from ..engine.build_history import BuildMetadata, read_metadata
 from ..engine.cli import BuildkitClient, buildkit_client, describe_probes
 from ..engine.client import client as engine_client, reset as reset_client, try_client
@@ -185,8 +186,10 @@ def terminal_command(cli: BuildkitClient | None, ctx: Path, dockerfile: str, tag
                      extra: list[str] = ()) -> str:
     """The ``docker build`` a learner types for the same build, with the client and builder the course used.
 
-    The course's own bookkeeping (session labels, ``--iidfile``, machine-readable progress) is left
-    out: it changes nothing in what the learner's build does with the cache.
+    The course's own bookkeeping is shown too, as it is passed: the session labels (labels are part
+    of the image's configuration, so without them the same build makes another image ID), and for
+    BuildKit the machine-readable progress and the files the id and metadata are written to
+    (named ``iid.txt`` and ``metadata.json`` here; the course uses a temporary folder).
 
     Example:
         ``DOCKER_BUILDKIT=1 /usr/bin/docker build -t flask-demo:first --no-cache ../workspace/020-first-dockerfile``
@@ -208,6 +211,12 @@ def terminal_command(cli: BuildkitClient | None, ctx: Path, dockerfile: str, tag
     argv += [f"--build-arg={key}={value}" for key, value in build_args.items()]
     argv += ["--target", target] if target else []
     argv += list(extra)
+    if cli is not None and not podman:
+        argv += [f"--progress={cli.progress}", "--iidfile", "iid.txt"]
+        argv += ["--metadata-file", "metadata.json"] if cli.offers("--metadata-file") else []
+    else:
+        argv += ["--force-rm"]  # the SDK's forcerm=True: a failed step's container goes too
+    argv += [f"--label={key}={value}" for key, value in session_labels().items()]
     argv += ["-f", shown_path(ctx / dockerfile)] if dockerfile != "Dockerfile" else []
     argv.append(shown_path(ctx))
     return shell_line(argv, env)
@@ -412,7 +421,7 @@ def _build_classic(client: "docker.DockerClient | None", ctx: Path, dockerfile: 
     from docker.errors import APIError
     from docker.utils import tar
 
-    api = _sdk(client).api
+    sdk = _sdk(client)
     parser: ClassicParser | BuildahParser
     parser = (BuildahParser(instructions, clock=time.monotonic) if buildah
               else ClassicParser(instructions, clock=time.monotonic))
@@ -430,7 +439,7 @@ def _build_classic(client: "docker.DockerClient | None", ctx: Path, dockerfile: 
     lines: list[str] = []
     made = _ClassicImages()
     try:
-        for event in _events(api.build(**kwargs)):
+        for event in _events(engine_api.build_events(sdk, **kwargs)):
             parser.feed(event)
             text = str(event.get("stream") or event.get("status") or event.get("error") or "")
             for line in strip_colour(text).splitlines():
@@ -444,7 +453,7 @@ def _build_classic(client: "docker.DockerClient | None", ctx: Path, dockerfile: 
         lines.append(message)
     except BaseException:
         # Interrupted: dropping the connection makes the engine cancel the build.
-        api.close()
+        engine_api.close(sdk)
         reset_client()
         raise
     finally:
@@ -455,13 +464,13 @@ def _build_classic(client: "docker.DockerClient | None", ctx: Path, dockerfile: 
         # A failed classic build leaves none of its intermediate images behind.  Buildah's are its
         # cache (a rebuild after the fix reuses the steps before the failure): they stay.
         if not buildah:
-            made.remove(api)
+            made.remove(sdk)
         total = max((i.number for i in instructions), default=None)
         if buildah and failure is not None and failure.step is not None:
             total = sum(1 for i in instructions if i.stage == failure.step.stage) or None
         raise _build_error(failure, lines, command, ctx, dockerfile, None, total, doing=_doing(tag))
     if not buildah:
-        record_intermediates(made.full_ids(api))
+        record_intermediates(made.full_ids(sdk))
     return parser.image_id, log, parser.steps(), sent
 
 
@@ -486,25 +495,25 @@ class _ClassicImages:
             if made and self._keyword != "FROM" and not self._reused:
                 self.ids.append(made.group(1))
 
-    def full_ids(self, api: Any) -> list[str]:
+    def full_ids(self, sdk: Any) -> list[str]:
         """Their full ids (``sha256:...``), those still there: what the course's records keep."""
         from docker.errors import APIError
 
         out = []
         for short in self.ids:
             try:
-                out.append(api.inspect_image(short)["Id"])
+                out.append(engine_api.inspect_image_raw(sdk, short)["Id"])
             except APIError:
                 pass
         return out
 
-    def remove(self, api: Any) -> None:
+    def remove(self, sdk: Any) -> None:
         """Remove them newest first, keeping their parents (which other builds may share)."""
         from docker.errors import APIError
 
         for image_id in reversed(self.ids):
             try:
-                api.remove_image(image_id, noprune=True)
+                engine_api.remove_image(sdk, image_id, noprune=True)
             except APIError:
                 pass  # already gone, or in use by something else: not ours to force
 
@@ -670,7 +679,7 @@ def _attach_layers(report: BuildReport, client: "docker.DockerClient", final: st
                and s.instruction.split(None, 1)[0].upper() in LAYER_INSTRUCTIONS]
     if not layered:
         return
-    rows = [row for row in layer_history(client.api.inspect_image(report.image_id), client)
+    rows = [row for row in layer_history(engine_api.inspect_image_raw(client, report.image_id), client)
             if row.keyword in LAYER_INSTRUCTIONS]
     for step, row in zip(reversed(layered), reversed(rows)):
         if row.keyword != step.instruction.split(None, 1)[0].upper():

@@ -108,6 +108,19 @@ def image_history(cli: docker.DockerClient, ref: str) -> list[dict[str, Any]]:
 # ---------------------------------------------------------------- images
 
 
+def build_events(cli: docker.DockerClient, **kwargs: Any) -> Iterator[Any]:
+    """``POST /build``: the legacy builder (Buildah on Podman), its stream decoded event by event.
+
+    ``kwargs`` are ``docker.APIClient.build``'s (``fileobj``, ``custom_context``, ``tag``, ``labels``, ...).
+    """
+    return cli.api.build(**kwargs)
+
+
+def close(cli: docker.DockerClient) -> None:
+    """Drop the client's connections: the engine cancels a build whose stream is closed."""
+    cli.api.close()
+
+
 def pull_events(cli: docker.DockerClient, repository: str, tag: str) -> Iterator[dict[str, Any]]:
     """``docker pull repository:tag``, its progress as decoded events (an ``error`` event ends a failed pull)."""
     return cli.api.pull(repository, tag=tag, stream=True, decode=True)

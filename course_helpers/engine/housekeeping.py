@@ -46,6 +46,14 @@ def _protected_ids(cli: docker.DockerClient) -> set[str]:
         return set()
 
 
+def _get_image(cli: docker.DockerClient, image_id: str) -> Any:
+    """The image, or None when it went meanwhile (another kernel's cleanup)."""
+    try:
+        return cli.images.get(image_id)
+    except ImageNotFound:
+        return None
+
+
 def _name_of(img: Any) -> str:
     return ", ".join(sorted(img.tags)) if img.tags else f"<none> ({img.id[7:19]})"
 
@@ -181,10 +189,13 @@ def cleanup(all_sessions: bool = False, *, client: docker.DockerClient | None = 
     report.containers += _remove_containers(_course_containers(cli, session), report.problems)
     protected = _protected_ids(cli)
     course_ids = ownership.course_image_ids(session)
-    targets = [img for img in list_images(cli, all=True) if img.id in course_ids and img.id not in protected]
+    # One listing (an engine with hundreds of images takes seconds to answer it); what goes now is
+    # forgotten by the next cleanup.
+    present = {row["Id"] for row in api.image_rows(cli, all=True)}
+    targets = [img for img in (_get_image(cli, i) for i in sorted((course_ids & present) - protected)) if img]
     report.images = _remove_images(cli, targets, report.problems)
     report.containers.sort()
-    ownership.forget_images(course_ids - {img.id for img in list_images(cli, all=True)})
+    ownership.forget_images(course_ids - present)
     report.build_records = _remove_build_records(ownership.build_refs(session=session))
     if all_sessions:
         report.left = _left_alone(cli, ownership.course_image_ids())
@@ -339,7 +350,7 @@ def _prune_lesson_cache(cli: docker.DockerClient, repository: str, report: Fresh
 
 def _remove_untagged_course_images(cli: docker.DockerClient, course_ids: set[str], report) -> None:
     """Drop course-built images that lost their tag to a rebuild (nobody can name them any more)."""
-    for img in list_images(cli, filters={"dangling": True}):
+    for img in list_images(cli, filters={"dangling": True}, only=course_ids):
         if img.id in course_ids:
             try:
                 api.remove_image(cli, img.id)  # no force: an image with children or a container stays
@@ -377,7 +388,7 @@ def fresh_start(repository: str, *, wait: bool = True, quiet: bool = False,
     report = FreshStartReport(repository)
     protected = _protected_ids(cli)
     course_ids = ownership.course_image_ids(intermediates=False) - protected  # a classic build's cache stays
-    doomed = [img for img in list_images(cli, name=repository) if img.id in course_ids]
+    doomed = list_images(cli, name=repository, only=course_ids)
     doomed_ids = {img.id for img in doomed}
     if doomed_ids:
         report.containers += _remove_containers(

@@ -254,11 +254,12 @@ def course_service() -> PodmanService | None:
 
 def engine_is_podman(cli) -> bool:
     """Whether the engine a Docker SDK client talks to is Podman (asked once per engine address)."""
+    from .api import base_url
     from .client import where
 
     # Every unix socket has the same base_url (http+docker://localhost): DOCKER_HOST tells them apart.
     # A client passed in may name another engine than DOCKER_HOST does: its own object counts too.
-    return _podman_at(f"{cli.api.base_url} {where()} {id(cli.api)}", cli)
+    return _podman_at(f"{base_url(cli)} {where()} {id(cli.api)}", cli)
 
 
 _seen: dict[str, bool] = {}  # engine address and client -> Podman or not
