@@ -52,11 +52,14 @@ def _data_files(root: Path) -> set[str]:
 
 
 def _dependency_folders() -> list[str]:
-    """The folders on this interpreter's path, in order, but the checkout, anything inside it, and any other course_helpers."""
+    """The folders on this interpreter's path, in order, but the checkout and any folder holding a course_helpers.
+
+    A folder inside the checkout stays: ``./course`` makes its virtual environment in ``.venv`` there.
+    """
     folders = []
     for entry in sys.path:
         path = Path(entry or ".").resolve()
-        if (path.is_dir() and path != ROOT and ROOT not in path.parents and not (path / "course_helpers").exists()
+        if (path.is_dir() and path != ROOT and not (path / "course_helpers").exists()
                 and str(path) not in folders):
             folders.append(str(path))
     return folders

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from course_helpers.builder.logs import parse_buildkit_rawjson, read_instructions
+from course_helpers.builder.log_buildkit import parse_buildkit_rawjson
+from course_helpers.builder.log_common import read_instructions
 from course_helpers.builder.report import BuildReport, Step
 from course_helpers.layers.images import History, Layer
 from course_helpers.lesson.display import layer_stack, plot_step_times, step_grid, step_order
