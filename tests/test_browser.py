@@ -293,7 +293,8 @@ def _click_a_layer_in_the_explorer(page) -> None:
 
 
 def _tick_a_quiz_answer(page) -> None:
-    """050: choose 'cached' for WORKDIR, then run the check again: the kernel saw the click."""
+    """050: an untouched quiz is not answered yet; choose 'cached' for WORKDIR and run the check again:
+    the kernel saw the click, and that row now agrees."""
     cell = page.locator(".jp-CodeCell", has=page.locator(".jp-InputArea-editor",
                                                         has_text="check_prediction(quiz, third)"))
     workdir = cell.locator(".jp-OutputArea tr", has_text="WORKDIR")
@@ -301,7 +302,8 @@ def _tick_a_quiz_answer(page) -> None:
     def cells() -> list[str]:
         return [t.strip() for t in workdir.locator("td").all_inner_texts()]
 
-    assert cells()[1:] == ["runs", "cached", "DISAGREE"]  # untouched, the quiz says every step runs
+    said = cell.locator(".jp-OutputArea").inner_text()
+    assert "not answered yet" in said and "DISAGREE" not in said, said[:300]  # untouched: no score at all
     row = page.locator(".widget-toggle-buttons").first  # the quiz's first row: WORKDIR
     cached = row.locator("button", has_text="cached")
     cached.click()
