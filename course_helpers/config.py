@@ -29,7 +29,7 @@ LABEL_CLAIM = f"{LABEL_PREFIX}.claim"
 SESSION_ID = os.environ.get("COURSE_SESSION_ID") or uuid.uuid4().hex[:12]
 
 #: The notebooks that need no engine (a Binder session runs them fully); notebook 000 names them.
-ENGINE_FREE_NOTEBOOKS = ("010-the-sample-app", "015-predict-without-an-engine")
+ENGINE_FREE_NOTEBOOKS = ("005-words", "010-the-sample-app", "015-predict-without-an-engine")
 
 #: The repository root (course_helpers/..), used to find sample_app/.
 REPO_ROOT = Path(__file__).resolve().parent.parent

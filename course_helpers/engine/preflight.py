@@ -154,7 +154,8 @@ class Checklist(list):
         from ..config import ENGINE_FREE_NOTEBOOKS
 
         if any(check.name == "engine reachable" and check.ok is False for check in self):
-            free = " and ".join(name[:3] for name in ENGINE_FREE_NOTEBOOKS)
+            numbers = [name[:3] for name in ENGINE_FREE_NOTEBOOKS]
+            free = ", ".join(numbers[:-1]) + " and " + numbers[-1] if len(numbers) > 1 else numbers[0]
             return (f"No Docker engine answers here, so only notebooks {free} run (they need none); the others "
                     "need an engine: run ./course setup, start Docker Desktop, or point DOCKER_HOST at one.")
         if self.failed:
