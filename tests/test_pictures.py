@@ -74,7 +74,17 @@ def test_grid_of_a_multi_stage_build_names_the_stages():
     steps = parse_buildkit_rawjson((FIXTURES / "rawjson_multistage.jsonl").read_text(), instructions)
     grid = step_grid([BuildReport("sha256:" + "5" * 64, ["ms:one"], "buildkit", 1.0, "", steps)])
     assert [row for row, _ in grid.rows] == ["[build] WORKDIR /src", "[build] RUN echo built > /src/out.txt",
-                                             "[1] COPY --from=build /src/out.txt /out.txt"]
+                                             "[stage-1] COPY --from=build /src/out.txt /out.txt"]
+
+
+def test_an_unnamed_stage_is_named_as_buildkit_names_it():
+    """A stage without AS shows as BuildKit's log names it (stage-1), not as a bare number."""
+    instructions = read_instructions((FIXTURES / "multistage.Dockerfile").read_text())
+    steps = parse_buildkit_rawjson((FIXTURES / "rawjson_multistage.jsonl").read_text(), instructions)
+    report = BuildReport("sha256:" + "5" * 64, ["ms:one"], "buildkit", 1.0, "", steps)
+    stages = [line.split()[1] for line in report.text().splitlines()[1:]]
+    assert set(stages) == {"build", "stage-1"}, report.text()
+    assert "stage-1" in report._repr_html_()
 
 
 def test_chart_stacks_each_build_in_its_own_order_and_shows_cached_steps(builds):

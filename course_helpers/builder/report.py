@@ -195,7 +195,7 @@ class BuildReport:
         lines = [self.header()]
         multi = len({s.stage for s in self.steps}) > 1
         for step in self.steps:
-            stage = f"{step.stage:<8} " if multi else ""
+            stage = f"{stage_name(step.stage):<8} " if multi else ""
             lines.append(f"  {step.index:>2} {stage}{step.badge:<6} {format_seconds(step.seconds):>6} "
                          f"{format_size(step.size):>7}  {step.instruction}")
         if self.command:
@@ -211,11 +211,16 @@ class BuildReport:
     def _repr_html_(self) -> str:
         multi = len({s.stage for s in self.steps}) > 1
         headers = ["step"] + (["stage"] if multi else []) + ["instruction", "cache", "seconds", "size"]
-        rows = [[step.index] + ([step.stage] if multi else []) +
+        rows = [[step.index] + ([stage_name(step.stage)] if multi else []) +
                 [step.instruction, _badge(step.badge), format_seconds(step.seconds), format_size(step.size)]
                 for step in self.steps]
         return table_html(headers, rows, title=self.header(), code=["instruction"],
                           align={"step": "right", "seconds": "right", "size": "right"}, command=self.command)
+
+
+def stage_name(stage: str) -> str:
+    """A stage as BuildKit's log names it: its ``AS`` name, or ``stage-N`` for an unnamed one (N from 0)."""
+    return f"stage-{stage}" if stage.isdigit() else stage
 
 
 def _badge(text: str) -> Html:

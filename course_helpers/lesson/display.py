@@ -10,7 +10,7 @@ import html
 import io
 from typing import Any, Sequence
 
-from ..builder.report import BADGE_COLOURS, BuildReport, Step
+from ..builder.report import BADGE_COLOURS, BuildReport, Step, stage_name
 from ..formatting import command_html, command_text, format_seconds, format_size, shell_line, short_hex, table_text
 from ..layers.images import History, history
 
@@ -59,7 +59,7 @@ def _build_name(report: BuildReport, reports: Sequence[BuildReport]) -> str:
 
 def _label(key: StepKey, multi_stage: bool) -> str:
     stage, instruction, _ = key
-    return f"[{stage}] {instruction}" if multi_stage else instruction
+    return f"[{stage_name(stage)}] {instruction}" if multi_stage else instruction
 
 
 # ------------------------------------------------------------------ the grid
