@@ -30,4 +30,5 @@ def test_a_refusal_is_returned_with_the_engines_words(engine):
 def test_long_output_is_cut_and_counted(engine):
     run = docker("info", lines=2)
     shown = repr(run).splitlines()
-    assert len(run.lines) > 2 and shown[-1] == f"... {len(run.lines) - 2} more lines"
+    more = len(run.lines) - 2
+    assert more > 0 and shown[-1] == f"... {more} more line{'' if more == 1 else 's'}"

@@ -54,7 +54,8 @@ class TerminalRun:
         lines = self.lines
         head = [f"$ {' '.join(self.command)}"] + lines[:self.shown]
         if len(lines) > self.shown:
-            head.append(f"... {len(lines) - self.shown} more lines")
+            more = len(lines) - self.shown
+            head.append(f"... {more} more line{'' if more == 1 else 's'}")
         if not self.ok:
             head.append(f"(exit status {self.returncode}: the engine or the client refused; the line above says why)")
         return "\n".join(head)
