@@ -8,7 +8,7 @@ import time
 from .errors import CourseError
 
 
-def _setup(podman: bool = False, engine: str | None = None) -> int:
+def _setup(podman: bool = False, engine: str | None = None, registry: bool = False) -> int:
     from .engine.base_image import ensure_base_image
     from .engine.provision import ensure_engine
 
@@ -24,11 +24,25 @@ def _setup(podman: bool = False, engine: str | None = None) -> int:
         service.load_image(BASE_IMAGE)
         print(f"Podman's service is ready: export DOCKER_HOST={service.address} to run the course on it "
               "(builds then go through Buildah)", flush=True)
+    if registry:
+        from .engine.registry import start_registry
+
+        reg = start_registry(progress=lambda line: print(line, flush=True))
+        print(f"The course's registry is ready: push with docker push {reg.ref('NAME:TAG')}; its images are in "
+              f"{reg.data}; ./course clean stops it and removes them", flush=True)
     return 0
 
 
 def _clean() -> int:
     from .engine.housekeeping import cleanup
+    from .engine.registry import registry_folder, stop_registry
+
+    # First, and with no engine needed: the course's registry and its folder, nothing else.
+    folder = registry_folder()
+    if folder.exists():
+        stopped = stop_registry(remove_data=True)
+        print(f"the course's registry {'stopped and ' if stopped else ''}removed, with what was pushed to it "
+              f"({folder})", flush=True)
     print(cleanup(all_sessions=True))
     return 0
 
@@ -57,7 +71,8 @@ def main(argv: list[str]) -> int:
     cmd = argv[0] if argv else "setup"
     try:
         if cmd == "setup":
-            return _setup(podman="--podman" in argv[1:], engine=_option(argv[1:], "--engine"))
+            return _setup(podman="--podman" in argv[1:], engine=_option(argv[1:], "--engine"),
+                          registry="--registry" in argv[1:])
         if cmd == "env":
             return _env()
         if cmd == "preflight":

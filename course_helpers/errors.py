@@ -23,6 +23,10 @@ class SetupError(CourseError):
     """Preparing the machine (engine install, base image) failed."""
 
 
+class RegistryUnavailable(CourseError):
+    """The course's image registry (or another one a helper was given) does not answer."""
+
+
 class InvalidName(CourseError, ValueError):
     """An image name or other argument Docker would refuse, caught before the engine sees it."""
 

@@ -177,7 +177,7 @@ def machine_suite() -> str | None:
     return match.group(1) if match else None
 
 
-class _Apt:
+class Apt:
     """apt-get with a configuration of its own for one suite: nothing of the machine's apt state is touched."""
 
     def __init__(self, suite: str):
@@ -237,7 +237,8 @@ def _runs(executable: Path) -> bool:
         return False
 
 
-def _unpack(debs: dict[str, Path], root: Path) -> None:
+def unpack_debs(debs: dict[str, Path], root: Path) -> None:
+    """Unpack each ``.deb`` into ``root`` (emptied first) with ``dpkg-deb -x``: nothing is installed."""
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
     for deb in debs.values():
@@ -284,11 +285,11 @@ def ensure_release(name: str = DEFAULT_RELEASE, progress: Progress | None = prin
             raise SetupError(f"Fetching Docker {name[6:]} from Debian's archive needs root, apt-get and "
                              "dpkg-deb: run ./course setup as root on Debian, or start an engine of your own.")
         say(progress, f"fetching Docker from Debian {rel.suite} into {rel.folder} (nothing is installed)")
-        apt = _Apt(rel.suite)
+        apt = Apt(rel.suite)
         apt.update(progress)
         debs = apt.download(rel.packages, rel.folder / "debs", progress)
         versions = {pkg: _deb_version(deb) for pkg, deb in sorted(debs.items())}
-        _unpack(debs, rel.folder / "root")
+        unpack_debs(debs, rel.folder / "root")
         roots = {"*": rel.folder / "root"}
         runc = rel.folder / "root" / "usr/sbin/runc"
         if not _runs(runc):
@@ -298,10 +299,10 @@ def ensure_release(name: str = DEFAULT_RELEASE, progress: Progress | None = prin
                                  "own Debian suite is unknown: this engine needs a Debian machine.")
             say(progress, f"runc from {rel.suite} cannot run here (it needs a newer glibc); "
                           f"using runc from this machine's {own} instead")
-            own_apt = _Apt(own)
+            own_apt = Apt(own)
             own_apt.update(progress)
             runc_deb = own_apt.download(("runc",), rel.folder / "runc-debs", progress)
-            _unpack(runc_deb, rel.folder / "runc-root")
+            unpack_debs(runc_deb, rel.folder / "runc-root")
             if not _runs(rel.folder / "runc-root" / "usr/sbin/runc"):
                 raise SetupError(f"Neither {rel.suite}'s nor {own}'s runc runs on this machine: "
                                  "install Debian's runc package and run the set-up again.")
@@ -332,10 +333,10 @@ def place_release(name: str, folder: Path, progress: Progress | None = print) ->
         if rel.ready() and rel.versions() == source.versions():
             return rel
         say(progress, f"unpacking Docker from {source.folder} into {rel.folder}")
-        _unpack({deb.name: deb for deb in (source.folder / "debs").glob("*.deb")}, rel.folder / "root")
+        unpack_debs({deb.name: deb for deb in (source.folder / "debs").glob("*.deb")}, rel.folder / "root")
         roots = {"*": rel.folder / "root"}
         if (source.folder / "runc-root").is_dir():  # the machine's own runc, as the source has
-            _unpack({deb.name: deb for deb in (source.folder / "runc-debs").glob("*.deb")}, rel.folder / "runc-root")
+            unpack_debs({deb.name: deb for deb in (source.folder / "runc-debs").glob("*.deb")}, rel.folder / "runc-root")
             roots["runc"] = rel.folder / "runc-root"
         _link(rel, roots)
         write_atomic(rel.folder / "versions.json", json.dumps(source.versions(), indent=1, sort_keys=True))
