@@ -43,6 +43,10 @@ def _clean() -> int:
         stopped = stop_registry(remove_data=True)
         print(f"the course's registry {'stopped and ' if stopped else ''}removed, with what was pushed to it "
               f"({folder})", flush=True)
+    from .lesson.ci import stop_ci_runner
+
+    if stop_ci_runner():
+        print("the course's CI runner (chapter 150) stopped, and its data removed", flush=True)
     print(cleanup(all_sessions=True))
     return 0
 

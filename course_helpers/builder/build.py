@@ -39,6 +39,7 @@ from ..engine.cli import BuildkitClient, buildkit_client, describe_probes
 from ..engine.client import client as engine_client, reset as reset_client, try_client
 from ..engine.ownership import engine_dir, record_build, record_intermediates
 from ..engine.podman import engine_is_podman
+from ..engine.registry import registry_problem
 from ..engine.session import course_call
 from ..engine.snapshots import drop_half_made, hold_previous
 from ..errors import BuildError, DockerfileError, EngineFault, check_image_name, engine_stopped, is_connection_error
@@ -46,7 +47,7 @@ from ..formatting import shell_line, shown_path
 from ..layers.history import layer_history
 from .faults import Fault, engine_fault, fault_error, retry_note
 from .log_buildah import BuildahParser
-from .log_buildkit import PlainParser, RawjsonParser
+from .log_buildkit import PlainParser, RawjsonParser, cache_import_errors
 from .log_classic import ClassicParser, classic_step
 from .log_common import NumberedInstruction, instructions_of, strip_colour
 from .progress import LiveLog
@@ -65,7 +66,9 @@ _DIGEST_LINE = re.compile(r"^#\d+ sha256:[0-9a-f]{64}$")  # 20.10 prints each ve
 def build(context: str | Path, tag: str | None = None, *, dockerfile: str = "Dockerfile",
           builder: str = "auto", no_cache: bool = False, build_args: dict[str, str] | None = None,
           target: str | None = None, progress: bool | Callable[[str], None] = True,
-          attestations: bool = True, client: "docker.DockerClient | None" = None) -> BuildReport:
+          attestations: bool = True, cache_from: str | list[str] | None = None,
+          cache_to: str | list[str] | None = None, pull: bool = False,
+          client: "docker.DockerClient | None" = None) -> BuildReport:
     """Build an image from a context directory and report what each step did.
 
     Args:
@@ -85,6 +88,14 @@ def build(context: str | Path, tag: str | None = None, *, dockerfile: str = "Doc
         attestations: False asks buildx for no provenance attestation (``--provenance=false``), so
             the image is one manifest and two all-cached builds are one image ID on the containerd
             store too.  Other builders add none, so it changes nothing there.
+        cache_from: where BuildKit may find cache besides its own (``--cache-from``), e.g.
+            ``"type=registry,ref=127.0.0.1:5000/app-cache"`` or ``"type=local,src=DIR"``; a list for several.
+            A source that does not exist is only a warning to BuildKit: the build runs without it.
+        cache_to: where BuildKit exports this build's cache (``--cache-to``), e.g.
+            ``"type=registry,ref=...,mode=max"``.  Engines that cannot export (Docker 20.10, the
+            docker driver on the overlay2 store) refuse, and the error says so and what to do.
+        pull: resolve every ``FROM`` against its registry again (``--pull``) instead of using the
+            engine's copy of the tag.
         client: the Docker SDK client to use; default :func:`course_helpers.engine.client`.
 
     Returns:
@@ -140,6 +151,7 @@ def build(context: str | Path, tag: str | None = None, *, dockerfile: str = "Doc
     kind = "buildah" if podman else "buildkit" if cli else "classic"
     records = engine_dir()  # before building: afterwards the engine may be gone
     extra = ["--provenance=false"] if cli is not None and cli.via == "buildx" and not attestations else []
+    extra += _cache_options(cli, podman, cache_from, cache_to, pull)
     run = functools.partial(_run_builder, cli, client, ctx, dockerfile, tag, no_cache, args, target, instructions, say,
                             podman, extra)
     try:
@@ -163,7 +175,8 @@ def build(context: str | Path, tag: str | None = None, *, dockerfile: str = "Doc
                          seconds=end - start, log=log, steps=steps, context=str(ctx), dockerfile=dockerfile,
                          build_args=args, no_cache=no_cache, target=target, build_ref=ref, sent_bytes=sent,
                          config_digest=meta.config_digest or (image_id if kind == "classic" else None),
-                         command=terminal_command(cli, ctx, dockerfile, tag, no_cache, args, target, podman, extra))
+                         command=terminal_command(cli, ctx, dockerfile, tag, no_cache, args, target, podman, extra),
+                         notes=[cache_import_note(source, error) for source, error in cache_import_errors(log)])
     try:
         # The image is the target's stage (the last stage when no target is given).
         stages = list(dict.fromkeys(i.stage for i in instructions))
@@ -252,6 +265,40 @@ def _run_builder(cli: BuildkitClient | None, client: "docker.DockerClient | None
 
 
 # --- helpers ---------------------------------------------------------------------------------
+
+def _listed(value: str | list[str] | None) -> list[str]:
+    return [] if value is None else [value] if isinstance(value, str) else list(value)
+
+
+def cache_import_note(source: str, error: str) -> str:
+    """One sentence for a ``--cache-from`` source BuildKit could not read (it only warns, and builds on)."""
+    if "not found" in error or "no such file" in error.lower():
+        return (f"BuildKit found no cache at {source} (nothing was exported there yet, or the name differs from "
+                "the --cache-to one), so every step that missed its own cache ran: it only warns about that.")
+    down = registry_problem(source)
+    why = down or f"BuildKit could not read it: {error.splitlines()[0]}"
+    return f"The cache source {source} was not used, so this build ran without it (BuildKit only warns). {why}"
+
+
+def _shown_dirs(option: str) -> str:
+    """``type=local,dest=/abs/dir`` with the folder as a command names it (relative when near):
+    the CLI runs in this process's folder, so the same text works, and shows no machine's paths."""
+    return ",".join(f"{k}={shown_path(v)}" if k in ("src", "dest") else part
+                    for part in option.split(",") for k, _, v in [part.partition("=")])
+
+
+def _cache_options(cli: BuildkitClient | None, podman: bool, cache_from: str | list[str] | None,
+                   cache_to: str | list[str] | None, pull: bool) -> list[str]:
+    """``--cache-from``, ``--cache-to`` and ``--pull`` as the CLI takes them (BuildKit only)."""
+    out = [f"--cache-from={_shown_dirs(v)}" for v in _listed(cache_from)]
+    out += [f"--cache-to={_shown_dirs(v)}" for v in _listed(cache_to)]
+    out += ["--pull"] if pull else []
+    if out and cli is None:
+        builder = "Buildah (Podman)" if podman else "the classic builder"
+        raise BuildError(f"{builder} takes no {' '.join(o.split('=')[0] for o in out)} here: cache import, "
+                         "export and --pull are BuildKit's, so build on a Docker engine with BuildKit.")
+    return out
+
 
 def _check_builder_for_engine(builder: str, podman: bool) -> None:
     """Refuse, in one sentence, a builder the engine does not have."""

@@ -17,6 +17,7 @@ carries the line as written, or leave them out and FROM is restored as well as i
 from __future__ import annotations
 
 import base64
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable
@@ -550,3 +551,43 @@ def parse_buildkit_tty(text: str, instructions: list[NumberedInstruction] | None
     return collected.steps()
 
 
+
+
+_IMPORT = "importing cache manifest from "
+_PLAIN_VERTEX = re.compile(r"^#(\d+) (.*)$")
+# buildx itself checks a type=local source before the build starts, and warns in plain text.
+_LOCAL_MISSING = re.compile(r"^WARNING: local cache import at (\S+) not found due to err: (.*)$")
+
+
+def cache_import_errors(log: str) -> list[tuple[str, str]]:
+    """``(source, error)`` for each ``--cache-from`` source BuildKit could not read.
+
+    BuildKit only warns about these and builds on without the cache, so the build "succeeds"
+    and every step simply runs.  Reads rawjson (a vertex named ``importing cache manifest from
+    REF`` with an ``error``) and plain output (``#N importing ...`` then ``#N ERROR: ...``).
+    """
+    found: dict[str, str] = {}
+    names: dict[str, str] = {}
+    for line in log.splitlines():
+        if line.startswith("{"):
+            try:
+                vertexes = json.loads(line).get("vertexes") or []
+            except ValueError:
+                continue
+            for v in vertexes:
+                name = v.get("name") or ""
+                if name.startswith(_IMPORT) and v.get("error"):
+                    found[name[len(_IMPORT):]] = v["error"]
+            continue
+        local = _LOCAL_MISSING.match(line)
+        if local:
+            found[local.group(1)] = local.group(2)
+            continue
+        m = _PLAIN_VERTEX.match(line)
+        if m:
+            number, text = m.groups()
+            if text.startswith(_IMPORT):
+                names[number] = text[len(_IMPORT):].strip()
+            elif text.startswith("ERROR: ") and number in names:
+                found[names[number]] = text[len("ERROR: "):]
+    return list(found.items())

@@ -107,6 +107,8 @@ class BuildReport:
             (None for BuildKit, which fetches what it needs itself).
         config_digest: the digest of the image's config, where the builder says it (buildx's
             metadata) or the image ID is it (the classic builder); None otherwise.
+        notes: sentences about what the builder only warned of, e.g. a ``--cache-from`` source
+            it could not read (BuildKit builds on without it).
     """
 
     image_id: str
@@ -124,6 +126,7 @@ class BuildReport:
     build_ref: str | None = None
     sent_bytes: int | None = None
     config_digest: str | None = None
+    notes: list[str] = field(default_factory=list)
 
     @property
     def short_id(self) -> str:
@@ -200,6 +203,7 @@ class BuildReport:
                          f"{format_size(step.size):>7}  {step.instruction}")
         if self.command:
             lines.append(command_text(self.command))
+        lines += [f"note: {note}" for note in self.notes]
         return "\n".join(lines)
 
     def __str__(self) -> str:
@@ -215,7 +219,8 @@ class BuildReport:
                 [step.instruction, _badge(step.badge), format_seconds(step.seconds), format_size(step.size)]
                 for step in self.steps]
         return table_html(headers, rows, title=self.header(), code=["instruction"],
-                          align={"step": "right", "seconds": "right", "size": "right"}, command=self.command)
+                          align={"step": "right", "seconds": "right", "size": "right"}, command=self.command,
+                          note=" ".join(self.notes))
 
 
 def stage_name(stage: str) -> str:

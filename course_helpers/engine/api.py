@@ -167,6 +167,12 @@ def prune_builds(cli: docker.DockerClient, filters: dict) -> dict[str, Any]:
     return cli.api.prune_builds(filters=filters) or {}
 
 
+def prune_all_builds(cli: docker.DockerClient) -> dict[str, Any]:
+    """``docker builder prune --all --force``: the whole build cache.  Only for an engine the course
+    made for itself (chapter 150's runner), never a learner's."""
+    return cli.api.prune_builds(all=True) or {}
+
+
 # ---------------------------------------------------------------- containers
 
 

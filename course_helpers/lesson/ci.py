@@ -1,0 +1,212 @@
+"""A CI runner of the course's own, and moving an image between engines through the course's registry.
+
+A CI job starts on a machine whose engine has never built the project: its
+build cache is empty, so every step runs, ``pip install`` included.  Here that
+machine is a private engine (Docker 28, containerd store, as CI images use) that
+:func:`ci_runner` starts with an empty data folder each time, beside the
+learner's engine.  The two share nothing but the course's registry on
+127.0.0.1 (:mod:`course_helpers.engine.registry`): cache goes there with
+``build(cache_to=...)`` and comes back with ``build(cache_from=...)``; images go
+there with :func:`push` and come back with :func:`pull`.
+
+Where the learner's engine cannot export cache (Docker 20.10's builder, the
+docker driver on the overlay2 store), :func:`build_exporting_cache` shows the
+engine's own refusal in one sentence and falls back to inline cache
+(``BUILDKIT_INLINE_CACHE=1``: the cache rides in the pushed image).
+"""
+from __future__ import annotations
+
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from ..builder.build import build
+from ..builder.report import BuildReport
+from ..config import BASE_IMAGE, state_dir
+from ..engine import api
+from ..engine.cli import buildkit_client
+from ..engine.client import client as engine_client
+from ..engine.daemon import PrivateEngine, start_private_engine, stop_private_engine
+from ..engine.endpoint import resolve
+from ..errors import BuildError
+from ..formatting import format_size
+
+RUNNER = "runner"
+RUNNER_RELEASE = "docker28"
+
+#: What an engine says when it cannot export cache, and what fixes it.
+_REFUSALS = {
+    "Cache export is not supported for the docker driver":
+        "the docker driver exports cache only with the containerd image store",
+    "unknown flag: --cache-to": "this Docker's own BuildKit (20.10) has no --cache-to",
+    "unknown flag: --cache-from": "this Docker's client has no --cache-from",
+}
+
+
+_runner: PrivateEngine | None = None
+
+
+def ci_runner(progress: Callable[[str], None] | None = print) -> PrivateEngine:
+    """The course's CI runner, as a new CI job finds it: a Docker 28 engine with an empty build cache.
+
+    The first call starts a private engine (containerd store, as CI images run) and gives it the
+    base image from your engine, as a runner would pull it.  Each later call in the same kernel
+    empties that engine's build cache and removes its images but the base: a new job on a clean
+    machine, without the seconds a new engine takes.  Use it with ``with runner.in_use():
+    build(...)``; :func:`stop_ci_runner` (and ``./course clean``) stop it and remove its data.
+
+    Raises:
+        SetupError: not root on Linux (a private engine needs both); the sentence says so.
+    """
+    global _runner
+    if _runner is not None and _runner.process.running():
+        cli = _runner.client()
+        if not cli.images.list(name=BASE_IMAGE):
+            _runner.load_image(BASE_IMAGE)
+        base = cli.images.get(BASE_IMAGE).id
+        gone = [img for img in cli.images.list() if img.id != base]
+        for img in gone:
+            cli.images.remove(img.id, force=True)
+        freed = api.prune_all_builds(cli).get("SpaceReclaimed", 0)
+        if progress:
+            progress(f"a new job on the runner: its build cache emptied ({format_size(freed)}) and "
+                     f"{len(gone)} image(s) removed; the base image stays, as on a runner that pulled it")
+        return _runner
+    stop_ci_runner()
+    if progress:
+        progress("starting the runner: a Docker engine of its own beside yours, with an empty build cache "
+                 "and no images, as a CI job starts")
+    engine = start_private_engine(RUNNER, release=RUNNER_RELEASE, store="containerd", progress=None)
+    engine.load_image(BASE_IMAGE)
+    _runner = engine
+    if progress:
+        cli = engine.client()
+        progress(f"the runner answers: Docker {cli.version()['Version']}; it has the base image "
+                 f"{BASE_IMAGE} (copied from your engine) and nothing else")
+    return engine
+
+
+def stop_ci_runner() -> bool:
+    """Stop the runner, if one runs, and remove its data. Returns whether one was running."""
+    global _runner
+    _runner = None
+    was = stop_private_engine(RUNNER)
+    shutil.rmtree(state_dir() / "private-engines" / RUNNER, ignore_errors=True)
+    return was
+
+
+def _refusal(error: BuildError) -> str | None:
+    text = f"{error} {getattr(error, 'log_tail', '')}"
+    for words, why in _REFUSALS.items():
+        if words in text:
+            return f"{words} ({why})"
+    return None
+
+
+@dataclass
+class CacheExport:
+    """How a build's cache went to the registry: exported (``--cache-to``) or inline in the image."""
+
+    report: BuildReport
+    kind: str  # "registry" or "inline"
+    ref: str
+    refusal: str | None = None
+    pushed: list[str] = field(default_factory=list)
+
+    @property
+    def cache_from(self) -> str:
+        """What the runner's build passes as ``cache_from``."""
+        return f"type=registry,ref={self.ref}"
+
+    def __str__(self) -> str:
+        if self.kind == "registry":
+            return f"cache exported to {self.ref} (--cache-to type=registry)"
+        return (f"your engine refused to export cache: {self.refusal}. So the cache went inline instead "
+                f"(--build-arg BUILDKIT_INLINE_CACHE=1), inside the image pushed as {self.ref}")
+
+    def _repr_pretty_(self, p, cycle) -> None:  # IPython prints the sentence
+        p.text(str(self))
+
+
+def build_exporting_cache(context: str | Path, tag: str, ref: str, mode: str = "max",
+                          **kwargs) -> CacheExport:
+    """Build ``tag`` on the engine in use and put its cache in the registry at ``ref``.
+
+    With ``--cache-to type=registry,ref=REF,mode=MODE`` where the engine can export cache; where
+    it refuses, with inline cache in the image itself, pushed as ``ref`` (inline cache is always
+    ``mode=min``: only the layers of the image it rides in).
+    """
+    try:
+        report = build(context, tag, cache_to=f"type=registry,ref={ref},mode={mode}", **kwargs)
+        return CacheExport(report, "registry", ref)
+    except BuildError as exc:
+        refusal = _refusal(exc)
+        if refusal is None:
+            raise
+    args = {**kwargs.pop("build_args", {}), "BUILDKIT_INLINE_CACHE": "1"}
+    report = build(context, tag, build_args=args, **kwargs)
+    return CacheExport(report, "inline", ref, refusal, push(tag, ref, progress=None))
+
+
+def _docker(*args: str, progress: Callable[[str], None] | None) -> list[str]:
+    """Run the course's docker client against the engine in use; its lines, streamed."""
+    cli = buildkit_client()
+    docker = cli.path if cli else (shutil.which("docker") or "docker")
+    env = cli.environment() if cli else resolve().cli_environment()
+    proc = subprocess.Popen([docker, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=env, stdin=subprocess.DEVNULL)
+    lines = []
+    assert proc.stdout is not None
+    for raw in proc.stdout:
+        lines.append(raw.rstrip())
+        if progress:
+            progress(raw.rstrip())
+    if proc.wait() != 0:
+        raise BuildError(f"docker {' '.join(args)} failed: {lines[-1] if lines else 'no output'}")
+    return lines
+
+
+def push(image: str, ref: str, progress: Callable[[str], None] | None = print) -> list[str]:
+    """``docker tag IMAGE REF`` and ``docker push REF``; returns the push's lines."""
+    _docker("tag", image, ref, progress=None)
+    return _docker("push", ref, progress=progress)
+
+
+@dataclass
+class Pull:
+    """What ``docker pull`` fetched and what it skipped because the engine had it already."""
+
+    ref: str
+    layers: list[str]
+    had: list[str]
+    lines: list[str]
+
+    @property
+    def fetched(self) -> list[str]:
+        return [layer for layer in self.layers if layer not in self.had]
+
+    def __str__(self) -> str:
+        return (f"{self.ref}: {len(self.layers)} layers; {len(self.had)} already on this engine "
+                f"(not downloaded), {len(self.fetched)} downloaded")
+
+    def _repr_pretty_(self, p, cycle) -> None:
+        p.text(str(self))
+
+
+def pull(ref: str, progress: Callable[[str], None] | None = print) -> Pull:
+    """``docker pull REF`` on the engine in use, and which of its layers that engine had already.
+
+    The layers are compared by diff id (the digest of a layer's uncompressed content), so the
+    answer is the engine's, not a reading of the pull's progress text.
+    """
+    cli = engine_client()
+    had = {layer for img in cli.images.list() for layer in api.inspect_image_raw(cli, img.id)["RootFS"].get("Layers", [])}
+    lines = _docker("pull", ref, progress=progress)
+    layers = api.inspect_image_raw(cli, ref)["RootFS"].get("Layers", [])
+    return Pull(ref, layers, [layer for layer in layers if layer in had], lines)
+
+
+__all__ = ["CacheExport", "Pull", "build_exporting_cache", "ci_runner", "pull", "push",
+           "stop_ci_runner"]
