@@ -107,6 +107,9 @@ class BuildReport:
             (None for BuildKit, which fetches what it needs itself).
         config_digest: the digest of the image's config, where the builder says it (buildx's
             metadata) or the image ID is it (the classic builder); None otherwise.
+        base_ids: the image ID each base the Dockerfile names in FROM had on the engine right
+            after the build (``{"python:3.11-slim-bookworm": "sha256:..."}``), so that a later
+            predict() sees when a base's tag has moved to another image; empty when unknown.
     """
 
     image_id: str
@@ -124,6 +127,7 @@ class BuildReport:
     build_ref: str | None = None
     sent_bytes: int | None = None
     config_digest: str | None = None
+    base_ids: dict[str, str] = field(default_factory=dict)
 
     @property
     def short_id(self) -> str:
