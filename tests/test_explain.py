@@ -14,6 +14,7 @@ from course_helpers.cache.predict import check_prediction, predict
 from course_helpers.builder.report import BuildReport, Step
 from course_helpers.builder.records import record_context_snapshot
 
+BASE = "python:3.11-slim-bookworm"
 DOCKERFILE = ("FROM python:3.11-slim-bookworm\nENV MODE=dev\nWORKDIR /app\nCOPY requirements.txt .\n"
               "RUN pip3 install -r requirements.txt\nCOPY . .\n")
 
@@ -34,11 +35,11 @@ def ctx(tmp_path):
     return root
 
 
-def _report(ctx, image: str, cached: list[bool], builder: str = "buildkit") -> BuildReport:
+def _report(ctx, image: str, cached: list[bool], builder: str = "buildkit", bases: dict | None = None) -> BuildReport:
     lines = ["FROM python:3.11-slim-bookworm", "WORKDIR /app", "COPY requirements.txt .",
              "RUN pip3 install -r requirements.txt", "COPY . ."]
     steps = [Step(i + 1, "0", text, flag) for i, (text, flag) in enumerate(zip(lines, cached))]
-    report = BuildReport(image, ["demo:1"], builder, 1.0, "", steps, context=str(ctx))
+    report = BuildReport(image, ["demo:1"], builder, 1.0, "", steps, context=str(ctx), base_ids=dict(bases or {}))
     record_context_snapshot(report)
     return report
 
@@ -88,3 +89,52 @@ def test_check_prediction(ctx):
     assert check.text().splitlines()[0] == "3 of 4 steps as you expected"
     with pytest.raises(Exception, match="not a step of this build"):
         check_prediction(["RUN nope"], report)
+
+
+# --- a base whose tag moved ------------------------------------------------------------------------
+
+OLD_BASE, NEW_BASE = "sha256:" + "a1" * 32, "sha256:" + "b2" * 32
+
+
+def test_explain_names_a_moved_base_and_both_ids(ctx):
+    first = _report(ctx, "sha256:aaa", [True, False, False, False, False], bases={BASE: OLD_BASE})
+    second = _report(ctx, "sha256:bbb", [True, False, False, False, False], bases={BASE: NEW_BASE})
+    why = explain(second, against=first)
+    words = (f"the base {BASE} now names sha256:b2b2b2b2b2b2 (the last build used sha256:a1a1a1a1a1a1): "
+             "every step runs again")
+    assert [s.reason for s in why.steps] == [None] + [words] * 4, why.text()
+    # The same base image as both builds used: a step that ran is not put down to the base.
+    third = _report(ctx, "sha256:ccc", [True, False, True, True, True], bases={BASE: NEW_BASE})
+    assert "now names" not in explain(third, against=second).text()
+
+
+def test_records_without_base_ids_compare_as_before(ctx):
+    # A record of an older course (no "bases") loads, and an ID on one side only moves nothing.
+    from course_helpers.builder.records import build_records, record_from_dict
+
+    first = _report(ctx, "sha256:aaa", [True, False, False, False, False])
+    item = {k: v for k, v in record_context_snapshot(first).__dict__.items() if k != "bases"}
+    assert record_from_dict(item).bases == {} and build_records(ctx)[-1].bases == {}
+    second = _report(ctx, "sha256:bbb", [True, True, True, True, False], bases={BASE: NEW_BASE})
+    why = explain(second, against=first)
+    assert why.steps[-1].reason.startswith("the builder did not reuse its cache although nothing it compares "
+                                           "changed"), why.text()
+
+
+def test_predict_without_an_engine_keeps_the_base(ctx, monkeypatch, tmp_path):
+    # The last build kept its base's ID, but no engine answers to say what the tag names now.
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")
+    _report(ctx, "sha256:aaa", [True, False, False, False, False], bases={BASE: OLD_BASE})
+    prediction = predict(ctx)
+    assert all(s.cached for s in prediction.steps), prediction.text()
+    assert prediction.steps[0].reason == "the base image is used as it is"
+
+
+def test_release_base_refuses_the_base_itself():
+    from course_helpers.engine.base_image import release_base
+    from course_helpers.errors import CourseError
+
+    with pytest.raises(CourseError, match="is the base itself"):
+        release_base(BASE, 2, progress=None)
+    with pytest.raises(CourseError, match="version must be a whole number"):
+        release_base("movedbase-demo/python:3.11-slim-bookworm", 0, progress=None)

@@ -417,3 +417,70 @@ def check_scenario(make_context, built_tags: list[str], builder: str, scenario: 
         step = next(s for s in explanation.steps if s.instruction == instruction)
         assert words in (step.reason or ""), explanation.text()
         assert words in next(p.reason for p in prediction.steps if p.instruction == instruction), prediction.text()
+
+
+# --- a base whose tag moves -----------------------------------------------------------------------
+
+def _from_row(step) -> bool:
+    return step.instruction.upper().startswith("FROM")
+
+
+def test_a_moved_base_tag_makes_every_step_run(engine, base, tmp_path):
+    """The sample app FROM a tag of its own; the tag moves to a new release: predicted and built, every step runs.
+
+    Moved back to the very image the first build used, the steps are predicted cached, and are.
+    """
+    from docker.errors import NotFound
+
+    from course_helpers.cache.explain import explain
+    from course_helpers.cache.predict import predict
+    from course_helpers.config import REPO_ROOT
+    from course_helpers.engine.base_image import release_base
+    from course_helpers.formatting import short_id
+
+    marker = uuid.uuid4().hex[:12]  # a tag of this run's own: no earlier run's release, nor its cache
+    name = f"movedbase-demo/python:3.11-slim-bookworm-{marker}"
+    app = f"movedbase-demo/app:{marker}"
+    ctx = tmp_path / "app"
+    shutil.copytree(REPO_ROOT / "sample_app", ctx)
+    text = (ctx / "Dockerfile").read_text()
+    assert text.startswith(BASE + "\n")
+    (ctx / "Dockerfile").write_text(text.replace(BASE, f"FROM {name}", 1))
+    made: list[str] = []
+    try:
+        v1 = release_base(name, 1, progress=None)
+        made.append(v1)
+        first = _build(ctx, app, "buildkit", None)
+        made.append(first.image_id)
+        assert first.base_ids == {name: v1}
+        v2 = release_base(name, 2, progress=None)
+        made.append(v2)
+        assert v2 != v1 and engine.images.get(name).id == v2
+
+        prediction = predict(ctx, against=first)
+        words = f"the base {name} now names {short_id(v2)} (the last build used {short_id(v1)}): every step runs again"
+        assert [s.verdict for s in prediction.steps if not _from_row(s)] == ["runs"] * 3, prediction.text()
+        assert all(s.reason == words for s in prediction.steps), prediction.text()
+        assert [s.cached for s in predict(ctx).steps] == [s.cached for s in prediction.steps]  # the recorded build
+
+        second = _build(ctx, app, "buildkit", None)
+        made.append(second.image_id)
+        assert second.steps and not second.cached_steps, second.text()  # the real build agrees: all ran
+        why = explain(second, against=first)
+        assert all(s.reason == words for s in why.steps if not s.cached), why.text()
+        assert all(s.reason == words for s in why.steps if not _from_row(s)), why.text()
+
+        # The tag moves back to the very image of the first build: the engine still has that cache.
+        assert release_base(name, 1, progress=None) == v1 == engine.images.get(name).id
+        back = predict(ctx)  # against the recorded builds, the first among them
+        assert all(s.cached for s in back.steps), back.text()
+        assert not any("now names" in s.reason for s in back.steps), back.text()
+        third = _build(ctx, app, "buildkit", None)
+        made.append(third.image_id)
+        assert third.all_cached, third.text()
+    finally:
+        for ref in [app, name] + made[::-1]:  # what this test made, and nothing else
+            try:
+                engine.images.remove(ref, force=True)
+            except NotFound:
+                pass

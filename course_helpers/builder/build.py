@@ -51,7 +51,7 @@ from .log_buildkit import PlainParser, RawjsonParser, cache_import_errors
 from .log_classic import ClassicParser, classic_step
 from .log_common import NumberedInstruction, instructions_of, strip_colour
 from .progress import LiveLog
-from .records import record_context_snapshot
+from .records import base_image_ids, record_context_snapshot
 from .report import BuildReport, Failure, Step
 
 if TYPE_CHECKING:  # the SDK is imported lazily: it costs ~0.2 s and BuildKit builds barely need it
@@ -185,6 +185,7 @@ def build(context: str | Path, tag: str | None = None, *, dockerfile: str = "Doc
             final = next((s for s in stages if s == target.lower()), None) or (
                 stages[int(target)] if target.isdigit() and int(target) < len(stages) else None)
         _attach_layers(report, _sdk(client), final or (stages[-1] if stages else None))
+        report.base_ids = base_image_ids(parsed, _sdk(client))  # predict() sees a base's tag move
         # predict()/explain() compare later builds with what this one saw.
         record_context_snapshot(report)
     except BaseException:

@@ -2,7 +2,8 @@
 
 :func:`~course_helpers.builder.build.build` calls :func:`record_context_snapshot` after every
 build: the record holds the context's snapshot (:mod:`course_helpers.dockerfile.context`), the
-Dockerfile's text, the build arguments, and the steps with their cached flags.  Records are kept
+Dockerfile's text, the build arguments, the steps with their cached flags, and the image ID each
+base named in FROM had (:func:`base_image_ids`).  Records are kept
 in ``state_dir()/build-records``, per (context, Dockerfile, tag) and per (context, Dockerfile),
 the last :data:`HISTORY` of each.
 """
@@ -13,13 +14,18 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..config import state_dir
 from ..dockerfile.context import ContextSnapshot, FileEntry, take_snapshot
-from ..dockerfile.parse import read_text
+from ..dockerfile.parse import Dockerfile, read_text
+from ..engine import api as engine_api
 from ..errors import DockerfileError
 from ..statefiles import write_atomic
 from .report import BuildReport
+
+if TYPE_CHECKING:
+    import docker
 
 HISTORY = 5  # records kept per (context, dockerfile, tag)
 
@@ -40,6 +46,7 @@ class BuildRecord:
     steps: list[tuple[int, str, str, bool]]  # (index, stage, instruction, cached) as reported
     files: dict[str, tuple[str, int]] = field(default_factory=dict)
     target: str | None = None  # the stage built (--target), None for the last
+    bases: dict[str, str] = field(default_factory=dict)  # FROM's image -> its image ID then ({} in older records)
 
     def snapshot(self) -> ContextSnapshot:
         return ContextSnapshot(self.context, {k: FileEntry._make(v) for k, v in self.files.items()})
@@ -95,8 +102,30 @@ def record_context_snapshot(report: BuildReport) -> BuildRecord | None:
     record = BuildRecord(context, report.dockerfile, text, report.tags[0] if report.tags else None,
                          report.builder, report.image_id, dict(report.build_args or {}), report.no_cache,
                          [(s.index, s.stage, s.instruction, s.cached) for s in report.steps],
-                         {k: tuple(v) for k, v in snap.files.items()}, report.target)
+                         {k: tuple(v) for k, v in snap.files.items()}, report.target, dict(report.base_ids))
     return store_record(record)
+
+
+def base_image_ids(df: Dockerfile | None, cli: "docker.DockerClient | None") -> dict[str, str]:
+    """The image ID each base image ``df`` names in FROM has on the engine now.
+
+    A stage FROM another stage, ``scratch``, and a base the engine does not have (or an engine
+    that does not answer: ``cli`` None) are left out.
+
+    Returns:
+        ``{"python:3.11-slim-bookworm": "sha256:..."}``.
+    """
+    out: dict[str, str] = {}
+    if df is None or cli is None:
+        return out
+    for stage in df.stages:
+        if stage.base_stage is not None or stage.base.lower() == "scratch" or stage.base in out:
+            continue
+        try:
+            out[stage.base] = engine_api.inspect_image_raw(cli, stage.base)["Id"]
+        except Exception:  # not there, or the engine went away (docker's or requests' errors): not known
+            continue
+    return out
 
 
 def store_record(record: BuildRecord) -> BuildRecord:

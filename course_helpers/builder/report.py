@@ -109,6 +109,9 @@ class BuildReport:
             metadata) or the image ID is it (the classic builder); None otherwise.
         notes: sentences about what the builder only warned of, e.g. a ``--cache-from`` source
             it could not read (BuildKit builds on without it).
+        base_ids: the image ID each base the Dockerfile names in FROM had on the engine right
+            after the build (``{"python:3.11-slim-bookworm": "sha256:..."}``), so that a later
+            predict() sees when a base's tag has moved to another image; empty when unknown.
     """
 
     image_id: str
@@ -127,6 +130,7 @@ class BuildReport:
     sent_bytes: int | None = None
     config_digest: str | None = None
     notes: list[str] = field(default_factory=list)
+    base_ids: dict[str, str] = field(default_factory=dict)
 
     @property
     def short_id(self) -> str:

@@ -3,7 +3,8 @@
 The builder says only CACHED or not; this module compares the build with an
 earlier one (by default the previous recorded build of the same tag or
 Dockerfile) using the same per-builder cache model as ``predict()``, and names
-the file, instruction, environment value or build argument that changed.
+the file, instruction, environment value or build argument that changed, or the
+base image whose tag names another image than the earlier build used.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from ..dockerfile.parse import parse_dockerfile
 from ..engine.session import course_call
 from ..errors import CourseError
 from ..formatting import table_html
-from .predict import SimStep, judge, model_steps, simulate, step_position
+from .predict import SimStep, compared_bases, judge, model_steps, simulate, step_position
 
 if TYPE_CHECKING:
     from ..builder.report import BuildReport
@@ -66,13 +67,13 @@ class Explanation:
 
 
 def _model(report: "BuildReport", record: BuildRecord | None, builder: str,
-           same_sources: bool = False) -> list[SimStep]:
+           same_sources: bool = False, base_ids: dict[str, str] | None = None) -> list[SimStep]:
     if record is not None:
-        return model_steps(record, builder, same_sources)
+        return model_steps(record, builder, same_sources, base_ids)
     # Not recorded: the context as it is now is the best evidence left.
     context = os.path.abspath(report.context or ".")
     df = parse_dockerfile(Path(context) / report.dockerfile, report.build_args)
-    return simulate(df, take_snapshot(context), builder, same_sources, report.target)
+    return simulate(df, take_snapshot(context), builder, same_sources, report.target, base_ids)
 
 
 @course_call("explaining a build")
@@ -100,8 +101,13 @@ def explain(report: "BuildReport", against: "BuildReport | BuildRecord | None" =
             raise CourseError("explain(): the report given as against= was never recorded; build it with "
                               "course_helpers.build() and try again.")
     builder = report.builder
-    new, found = judge(lambda same: _model(report, current, builder, same),
-                       lambda same: model_steps(previous, builder, same) if previous is not None else [],
+    # The image each base named at each build, as the records kept it: a tag that moved between
+    # them makes every step run (predict.compared_bases).
+    ids, old_ids = compared_bases(current.bases if current is not None else report.base_ids,
+                                  [previous] if previous is not None else [])
+    new, found = judge(lambda same: _model(report, current, builder, same, ids),
+                       lambda same: model_steps(previous, builder, same, old_ids(previous))
+                       if previous is not None else [],
                        False, previous is not None)
     at = {(s.stage, s.index): j for j, s in enumerate(new)}
     out = []
@@ -116,7 +122,8 @@ def explain(report: "BuildReport", against: "BuildReport | BuildRecord | None" =
             if j is None:
                 reason = "not an instruction of the Dockerfile (added by the build helper)"
             elif new[j].keyword == "FROM":
-                reason = "FROM is not a cache step: the base image is used as it is"
+                moved = None if found[j][0] else found[j][1]  # its tag named another image last time
+                reason = moved or "FROM is not a cache step: the base image is used as it is"
             elif report.no_cache:
                 reason = "the build ran with no_cache=True"
             elif previous is None:

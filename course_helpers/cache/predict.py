@@ -31,6 +31,12 @@ cache key made of what that builder really compares:
 Which stages run: BuildKit and Buildah build only those the target (``--target``,
 default the last stage) needs; the classic builder builds every stage up to the target.
 
+The base image is used as it is: FROM is no cache step.  But a stage's keys start from the
+image its base names, so when that tag now names another image than the earlier build used
+(upstream released ``python:3.11-slim-bookworm`` anew), every step after it runs again: the
+build records the image ID of each base (``BuildRecord.bases``), and predict() asks the engine
+which image each base names now (explain() reads both from the records).
+
 A step is predicted cached when its key is among the keys the earlier
 build(s) produced.  A ``COPY --from`` of a stage that re-runs is cached by both
 builders exactly when the copied files come out byte-identical, which only the
@@ -48,13 +54,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, NamedTuple
 
-from ..builder.records import BuildRecord, build_records, find_record
+from ..builder.records import BuildRecord, base_image_ids, build_records, find_record
 from ..dockerfile.context import ContextSnapshot, take_snapshot
 from ..dockerfile.ignore import glob_regex
 from ..dockerfile.parse import Dockerfile, Instruction, copy_source_stage, parse_dockerfile, parse_dockerfile_text
+from ..engine.client import try_client
 from ..engine.session import course_call
 from ..errors import CourseError, DockerfileError
-from ..formatting import short_hex as short, table_html
+from ..formatting import short_hex as short, short_id, table_html
 
 if TYPE_CHECKING:
     from ..builder.report import BuildReport
@@ -147,7 +154,8 @@ def built_stages(df: Dockerfile, builder: str, target: str | None = None) -> lis
 
 
 def simulate(df: Dockerfile, snapshot: ContextSnapshot | None, builder: str,
-             same_sources: bool = False, target: str | None = None) -> list[SimStep]:
+             same_sources: bool = False, target: str | None = None,
+             base_ids: Mapping[str, str] | None = None) -> list[SimStep]:
     """Compute each reported step's cache key for one builder, from the parsed model alone.
 
     Args:
@@ -157,6 +165,9 @@ def simulate(df: Dockerfile, snapshot: ContextSnapshot | None, builder: str,
         same_sources: key ``COPY --from=<stage>`` as if the stage wrote the same bytes as before
             (BuildKit and classic both key such a copy by the copied content, not by the stage).
         target: the stage to build (``--target``), default the last.
+        base_ids: the image ID each base image (as FROM names it) stands for, where known: a
+            stage's FROM key holds it, so that a base whose tag moved to another image changes
+            every key after it.  A base left out is keyed by its name alone.
 
     Returns:
         The steps of the stages the build runs (:func:`built_stages`), in the order the builder
@@ -168,13 +179,15 @@ def simulate(df: Dockerfile, snapshot: ContextSnapshot | None, builder: str,
     steps: list[SimStep] = []
     stage_end: dict[int, tuple[str, int | None]] = {}  # stage index -> (key, position) of its last step
     built = set(built_stages(df, builder, target))
+    base_ids = base_ids or {}
     for stage in df.stages:
         if stage.index not in built:
             continue  # a stage the build skips is never keyed: nothing the build runs refers to it
         if stage.base_stage is not None:
             key, pos = stage_end[stage.base_stage]
         else:
-            key, pos = _h("from", stage.base), None
+            base_id = base_ids.get(stage.base)
+            key, pos = _h("from", stage.base, *([base_id] if base_id else [])), None
         for position, inst in enumerate(stage.instructions, 1):
             kw, st = inst.keyword, inst.state
             layer_key = None
@@ -189,6 +202,8 @@ def simulate(df: Dockerfile, snapshot: ContextSnapshot | None, builder: str,
             source_stage = source_step = None
             if kw == "FROM":
                 inputs = {"base": stage.base}
+                if stage.base_stage is None and base_ids.get(stage.base):
+                    inputs["base_id"] = base_ids[stage.base]
                 parent_pos = None
             elif kw == "RUN":
                 args = {k: v for k, v in st.args.items() if k not in st.env}
@@ -300,6 +315,9 @@ def _own_reason(new: list[SimStep], k: int, old: list[SimStep], multi: bool) -> 
     """
     step = new[k]
     if step.keyword == "FROM":
+        moved = moved_base(step, old)
+        if moved:
+            return "base moved", moved
         return "changed", f"the base image changed: now {step.inputs['base']}"
     old_stage = [s for s in old if s.stage == step.stage and s.keyword != "FROM"]
     new_stage = [s.inputs.get("instruction") for s in new if s.stage == step.stage]
@@ -344,6 +362,20 @@ def _own_reason(new: list[SimStep], k: int, old: list[SimStep], multi: bool) -> 
     return "changed", ("; ".join(notes) if notes else "an input changed that this model does not track")
 
 
+def moved_base(step: SimStep, old: list[SimStep]) -> str | None:
+    """When ``step`` (a FROM) names a base whose tag now names another image than in the earlier
+    build(s), say so with both image IDs; None when it names the same one, or when that is not known.
+    """
+    now = step.inputs.get("base_id")
+    base = step.inputs.get("base")
+    then = [s.inputs.get("base_id") for s in old if s.keyword == "FROM" and s.inputs.get("base") == base]
+    then = [i for i in then if i]
+    if not now or not then or now in then:
+        return None
+    return (f"the base {base} now names {short_id(now)} (the last build used {short_id(then[-1])}): "
+            "every step runs again")
+
+
 def reason_for(new: list[SimStep], i: int, old: list[SimStep], multi: bool) -> str:
     """Why step ``i`` of ``new`` has no match among ``old``'s keys, in plain words."""
     words = _chain_reason(new, i, old, multi)
@@ -361,6 +393,8 @@ def _chain_reason(new: list[SimStep], i: int, old: list[SimStep], multi: bool) -
     if first == i:
         return words
     culprit = new[first]
+    if kind == "base moved":
+        return words  # "the base ... now names ...: every step runs again"
     if kind == "inserted":
         return f"a new instruction before this step: `{culprit.instruction}`"
     if kind == "removed":
@@ -447,13 +481,38 @@ def _record_for(against: Any, context: str, dockerfile: str, builder: str,
     return [record], "the given build"
 
 
-def model_steps(record: BuildRecord, builder: str, same_sources: bool = False) -> list[SimStep]:
-    """The model's steps for a recorded build (none when its Dockerfile no longer parses)."""
+def model_steps(record: BuildRecord, builder: str, same_sources: bool = False,
+                base_ids: Mapping[str, str] | None = None) -> list[SimStep]:
+    """The model's steps for a recorded build (none when its Dockerfile no longer parses).
+
+    Args:
+        base_ids: the image IDs to key its bases by (see :func:`simulate`); default: none.
+    """
     try:
         df = parse_dockerfile_text(record.dockerfile_text, record.dockerfile, record.build_args)
-        return simulate(df, record.snapshot(), builder, same_sources, record.target)
+        return simulate(df, record.snapshot(), builder, same_sources, record.target, base_ids)
     except DockerfileError:
         return []  # an earlier Dockerfile that no longer parses left nothing reusable to model
+
+
+def compared_bases(now: Mapping[str, str], records: Iterable[BuildRecord]) -> tuple[dict, Callable]:
+    """The base image IDs to model a build with, and how to model each earlier record's.
+
+    A base is keyed by its image ID only where the ID it has now is known and an earlier record
+    kept the one it had: an earlier record that did not keep it (made before the course recorded
+    them) is taken to have used the image the base names now, as before.
+
+    Returns:
+        ``(ids for the new build, record -> ids for that record)``.
+    """
+    kept = {base for rec in records for base in rec.bases}
+    new = {base: image for base, image in now.items() if base in kept}
+    return new, lambda rec: {base: rec.bases.get(base, image) for base, image in new.items()}
+
+
+def current_base_ids(df: Dockerfile) -> dict[str, str]:
+    """The image ID each base of ``df`` names on the engine now; empty when no engine answers (in seconds)."""
+    return base_image_ids(df, try_client(timeout=5))
 
 
 def _depends_reason(new: list[SimStep], i: int, multi: bool) -> str:
@@ -501,7 +560,8 @@ def verdicts(new: list[SimStep], alt_new: list[SimStep], olds: list[SimStep], al
             out.append((cached, f"the same step as {_step_name(new[s.shared_with], multi)}: BuildKit runs it once "
                                 f"for both stages ({reason})"))
         elif s.keyword == "FROM":
-            out.append((True, "the base image is used as it is"))
+            moved = moved_base(s, olds)  # its tag names another image than the earlier build used
+            out.append((False, moved) if moved else (True, "the base image is used as it is"))
         elif s.reuses is not None and not no_cache and s.reuses < len(out):
             out.append((True, f"the same step as {_step_name(new[s.reuses], multi)}, earlier in this build: "
                               "Buildah reuses the image that step made"))
@@ -530,6 +590,9 @@ def predict(context: str | Path, dockerfile: str = "Dockerfile", against: "Build
 
     Needs no engine: it compares the context and Dockerfile on disk with what
     an earlier build recorded (see :func:`course_helpers.builder.records.record_context_snapshot`).
+    Where the earlier build recorded the image ID of its base images and an engine answers, it
+    also asks which image each base names now: a base whose tag moved to another image makes
+    every step after its FROM run, and the reason names the base and both IDs.
 
     Args:
         context: the build context directory.
@@ -563,8 +626,13 @@ def predict(context: str | Path, dockerfile: str = "Dockerfile", against: "Build
     df = parse_dockerfile(Path(context) / dockerfile, build_args)
     snapshot = take_snapshot(context)
     records, compared = _record_for(against, context, dockerfile, builder, tag)
-    new, found = judge(lambda same: simulate(df, snapshot, builder, same, target),
-                       lambda same: [s for rec in records for s in model_steps(rec, builder, same)], no_cache)
+    # A base whose tag moved to another image since the earlier build: every step runs again.
+    # Asked of the engine only when an earlier build kept its bases' IDs; no engine, no such check.
+    now = current_base_ids(df) if any(rec.bases for rec in records) else {}
+    ids, old_ids = compared_bases(now, records)
+    new, found = judge(lambda same: simulate(df, snapshot, builder, same, target, ids),
+                       lambda same: [s for rec in records for s in model_steps(rec, builder, same, old_ids(rec))],
+                       no_cache)
     out = [PredictedStep(s.index, s.stage, s.instruction, cached, reason)
            for s, (cached, reason) in zip(new, found)]
     return Prediction(builder, out, compared)

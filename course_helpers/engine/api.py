@@ -143,6 +143,21 @@ def tag_image(cli: docker.DockerClient, image: str, repository: str, tag: str | 
     return cli.api.tag(image, repository, tag)
 
 
+def commit_container(cli: docker.DockerClient, container_id: str, *, repository: str, tag: str,
+                     message: str, changes: list[str]) -> str:
+    """``docker container commit``: the container's filesystem becomes an image.
+
+    Args:
+        repository, tag: the new image's name.
+        message: the commit message (the new history row's comment).
+        changes: Dockerfile instructions applied to its config (``LABEL``, ``ENV``, ``CMD``).
+
+    Returns:
+        The new image's id (``sha256:...``).
+    """
+    return cli.api.commit(container_id, repository=repository, tag=tag, message=message, changes=changes)["Id"]
+
+
 def remove_image(cli: docker.DockerClient, ref: str, *, noprune: bool = False) -> Any:
     """``docker image rm ref``, never forced: the engine refuses an image a container uses.
 
@@ -203,6 +218,11 @@ def create_container_raw(cli: docker.DockerClient, image: str, *, command: list[
 def attach_stdin(cli: docker.DockerClient, container_id: str) -> Any:
     """A socket to the container's stdin (``docker attach``): closing it ends what reads stdin."""
     return cli.api.attach_socket(container_id, params={"stdin": 1, "stream": 1})
+
+
+def put_archive(cli: docker.DockerClient, container_id: str, path: str, data: bytes) -> bool:
+    """``docker cp`` of a tar archive into a container (created or running), unpacked at ``path``."""
+    return cli.api.put_archive(container_id, path, data)
 
 
 def start_container(cli: docker.DockerClient, container_id: str) -> None:

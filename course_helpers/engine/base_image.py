@@ -5,14 +5,20 @@ registry answers (this project's CI, an offline classroom) it is built from
 Debian bookworm packages with debootstrap, made to behave like the official
 image where the course relies on it (pip installs system-wide, python3 is the
 CMD), and labelled so that nobody mistakes it for the Hub image.
+
+:func:`release_base` makes a stand-in for a new upstream release of the base under a name of
+the lesson's own, so that a lesson can move a base's tag as a registry does.
 """
 from __future__ import annotations
 
 import datetime as _dt
 import hashlib
 import os
+import io
 import shutil
 import tarfile
+import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,9 +26,9 @@ import docker
 from docker.errors import APIError, ImageNotFound
 
 from ..config import BASE_IMAGE, LABEL_PREFIX, state_dir
-from ..errors import SetupError
+from ..errors import CourseError, SetupError, check_image_name
 from ..statefiles import locked
-from . import api
+from . import api, ownership
 from .client import resolve
 from .packages import debian_mirror
 from .streaming import Progress, run_streamed, say
@@ -32,6 +38,9 @@ PACKAGES = "python3,python3-pip,python3-venv,ca-certificates"
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 LABEL_ORIGIN = f"{LABEL_PREFIX}.base.origin"
 LABEL_RECIPE = f"{LABEL_PREFIX}.base.recipe"
+LABEL_RELEASE = f"{LABEL_PREFIX}.base.release"  # release_base(): which release of the base this is
+LABEL_RELEASED_FROM = f"{LABEL_PREFIX}.base.released-from"  # ... and the id of the image it was made from
+RELEASE_FILE = "/etc/course-base-release"
 RECIPE = "2"  # bump when _customise() or the import's changes change; older local bases are re-imported
 MIN_FREE_BYTES = 1_500_000_000  # debootstrap tree + tar + image, with room to spare
 
@@ -256,3 +265,86 @@ def ensure_base_image(name: str = BASE_IMAGE, progress: Progress | None = print,
                          "run the set-up again.")
     say(progress, f"base image ready: {info}")
     return info
+
+
+def release_base(name: str, version: int, base: str = BASE_IMAGE, progress: Progress | None = print, *,
+                 cli: "docker.DockerClient | None" = None) -> str:
+    """Tag as ``name`` a new "upstream release" of ``base``: the base with one small file more.
+
+    What a registry does when it publishes ``python:3.11-slim-bookworm`` anew, in a second and
+    under a name of the lesson's own: the image is ``base`` plus :data:`RELEASE_FILE` (the
+    version, and when and as what it was made, so that no two releases have the same content),
+    committed from a container that never runs, labelled as the course's stand-in
+    (:data:`LABEL_ORIGIN`, :data:`LABEL_RELEASE`, :data:`LABEL_RELEASED_FROM`) and recorded as
+    an image the course made, so that ``cleanup()`` removes it.  Calling it again with another
+    version moves the tag; calling it with a version made before (of the same base, still on the
+    engine) moves the tag back to that very image, same ID.
+
+    Args:
+        name: the tag to give it, e.g. ``movedbase-demo/python:3.11-slim-bookworm``; never ``base``.
+        version: the release number, 1 or more.
+        base: the image it is a release of.
+        progress: called with one line saying what was done (default print; None: quiet).
+        cli: the engine (default: the course's).
+
+    Returns:
+        The image ID (``sha256:...``) that ``name`` now names.
+
+    Raises:
+        CourseError: ``name`` is ``base`` itself, or not an image name, or ``version`` is below 1.
+        SetupError: ``base`` is not on the engine.
+    """
+    check_image_name(name)
+    if name == base or (":" not in name.rsplit("/", 1)[-1] and f"{name}:latest" == base):
+        raise CourseError(f"release_base(): {name!r} is the base itself; give the release a name of the lesson's "
+                          "own, so that the course's base stays where every other lesson expects it.")
+    if not isinstance(version, int) or version < 1:
+        raise CourseError(f"release_base(): version must be a whole number from 1, not {version!r}")
+    cli = resolve(cli)
+    try:
+        base_id = cli.images.get(base).id
+    except ImageNotFound:
+        raise SetupError(f"{base} is not on the engine: run ./course setup, then run this cell again.") from None
+    repository = ownership.repository_of(name) or name
+    tag = name[len(repository) + 1:] or "latest"
+    for item in reversed(ownership.image_records()):
+        if (item.get("release"), item.get("released_from"), item.get("tag")) == (version, base_id, name):
+            try:
+                image_id = cli.images.get(item["id"]).id
+            except ImageNotFound:
+                continue  # removed since: make it anew
+            api.tag_image(cli, image_id, repository, tag)
+            say(progress, f"{name} names release {version} of {base} again ({image_id[7:19]})")
+            return image_id
+    made = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    text = f"release {version} of {base} ({base_id})\nmade {made} as {name} ({uuid.uuid4().hex})\n".encode()
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w") as tar:
+        info = tarfile.TarInfo(RELEASE_FILE.rsplit("/", 1)[1])
+        info.size, info.mode, info.mtime = len(text), 0o644, int(time.time())
+        tar.addfile(info, io.BytesIO(text))
+    labels = {
+        LABEL_ORIGIN: f"release {version} of {base}, made by the course to stand for a new upstream release "
+                      "(not a registry's image)",
+        LABEL_RELEASE: str(version),
+        LABEL_RELEASED_FROM: base_id,
+        LABEL_RECIPE: RECIPE,
+        "org.opencontainers.image.title": name,
+        "org.opencontainers.image.version": str(version),
+    }
+    # No labels on the container: a commit keeps them in the image, and LABEL_CONTAINER must never be on one.
+    container = api.create_container_raw(cli, base, command=["true"], name=f"course-release-{uuid.uuid4().hex[:12]}",
+                                         labels={})
+    try:
+        api.put_archive(cli, container, RELEASE_FILE.rsplit("/", 1)[0], archive.getvalue())
+        image_id = api.commit_container(
+            cli, container, repository=repository, tag=tag, message=f"release {version} of {base} (the course's)",
+            changes=["LABEL " + " ".join(f'"{k}"="{v}"' for k, v in labels.items())])
+    finally:
+        try:
+            api.force_remove_container(cli, container)
+        except APIError:
+            pass
+    ownership.record_image(image_id, name, release=version, released_from=base_id)
+    say(progress, f"{name} now names release {version} of {base} ({image_id[7:19]}, {RELEASE_FILE} added)")
+    return image_id

@@ -46,9 +46,24 @@ def record_build(image_id: str, tag: str | None, builder: str, start: float, end
     """
     folder = folder or engine_dir()
     if image_id:
-        append_record(folder / "images.jsonl", {"id": image_id, "tag": tag, "session": SESSION_ID})
+        record_image(image_id, tag, folder=folder)
     build = {"repository": repository_of(tag), "builder": builder, "start": start, "end": end, "session": SESSION_ID}
     append_record(folder / "builds.jsonl", build | ({"ref": ref} if ref else {}))
+
+
+def record_image(image_id: str, tag: str | None, folder: Path | None = None, **facts: object) -> None:
+    """Note an image the course made (a build's, or one it made otherwise), so that cleanup removes it.
+
+    Args:
+        facts: more to keep about it, read back by :func:`image_records` (e.g. ``release=2``).
+    """
+    append_record((folder or engine_dir()) / "images.jsonl",
+                  {**facts, "id": image_id, "tag": tag, "session": SESSION_ID})
+
+
+def image_records() -> list[dict]:
+    """The course's records of the images it made on this engine, oldest first (they may be gone since)."""
+    return [item for item in read_records(engine_dir() / "images.jsonl") if isinstance(item.get("id"), str)]
 
 
 def record_intermediates(image_ids: list[str], folder: Path | None = None) -> None:
