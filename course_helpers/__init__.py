@@ -19,7 +19,7 @@ from .cache.predict import Prediction, check_prediction, predict
 from .cache.quiz import PredictionQuiz, prediction_quiz
 from .dockerfile.context import context_size
 from .dockerfile.lint import build_checks, compare_linters, lint
-from .engine.base_image import ensure_base_image
+from .engine.base_image import ensure_base_image, release_base
 from .engine.client import client
 from .engine.housekeeping import cleanup, fresh_start
 from .engine.preflight import check_setup
@@ -32,7 +32,7 @@ from .formatting import format_seconds, format_size
 from .layers.diff import ImageDiff, diff_images
 from .layers.explorer import Explorer, explore
 from .layers.images import Layer, history, image_parts, images, same_image, tag
-from .lesson.ci import build_exporting_cache, ci_runner, pull, push
+from .lesson.ci import build_exporting_cache, ci_runner, publish, pull, push
 from .lesson.clutter import add_clutter, simulate_commit
 from .lesson.display import layer_stack, plot_step_times, step_grid
 from .lesson.notebook import install_error_handler
@@ -49,7 +49,7 @@ __all__ = [
     "add_clutter", "build", "build_checks", "build_exporting_cache", "builders_available", "ci_runner", "check_prediction", "check_setup", "check_wasted_space", "cleanup", "client",
     "compare_linters", "context_size", "diff_images", "docker", "edit", "ensure_base_image", "ensure_engine", "explain", "explore",
     "format_seconds", "format_size", "fresh_start", "history", "image_parts", "images", "index_caching", "installed_vs_index",
-    "layer_stack", "lint", "pip_activity", "plot_step_times", "predict", "prediction_quiz", "pull", "push", "recorded_builds", "run_app", "run_command", "same_image",
+    "layer_stack", "lint", "pip_activity", "plot_step_times", "predict", "prediction_quiz", "publish", "pull", "push", "release_base", "recorded_builds", "run_app", "run_command", "same_image",
     "simulate_commit", "start_registry", "step_grid", "tag", "using_podman", "workspace", "write_wasteful_dockerfile",
 ]
 

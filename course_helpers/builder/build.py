@@ -47,7 +47,7 @@ from ..formatting import shell_line, shown_path
 from ..layers.history import layer_history
 from .faults import Fault, engine_fault, fault_error, retry_note
 from .log_buildah import BuildahParser
-from .log_buildkit import PlainParser, RawjsonParser, cache_import_errors
+from .log_buildkit import PlainParser, RawjsonParser, cache_import_errors, resolved_bases
 from .log_classic import ClassicParser, classic_step
 from .log_common import NumberedInstruction, instructions_of, strip_colour
 from .progress import LiveLog
@@ -95,7 +95,8 @@ def build(context: str | Path, tag: str | None = None, *, dockerfile: str = "Doc
             ``"type=registry,ref=...,mode=max"``.  Engines that cannot export (Docker 20.10, the
             docker driver on the overlay2 store) refuse, and the error says so and what to do.
         pull: resolve every ``FROM`` against its registry again (``--pull``) instead of using the
-            engine's copy of the tag.
+            engine's copy of the tag.  BuildKit leaves the engine's own tag where it was (``docker pull``
+            moves it); the classic builder and Buildah pull it as ``docker pull`` does.
         client: the Docker SDK client to use; default :func:`course_helpers.engine.client`.
 
     Returns:
@@ -153,7 +154,7 @@ def build(context: str | Path, tag: str | None = None, *, dockerfile: str = "Doc
     extra = ["--provenance=false"] if cli is not None and cli.via == "buildx" and not attestations else []
     extra += _cache_options(cli, podman, cache_from, cache_to, pull)
     run = functools.partial(_run_builder, cli, client, ctx, dockerfile, tag, no_cache, args, target, instructions, say,
-                            podman, extra)
+                            podman, extra, pull)
     try:
         # A BuildKit build that moves a tag on the containerd store may lose the old image's
         # snapshots mid-unpack (engine/snapshots.py): keep them until it is done.
@@ -175,7 +176,8 @@ def build(context: str | Path, tag: str | None = None, *, dockerfile: str = "Doc
                          seconds=end - start, log=log, steps=steps, context=str(ctx), dockerfile=dockerfile,
                          build_args=args, no_cache=no_cache, target=target, build_ref=ref, sent_bytes=sent,
                          config_digest=meta.config_digest or (image_id if kind == "classic" else None),
-                         command=terminal_command(cli, ctx, dockerfile, tag, no_cache, args, target, podman, extra),
+                         command=terminal_command(cli, ctx, dockerfile, tag, no_cache, args, target, podman,
+                                                  extra + (["--pull"] if pull and cli is None else [])),
                          notes=[cache_import_note(source, error) for source, error in cache_import_errors(log)])
     try:
         # The image is the target's stage (the last stage when no target is given).
@@ -186,6 +188,11 @@ def build(context: str | Path, tag: str | None = None, *, dockerfile: str = "Doc
                 stages[int(target)] if target.isdigit() and int(target) < len(stages) else None)
         _attach_layers(report, _sdk(client), final or (stages[-1] if stages else None))
         report.base_ids = base_image_ids(parsed, _sdk(client))  # predict() sees a base's tag move
+        if pull and cli is not None:
+            # --pull asks the registry and leaves the engine's own tag where it was: the image the
+            # build used is the one BuildKit's FROM step names.
+            bases = [st.base for st in parsed.stages if st.base_stage is None] if parsed else list(report.base_ids)
+            report.base_ids.update(resolved_bases(log, bases))
         # predict()/explain() compare later builds with what this one saw.
         record_context_snapshot(report)
     except BaseException:
@@ -239,7 +246,8 @@ def terminal_command(cli: BuildkitClient | None, ctx: Path, dockerfile: str, tag
 def _run_builder(cli: BuildkitClient | None, client: "docker.DockerClient | None", ctx: Path, dockerfile: str,
                  tag: str | None, no_cache: bool, args: dict[str, str], target: str | None,
                  instructions: list[NumberedInstruction], say: Callable[[str], None],
-                 podman: bool = False, extra: list[str] = ()) -> tuple[str, str, list[Step], BuildMetadata, int | None]:
+                 podman: bool = False, extra: list[str] = (),
+                 pull: bool = False) -> tuple[str, str, list[Step], BuildMetadata, int | None]:
     """Run the build with BuildKit (a CLI), or through the SDK: the classic builder, or Buildah on Podman.
 
     Returns:
@@ -252,7 +260,7 @@ def _run_builder(cli: BuildkitClient | None, client: "docker.DockerClient | None
             return (*_build_buildkit(cli, ctx, dockerfile, tag, no_cache, args, target, instructions, say, extra),
                     None)
         image_id, log, steps, sent = _build_classic(client, ctx, dockerfile, tag, no_cache, args, target,
-                                                    instructions, say, buildah=podman)
+                                                    instructions, say, buildah=podman, pull=pull)
         return image_id, log, steps, BuildMetadata(), sent
     except (BuildError, EngineFault):
         # A build that failed because the engine went away is not the Dockerfile's fault.
@@ -293,11 +301,12 @@ def _cache_options(cli: BuildkitClient | None, podman: bool, cache_from: str | l
     """``--cache-from``, ``--cache-to`` and ``--pull`` as the CLI takes them (BuildKit only)."""
     out = [f"--cache-from={_shown_dirs(v)}" for v in _listed(cache_from)]
     out += [f"--cache-to={_shown_dirs(v)}" for v in _listed(cache_to)]
-    out += ["--pull"] if pull else []
+    if cli is not None and pull:
+        out.append("--pull")
     if out and cli is None:
         builder = "Buildah (Podman)" if podman else "the classic builder"
-        raise BuildError(f"{builder} takes no {' '.join(o.split('=')[0] for o in out)} here: cache import, "
-                         "export and --pull are BuildKit's, so build on a Docker engine with BuildKit.")
+        raise BuildError(f"{builder} takes no {' '.join(o.split('=')[0] for o in out)} here: cache import "
+                         "and export are BuildKit's, so build on a Docker engine with BuildKit.")
     return out
 
 
@@ -459,7 +468,7 @@ def _show(texts: list[str], shown: list[str], say: Callable[[str], None]) -> Non
 def _build_classic(client: "docker.DockerClient | None", ctx: Path, dockerfile: str, tag: str | None,
                    no_cache: bool, build_args: dict[str, str], target: str | None,
                    instructions: list[NumberedInstruction],
-                   say: Callable[[str], None], buildah: bool = False) -> tuple[str, str, list[Step], int]:
+                   say: Callable[[str], None], buildah: bool = False, pull: bool = False) -> tuple[str, str, list[Step], int]:
     """The SDK's build: the legacy builder on dockerd, Buildah on Podman (``buildah=True``).
 
     The context is packed here, as the SDK would pack it for ``path=``, so that its size (all of it,
@@ -480,7 +489,7 @@ def _build_classic(client: "docker.DockerClient | None", ctx: Path, dockerfile: 
     sent = os.fstat(context.fileno()).st_size
     kwargs: dict[str, Any] = dict(fileobj=context, custom_context=True, tag=tag, rm=True, forcerm=True, decode=True,
                                   labels=session_labels(), nocache=no_cache, buildargs=build_args or None,
-                                  dockerfile=dockerfile, target=target)
+                                  dockerfile=dockerfile, target=target, **({"pull": True} if pull else {}))
     # forcerm: a failed step's container is removed too, so a failed build leaves none behind.
     shown = {"path": str(ctx), **{k: v for k, v in kwargs.items() if k not in ("fileobj", "custom_context")}}
     command = "docker.APIClient.build(" + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ")"

@@ -591,3 +591,32 @@ def cache_import_errors(log: str) -> list[tuple[str, str]]:
             elif text.startswith("ERROR: ") and number in names:
                 found[names[number]] = text[len("ERROR: "):]
     return list(found.items())
+
+
+_FROM_PINNED = re.compile(r"FROM ([^\s\"@]+)@(sha256:[0-9a-f]{64})")
+
+
+def _normalized(name: str) -> str:
+    """A reference as BuildKit writes it: Docker Hub's short names in full (``docker.io/library/...``)."""
+    first, _, rest = name.partition("/")
+    if not rest:
+        return f"docker.io/library/{name}"
+    if "." in first or ":" in first or first == "localhost":
+        return name
+    return f"docker.io/{name}"
+
+
+def resolved_bases(log: str, bases: "Iterable[str]") -> dict[str, str]:
+    """The digest BuildKit's FROM step resolved each base to (``[1/4] FROM REF@sha256:...``).
+
+    ``bases`` are the names as FROM wrote them (a pinned one with its digest); BuildKit writes
+    Docker Hub's short names in full (``docker.io/library/python:3.11-slim-bookworm``).  A base
+    the log does not pin is left out.
+    """
+    seen = dict(_FROM_PINNED.findall(log))
+    out: dict[str, str] = {}
+    for base in bases:
+        digest = seen.get(_normalized(base.split("@", 1)[0]))
+        if digest:
+            out[base] = digest
+    return out

@@ -106,6 +106,16 @@ def record_context_snapshot(report: BuildReport) -> BuildRecord | None:
     return store_record(record)
 
 
+def _by_digest(ref: str) -> str:
+    """``repo:tag@sha256:...`` as ``repo@sha256:...``: the engine looks a pinned base up by its digest
+    (with the tag left in, it may look the tag up instead, and the tag may have moved)."""
+    name, at, digest = ref.partition("@")
+    if not at:
+        return ref
+    head, _, last = name.rpartition("/")
+    return f"{head + '/' if head else ''}{last.split(':', 1)[0]}@{digest}"
+
+
 def base_image_ids(df: Dockerfile | None, cli: "docker.DockerClient | None") -> dict[str, str]:
     """The image ID each base image ``df`` names in FROM has on the engine now.
 
@@ -121,10 +131,14 @@ def base_image_ids(df: Dockerfile | None, cli: "docker.DockerClient | None") -> 
     for stage in df.stages:
         if stage.base_stage is not None or stage.base.lower() == "scratch" or stage.base in out:
             continue
-        try:
-            out[stage.base] = engine_api.inspect_image_raw(cli, stage.base)["Id"]
-        except Exception:  # not there, or the engine went away (docker's or requests' errors): not known
-            continue
+        # A pinned base whose name has moved on is found by its digest alone (on the containerd
+        # store that digest is the image ID).
+        for ref in dict.fromkeys([_by_digest(stage.base), stage.base.partition("@")[2] or stage.base]):
+            try:
+                out[stage.base] = engine_api.inspect_image_raw(cli, ref)["Id"]
+                break
+            except Exception:  # not there, or the engine went away (docker's or requests' errors): not known
+                continue
     return out
 
 

@@ -268,7 +268,7 @@ def ensure_base_image(name: str = BASE_IMAGE, progress: Progress | None = print,
 
 
 def release_base(name: str, version: int, base: str = BASE_IMAGE, progress: Progress | None = print, *,
-                 cli: "docker.DockerClient | None" = None) -> str:
+                 cli: "docker.DockerClient | None" = None, fresh: bool = False) -> str:
     """Tag as ``name`` a new "upstream release" of ``base``: the base with one small file more.
 
     What a registry does when it publishes ``python:3.11-slim-bookworm`` anew, in a second and
@@ -286,6 +286,8 @@ def release_base(name: str, version: int, base: str = BASE_IMAGE, progress: Prog
         base: the image it is a release of.
         progress: called with one line saying what was done (default print; None: quiet).
         cli: the engine (default: the course's).
+        fresh: always make a new image, never one made before: a release no build on this engine
+            has used, so a lesson run a second time meets no cache of the first run's.
 
     Returns:
         The image ID (``sha256:...``) that ``name`` now names.
@@ -307,7 +309,7 @@ def release_base(name: str, version: int, base: str = BASE_IMAGE, progress: Prog
         raise SetupError(f"{base} is not on the engine: run ./course setup, then run this cell again.") from None
     repository = ownership.repository_of(name) or name
     tag = name[len(repository) + 1:] or "latest"
-    for item in reversed(ownership.image_records()):
+    for item in [] if fresh else reversed(ownership.image_records()):
         if (item.get("release"), item.get("released_from"), item.get("tag")) == (version, base_id, name):
             try:
                 image_id = cli.images.get(item["id"]).id

@@ -102,6 +102,20 @@ def write_containers_conf(path: Path) -> Path:
     return path
 
 
+def write_registries_conf(path: Path) -> Path:
+    """A ``registries.conf`` that lets the service reach the course's registry over plain HTTP.
+
+    Docker treats a registry on 127.0.0.1 as insecure by itself; Podman asks for TLS unless the
+    registry is listed.  Docker Hub stays the search registry, as in Debian's default.
+    """
+    from .registry import registry_address
+
+    path.write_text("# Written by the course for its own Podman service (see course_helpers/engine/podman.py).\n"
+                    'unqualified-search-registries = ["docker.io"]\n\n'
+                    f'[[registry]]\nlocation = "{registry_address()}"\ninsecure = true\n')
+    return path
+
+
 def default_folder() -> Path:
     """Where ``./course setup --podman`` keeps the course's Podman service (socket, storage, log)."""
     return state_dir() / "podman"
@@ -125,6 +139,7 @@ class PodmanService:
         self.socket = self.folder / "podman.sock"
         self.address = f"unix://{self.socket}"
         self.conf = self.folder / "containers.conf"
+        self.registries = self.folder / "registries.conf"
         self.log = self.folder / "service.log"
         self.pidfile = self.folder / "service.pid"
         self.process: ManagedProcess | None = None
@@ -135,7 +150,7 @@ class PodmanService:
                 "--runroot", str(self.folder / "run"), *args]
 
     def environment(self) -> dict[str, str]:
-        return {**os.environ, "CONTAINERS_CONF": str(self.conf)}
+        return {**os.environ, "CONTAINERS_CONF": str(self.conf), "CONTAINERS_REGISTRIES_CONF": str(self.registries)}
 
     def client(self, timeout: int = 120):
         """A Docker SDK client for this service, or None if it does not answer."""
@@ -159,6 +174,7 @@ class PodmanService:
         self.podman = self.podman or ensure_podman(progress)
         self.folder.mkdir(parents=True, exist_ok=True)
         write_containers_conf(self.conf)
+        write_registries_conf(self.registries)
         if self.socket.exists():
             self.socket.unlink()  # left by a service that died: nothing answers on it
         # --time 0: no idle timeout; a session of its own, so a notebook's interrupt does not stop it.

@@ -37,6 +37,7 @@ from pathlib import Path
 
 from ..config import state_dir
 from ..errors import RegistryUnavailable, SetupError
+from ..formatting import home_shown
 from ..statefiles import locked, write_atomic
 from .packages import Apt, machine_suite, unpack_debs
 from .process import ManagedProcess, NotReady, log_tail, wait_ready
@@ -267,7 +268,7 @@ def start_registry(progress: Progress | None = print) -> CourseRegistry:
     with locked(_state_lock()):
         reg = _load()
         if reg is not None and reg.running():
-            say(progress, f"[course] the course's registry answers at {reg.address} (data: {reg.data})")
+            say(progress, f"[course] the course's registry answers at {reg.address} (data: {home_shown(reg.data)})")
             return reg
         exe = ensure_registry_binary(progress)
         if reg is None:
@@ -285,7 +286,7 @@ def start_registry(progress: Progress | None = print) -> CourseRegistry:
         reg.write_config()
         # REGISTRY_* variables would override the config file (the registry reads them): none pass.
         env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
-        say(progress, f"starting the course's registry on {reg.address} (log: {reg.log})")
+        say(progress, f"starting the course's registry on {reg.address} (log: {home_shown(reg.log)})")
         proc = ManagedProcess.launch([str(exe), "serve", str(reg.config)], log=reg.log, env=env, cwd=reg.folder)
         proc.write_pidfile(reg.pidfile)
         try:
@@ -296,8 +297,23 @@ def start_registry(progress: Progress | None = print) -> CourseRegistry:
             tail = log_tail(reg.log, 3)
             raise SetupError(f"The course's registry {exc} on {reg.address} (its log, {reg.log}, ends: "
                              f"{' / '.join(tail) or 'nothing'}).") from None
-        say(progress, f"[course] the course's registry answers at {reg.address} (data: {reg.data})")
+        say(progress, f"[course] the course's registry answers at {reg.address} (data: {home_shown(reg.data)})")
         return reg
+
+
+def registry_address() -> str:
+    """The course registry's ``127.0.0.1:PORT``, running or not: the first call picks and keeps the port.
+
+    For what must name the registry before it starts (a Podman service's list of registries it
+    may reach over plain HTTP).
+    """
+    with locked(_state_lock()):
+        reg = _load()
+        if reg is None:
+            reg = CourseRegistry(_free_port(), registry_folder())
+            reg.folder.mkdir(parents=True, exist_ok=True)
+            write_atomic(reg.folder / "registry.json", json.dumps({"port": reg.port}) + "\n")
+        return reg.address
 
 
 def course_registry() -> CourseRegistry | None:

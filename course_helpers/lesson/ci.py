@@ -16,11 +16,14 @@ engine's own refusal in one sentence and falls back to inline cache
 """
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
+
+from docker.errors import ImageNotFound
 
 from ..builder.build import build
 from ..builder.report import BuildReport
@@ -30,6 +33,7 @@ from ..engine.cli import buildkit_client
 from ..engine.client import client as engine_client
 from ..engine.daemon import PrivateEngine, start_private_engine, stop_private_engine
 from ..engine.endpoint import resolve
+from ..engine.ownership import repository_of
 from ..errors import BuildError
 from ..formatting import format_size
 
@@ -42,6 +46,7 @@ _REFUSALS = {
         "the docker driver exports cache only with the containerd image store",
     "unknown flag: --cache-to": "this Docker's own BuildKit (20.10) has no --cache-to",
     "unknown flag: --cache-from": "this Docker's client has no --cache-from",
+    "takes no --cache-to": "Podman builds with Buildah, whose cache lives in image repositories instead",
 }
 
 
@@ -174,6 +179,36 @@ def push(image: str, ref: str, progress: Callable[[str], None] | None = print) -
     return _docker("push", ref, progress=progress)
 
 
+def publish(image: str, ref: str, progress: Callable[[str], None] | None = print) -> str:
+    """Play the upstream project: put ``image`` in the registry as ``ref``, as a new release.
+
+    Your engine's own ``ref`` tag stays where it was (or absent), as when Docker Hub publishes
+    a release you have not pulled yet.
+
+    Returns:
+        The digest the registry now names ``ref`` by (what ``FROM ref@sha256:...`` pins).
+    """
+    cli = engine_client()
+    try:
+        before: str | None = cli.images.get(ref).id
+    except ImageNotFound:
+        before = None
+    lines = push(image, ref, progress=None)
+    repository = repository_of(ref) or ref
+    if before is None:
+        api.remove_image(cli, ref, noprune=True)  # only the name: the release keeps its own
+    else:
+        api.tag_image(cli, before, repository, ref[len(repository) + 1:] or "latest")
+    digest = next((m.group(1) for m in map(_DIGEST.search, lines) if m), "")
+    if progress:
+        progress(f"published {image} as {ref} ({digest[:19]}…); your engine's {ref} is "
+                 + (f"still {before[:19]}…" if before else "not on it"))
+    return digest
+
+
+_DIGEST = re.compile(r"digest: (sha256:[0-9a-f]{64})")
+
+
 @dataclass
 class Pull:
     """What ``docker pull`` fetched and what it skipped because the engine had it already."""
@@ -204,9 +239,19 @@ def pull(ref: str, progress: Callable[[str], None] | None = print) -> Pull:
     cli = engine_client()
     had = {layer for img in cli.images.list() for layer in api.inspect_image_raw(cli, img.id)["RootFS"].get("Layers", [])}
     lines = _docker("pull", ref, progress=progress)
-    layers = api.inspect_image_raw(cli, ref)["RootFS"].get("Layers", [])
+    layers = (api.inspect_image_raw(cli, ref).get("RootFS") or {}).get("Layers") or []
+    if not layers:
+        # The containerd store leaves an image "not available" (no layer list) when a layer's
+        # compressed blob is missing though its unpacked snapshot is there (a base loaded from a
+        # classic-store save): then the pull's own words say which layers it skipped.
+        status = {m.group(1): m.group(2) for m in map(_LAYER_STATUS.match, lines) if m}
+        layers = list(status)
+        had = {layer for layer, word in status.items() if word == "Already exists"}
     return Pull(ref, layers, [layer for layer in layers if layer in had], lines)
 
 
-__all__ = ["CacheExport", "Pull", "build_exporting_cache", "ci_runner", "pull", "push",
+_LAYER_STATUS = re.compile(r"^([0-9a-f]{12}): (Already exists|Pull complete)$")
+
+
+__all__ = ["CacheExport", "Pull", "build_exporting_cache", "ci_runner", "publish", "pull", "push",
            "stop_ci_runner"]
