@@ -316,8 +316,46 @@ def _tick_a_quiz_answer(page) -> None:
         page.wait_for_timeout(250)
 
 
+def _background(cell) -> str:
+    return cell.evaluate("e => getComputedStyle(e).backgroundColor")
+
+
+def _see_a_step_grid(page, builds: int) -> None:
+    """A builds x steps grid as JupyterLab renders it: one column per build, RAN and CACHED in two colours."""
+    grid = page.locator("table.course-step-grid").last
+    grid.wait_for()
+    assert len(grid.locator("thead th").all_inner_texts()) == 1 + builds
+    ran = grid.locator("td", has_text=re.compile(r"^\s*RAN\s*$")).first
+    cached = grid.locator("td", has_text=re.compile(r"^\s*CACHED\s*$")).first
+    colours = {_background(ran), _background(cached)}
+    assert len(colours) == 2 and not colours & {"rgba(0, 0, 0, 0)", "transparent"}, colours
+
+
+def _see_the_pictures_of_060(page) -> None:
+    """060: the grid of the five article builds, and the step-time chart drawn as a real image."""
+    _see_a_step_grid(page, 5)
+    cell = page.locator(".jp-CodeCell", has=page.locator(".jp-InputArea-editor", has_text="plot_step_times(["))
+    chart = cell.locator(".jp-OutputArea img").first
+    chart.wait_for()
+    width = chart.evaluate("img => img.complete ? img.naturalWidth : 0")
+    assert width > 300, f"the step-time chart did not render (natural width {width})"
+
+
+def _see_the_layer_stack_of_030(page) -> None:
+    """030: filled boxes for the rows that made layers, a dashed one for a row that changed only the config."""
+    stack = page.locator(".course-layer-stack").last
+    stack.wait_for()
+    layers, config = stack.locator(".course-layer"), stack.locator(".course-config-only")
+    assert layers.count() >= 3 and config.count() >= 1, (layers.count(), config.count())
+    assert config.first.evaluate("e => getComputedStyle(e).borderTopStyle") == "dashed"
+    assert _background(layers.first) not in ("rgba(0, 0, 0, 0)", "transparent")
+
+
 INTERACTIONS = {"120-layer-explorer.ipynb": _click_a_layer_in_the_explorer,
-                "050-cache-busting.ipynb": _tick_a_quiz_answer}
+                "050-cache-busting.ipynb": _tick_a_quiz_answer,
+                "030-layers.ipynb": _see_the_layer_stack_of_030,
+                "060-caching-dependencies.ipynb": _see_the_pictures_of_060,
+                "140-cheat-sheet.ipynb": lambda page: _see_a_step_grid(page, 5)}
 
 
 def test_the_interactions_name_real_notebooks():

@@ -225,6 +225,7 @@ def test_a_commit_changes_only_files_under_git(tmp_path):
     changed = simulate_commit(tmp_path)
     after = context_size(tmp_path)
     assert all(path.startswith(".git/") for path in changed)
+    assert "git commit" in repr(changed) and "No docker command" in str(before)
     assert set(after.files) - set(before.files) == {p for p in changed if p.startswith(".git/objects/")}
 
 
@@ -233,6 +234,8 @@ def test_run_command_returns_output_and_exit_code_and_removes_its_container(engi
     assert (result.exit_code, result.ok) == (3, False)
     assert "out" in result.output and "err" in result.output
     assert "(exit code 3)" in repr(result)
+    # The same command as a learner types it, with the flags the course used.
+    assert repr(result).endswith(f"$ docker run --rm --network none {BASE} sh -c 'echo out; echo err >&2; exit 3'")
     listed = run_command(BASE, ["python3", "-c", "print(6 * 7)"])
     assert str(listed) == "42"
     from course_helpers.config import LABEL_CONTAINER

@@ -17,6 +17,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import urllib.error
 import urllib.request
 import uuid
@@ -247,6 +248,26 @@ def test_a_cache_source_that_is_not_in_the_registry_is_one_note_and_the_build_su
     assert ref in report.notes[0] and "only warns" in report.notes[0]
     assert f"--cache-from=type=registry,ref={ref}" in report.command
     assert f"note: {report.notes[0]}" in report.text()
+
+
+@pytest.mark.builds
+def test_a_cache_export_to_a_registry_that_does_not_answer_is_one_sentence_naming_it(
+        buildkit, tmp_path: Path, citest_images: list[str]):
+    from course_helpers.builder.build import build
+
+    if not buildkit.offers("--cache-to"):
+        pytest.skip(f"this docker client ({buildkit.path}, {buildkit.version}) has no --cache-to")
+    with socket.socket() as s:  # a port on 127.0.0.1 where nothing listens
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    marker = uuid.uuid4().hex[:10]
+    citest_images.append(f"citest-{marker}:down")
+    with pytest.raises(BuildError) as caught:
+        build(_context(tmp_path / "ctx", marker), f"citest-{marker}:down", builder="buildkit",
+              cache_to=f"type=registry,ref=127.0.0.1:{port}/citest/cache", progress=False)
+    first = str(caught.value).splitlines()[0]
+    assert first.startswith(f"The registry at 127.0.0.1:{port} does not answer"), first
+    assert "could not be exported" in first
 
 
 @pytest.mark.builds

@@ -8,9 +8,12 @@ building (quick tier: no engine needed).
 """
 from __future__ import annotations
 
+import os
+
 import pytest
 
-from course_helpers.exercises import cache_mounts, context, linting, multi_stage, offline, stale
+
+from course_helpers.exercises import base_moves, cache_mounts, ci_runner, context, linting, multi_stage, offline, stale
 from course_helpers.lesson.exercise import NotAnswered
 from course_helpers.lesson.recorded import recorded_builds
 from course_helpers.lesson.workspace import workspace
@@ -50,6 +53,15 @@ def _starter_130(name):
     return linting.prepare(name), linting.check_lint, {}
 
 
+def _starter_150(name):
+    return workspace(name), ci_runner.check_runner_cache, {"cache_from": ""}
+
+
+def _starter_160(name):
+    upstream = "127.0.0.1:5000/library/python:3.11-slim-bookworm"
+    return workspace(name), base_moves.check_pinned_base, {"from_line": f"FROM {upstream}", "upstream": upstream}
+
+
 def _starter_015(name):
     folder = workspace(name)
     recorded = recorded_builds(folder)
@@ -60,8 +72,8 @@ def _starter_015(name):
 
 
 @pytest.mark.parametrize("starter", [_starter_015, _starter_080, _starter_090, _starter_100, _starter_100_missing,
-                                     _starter_110, _starter_130],
-                         ids=["015", "080", "090", "100", "100-no-file", "110", "130"])
+                                     _starter_110, _starter_130, _starter_150, _starter_160],
+                         ids=["015", "080", "090", "100", "100-no-file", "110", "130", "150", "160"])
 def test_an_untouched_starter_is_not_answered_yet(starter, capsys):
     folder, check, kwargs = starter("starter-" + starter.__name__.split("_", 2)[-1])
     result = check(folder, **kwargs)
@@ -92,6 +104,38 @@ def _failed(result, words: str) -> str:
         if words in criterion.name and not criterion.ok:
             return criterion.saw
     raise AssertionError(f"no failed criterion about {words!r}:\n{result.text()}")
+
+
+@builds
+def test_a_cache_source_nobody_exported_fails_the_runner_check(repo):
+    if os.geteuid() != 0:
+        pytest.skip("the CI runner is a private engine, which needs root")
+    from course_helpers.engine.registry import start_registry
+    from course_helpers.lesson.ci import stop_ci_runner
+
+    folder = workspace("ex-150")
+    # The likeliest slip: a ref that is not the one the export wrote (BuildKit only warns, and builds on).
+    wrong = f"type=registry,ref={start_registry(progress=None).ref(repo + '/no-such-cache')}"
+    try:
+        result = ci_runner.check_runner_cache(folder, wrong, tag=f"{repo}:ex150")
+    finally:
+        stop_ci_runner()
+    assert not result.passed
+    assert "RUN pip3 install" in _failed(result, "every step CACHED")
+    assert "ran" in _failed(result, "the pip step CACHED")
+
+
+@builds
+def test_a_from_line_by_tag_fails_the_pin_check(repo):
+    from course_helpers.engine.registry import start_registry
+
+    upstream = start_registry(progress=None).ref(f"{repo}/python:3.11-slim-bookworm")
+    folder = workspace("ex-160")
+    # Not pinned: the course's own base by its tag (a different image, so the move changes nothing here,
+    # and only the digest criterion can catch it).
+    result = base_moves.check_pinned_base(folder, "FROM python:3.11-slim-bookworm", upstream, tag=f"{repo}:ex160")
+    assert not result.passed
+    assert result.failed == ["FROM names the base by a digest"], result.text()
 
 
 @builds

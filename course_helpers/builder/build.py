@@ -162,9 +162,13 @@ def build(context: str | Path, tag: str | None = None, *, dockerfile: str = "Doc
             try:
                 image_id, log, steps, meta, sent = _once_more_after_unpack_race(run, say, _doing(tag))
                 ref = meta.ref
-            except EngineFault:
-                if cli is not None:
+            except (EngineFault, BuildError) as exc:
+                if isinstance(exc, EngineFault) and cli is not None:
                     drop_half_made(_sdk(client), tag, previous, SESSION_ID)
+                down = _registry_down(_listed(cache_to))
+                if down:  # BuildKit's words name a failed blob write; the sentence names the cause
+                    raise BuildError(f"{down} The cache could not be exported there, so the build stopped.",
+                                     log_tail=exc.log_tail, command=exc.command) from None
                 raise
     except BaseException:
         say.finish(None)  # the error shows the log's last lines; the whole log folds away
@@ -277,6 +281,16 @@ def _run_builder(cli: BuildkitClient | None, client: "docker.DockerClient | None
 
 def _listed(value: str | list[str] | None) -> list[str]:
     return [] if value is None else [value] if isinstance(value, str) else list(value)
+
+
+def _registry_down(options: list[str]) -> str | None:
+    """The sentence for the first ``type=registry`` cache option whose registry does not answer."""
+    for option in options:
+        if "type=registry" in option and "ref=" in option:
+            problem = registry_problem(option)
+            if problem:
+                return problem
+    return None
 
 
 def cache_import_note(source: str, error: str) -> str:

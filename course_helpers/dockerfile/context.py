@@ -208,13 +208,18 @@ class ContextSize:
         rules = f".dockerignore: {len(self.ignore_rules)} pattern(s)" if self.ignore_rules else "no .dockerignore"
         return f"build context {Path(self.root).name}/: {self.count} files, {format_size(self.bytes)} ({rules})"
 
+    #: Docker has no dry run for the context: the nearest is what a build prints as it sends it.
+    NO_COMMAND = ("No docker command counts this before a build: docker build --progress=plain prints "
+                  "\"transferring context: SIZE\" as it sends it.")
+
     def __str__(self) -> str:
-        return self._caption() + "\n" + table_text(["ENTRY", "FILES", "SIZE"], self._rows())
+        return (self._caption() + "\n" + table_text(["ENTRY", "FILES", "SIZE"], self._rows()) + "\n"
+                + self.NO_COMMAND)
 
     __repr__ = __str__
 
     def _repr_html_(self) -> str:
-        return table_html(["entry", "files", "size"], self._rows(), title=self._caption())
+        return table_html(["entry", "files", "size"], self._rows(), title=self._caption(), note=self.NO_COMMAND)
 
 
 def context_size(context: str | Path) -> ContextSize:

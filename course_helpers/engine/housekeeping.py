@@ -27,7 +27,7 @@ import docker
 from docker.errors import APIError, ImageNotFound, NotFound
 
 from ..config import BASE_IMAGE, LABEL_CLAIM, LABEL_CONTAINER, LABEL_SESSION, SESSION_ID, owner_alive
-from ..formatting import format_size, parse_time
+from ..formatting import command_text, format_size, parse_time, shell_line
 from . import api, claims, ownership
 from .build_history import remove_records
 from .cli import buildkit_client
@@ -276,6 +276,8 @@ class FreshStartReport:
         if self.left:
             text += " Left alone, being yours: " + "; ".join(self.left) + "."
         text += " Your own images, containers and build cache are untouched."
+        if self.images:
+            text += "\n" + command_text(shell_line(["docker", "image", "rm", *self.images]))
         return text
 
     __repr__ = __str__

@@ -43,7 +43,8 @@ def check_runner_cache(context: str | Path, cache_from: str | None, tag: str = "
     pip = [s for s in report.steps if s.instruction.upper().startswith("RUN") and "pip" in s.instruction]
     return grade(TITLE, [
         (names[0], True, "the runner's build cache was emptied for this check"),
-        (names[1], not ran, "ran: " + "; ".join(ran) if ran else "every step CACHED"),
+        (names[1], not ran, " ".join((["ran: " + "; ".join(ran) + "."] if ran else ["every step CACHED"])
+                                     + report.notes)),
         (names[2], bool(pip) and all(s.cached for s in pip),
          ", ".join(f"{s.instruction}: {'CACHED' if s.cached else 'ran'}" for s in pip) or "no pip step"),
     ])

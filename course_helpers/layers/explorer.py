@@ -347,6 +347,10 @@ class WasteReport:
                           code=True)
 
 
+#: What a learner types instead: docker has no command that lists a layer's files.
+NO_COMMAND = ("No docker command lists what each layer changed: docker image save IMAGE -o image.tar writes "
+              "every layer as a tar inside that archive (tar -tvf lists one), and dive IMAGE browses the same.")
+
 _COLOURS = {"added": "#2e7d32", "modified": "#ef6c00", "same": "#757575", "deleted": "#c62828"}
 _MARKS = {"added": "+", "modified": "~", "same": "=", "deleted": "-"}
 
@@ -442,7 +446,8 @@ class Explorer:
     def text(self) -> str:
         rows = [[str(layer.index), format_size(layer.size), layer.origin, _short(layer.label, 70), layer.summary()]
                 for layer in self.layers]
-        return self.header() + "\n" + table_text(["LAYER", "SIZE", "ORIGIN", "INSTRUCTION", "CHANGES"], rows)
+        return (self.header() + "\n" + table_text(["LAYER", "SIZE", "ORIGIN", "INSTRUCTION", "CHANGES"], rows)
+                + "\n" + NO_COMMAND)
 
     __str__ = text
 
@@ -503,7 +508,8 @@ class Explorer:
                                 f"{format_size(self.size)} in {len(self.layers)} layer(s); "
                                 f"<b>{html.escape(self.efficiency.text())}</b>. Click a layer to see what it "
                                 "changed.</p>")
-            self._widget = widgets.VBox([head, self.layer_list, self.detail, widgets.HTML(waste_html)])
+            self._widget = widgets.VBox([head, self.layer_list, self.detail, widgets.HTML(waste_html),
+                                         widgets.HTML(f"<p><small>{html.escape(NO_COMMAND)}</small></p>")])
         return self._widget
 
     def _ipython_display_(self) -> None:

@@ -88,7 +88,7 @@ def add_clutter(folder: str | Path, *, history_mb: int = 30) -> list[str]:
     return [".git/", ".venv/", "__pycache__/", "logs/", "docs/", "data/"]
 
 
-def simulate_commit(folder: str | Path) -> list[str]:
+def simulate_commit(folder: str | Path) -> "ChangedPaths":
     """Change inside ``.git`` what ``git commit`` changes: a new object, the branch head, the index.
 
     Args:
@@ -108,4 +108,12 @@ def simulate_commit(folder: str | Path) -> list[str]:
     _write(obj, os.urandom(300))
     _write(git / "refs" / "heads" / "main", digest + "\n")
     _write(git / "index", os.urandom(2048))
-    return sorted(str(p.relative_to(folder)) for p in (obj, git / "refs" / "heads" / "main", git / "index"))
+    return ChangedPaths(sorted(str(p.relative_to(folder)) for p in (obj, git / "refs" / "heads" / "main", git / "index")))
+
+
+class ChangedPaths(list):
+    """The paths a simulated commit changed; shown with what it stands for (git's, not Docker's)."""
+
+    def __repr__(self) -> str:
+        return (super().__repr__() + "\nNo docker command here: this is what git commit changes in .git, "
+                "which a build context without a .dockerignore then carries.")

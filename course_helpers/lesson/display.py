@@ -114,7 +114,8 @@ class StepGrid:
         legend = (f"<span style='color:{BADGE_COLOURS['RAN']}'>&#9632;</span> RAN: the builder ran the step "
                   f"&nbsp; <span style='color:{BADGE_COLOURS['CACHED']}'>&#9632;</span> CACHED: reused from the "
                   "cache &nbsp; - : no such step in that build's Dockerfile")
-        return (f"<p><b>{html.escape(self.title)}</b></p><table><thead><tr><th style='text-align:left'>step</th>"
+        return (f"<p><b>{html.escape(self.title)}</b></p><table class='course-step-grid'><thead><tr>"
+                "<th style='text-align:left'>step</th>"
                 f"{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
                 f"<p><small>{legend}</small><br><small>{html.escape(self.note)}</small></p>")
 
@@ -278,11 +279,13 @@ class LayerStack:
         for instruction, size, diff_id in self.rows:
             text = html.escape(instruction)
             if diff_id:
-                parts.append(f"<div style='{box};background:{_LAYER_COLOUR};color:white'><b>layer</b> "
+                parts.append(f"<div class='course-layer' style='{box};background:{_LAYER_COLOUR};color:white'>"
+                             "<b>layer</b> "
                              f"<small>{short_hex(diff_id)} &middot; {format_size(size)}</small><br>"
                              f"<code style='color:white;background:none'>{text}</code></div>")
             else:
-                parts.append(f"<div style='{box};border:2px dashed #9e9e9e;color:#616161'><b>config only, no "
+                parts.append(f"<div class='course-config-only' style='{box};border:2px dashed #9e9e9e;color:#616161'>"
+                             "<b>config only, no "
                              f"layer</b><br><code style='background:none'>{text}</code></div>")
         if self.base_rows:
             parts.append(f"<div style='{box};background:{_BASE_COLOUR};color:white'><b>base image</b> "
@@ -290,7 +293,8 @@ class LayerStack:
         legend = (f"<span style='color:{_LAYER_COLOUR}'>&#9632;</span> a layer: files the row added "
                   "(its diff id and size) &nbsp; <span style='color:#9e9e9e'>&#9633;</span> dashed: the row "
                   "changed only the image config (CMD, ENV, LABEL, ...), with no layer")
-        return (f"<p><b>{html.escape(self.title)}</b></p><div style='max-width:640px'>{''.join(parts)}</div>"
+        return (f"<p><b>{html.escape(self.title)}</b></p><div class='course-layer-stack' style='max-width:640px'>"
+                f"{''.join(parts)}</div>"
                 f"<p><small>{legend}</small></p>{command_html(self.commands)}")
 
 

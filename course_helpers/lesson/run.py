@@ -253,6 +253,7 @@ class CommandResult:
     command: str
     exit_code: int
     output: str
+    docker: str = ""  # the ``docker run`` that does the same on a terminal
 
     @property
     def ok(self) -> bool:
@@ -264,7 +265,8 @@ class CommandResult:
 
     def __repr__(self) -> str:
         status = "" if self.ok else f"  (exit code {self.exit_code})"
-        return f"$ {self.command}{status}\n{self}"
+        tail = f"\n{command_text(self.docker)}" if self.docker else ""
+        return f"$ {self.command}{status}\n{self}{tail}"
 
 
 @course_call("running a command in a container")
@@ -317,7 +319,9 @@ def run_command(image: Any, command: str | list[str], *, timeout: float = 120, n
             raise CourseError(f"`{text}` in {name} ran longer than {timeout:.0f} s and was stopped: "
                               "check that it does not wait for input, or pass a longer timeout=.") from None
         output = container.logs(stdout=True, stderr=True).decode("utf-8", "replace")
-        return CommandResult(name, text, code, output)
+        typed = ["docker", "run", "--rm", *([] if network else ["--network", "none"]), name,
+                 *(["sh", "-c", command] if shell else list(command))]
+        return CommandResult(name, text, code, output, shell_line(typed))
     finally:
         if container is not None:
             _remove(container)
