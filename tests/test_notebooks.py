@@ -51,6 +51,23 @@ def test_a_fresh_start_is_not_compared(path):
             assert "nbval-ignore-output" in tags, f"{path.name}: a fresh_start cell is compared"
 
 
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_outputs_are_sized_for_reading_and_name_no_recording_machine(path):
+    # A learner reads every output: none over 20 kB (long tables fold), and no path of the machine
+    # that recorded it (the checkout, the course's state folder) where a path relative to the course
+    # folder, or ~, says the same.
+    from course_helpers.config import state_dir
+
+    machine = [str(ROOT), "/work/", str(state_dir())]
+    for cell in _cells(path):
+        if cell["cell_type"] != "code":
+            continue
+        text = json.dumps(cell["outputs"])
+        assert len(text) <= 20_000, f"{path.name}: an output of {len(text)} characters:\n{''.join(cell['source'])[:80]}"
+        found = [m for m in machine if m in text]
+        assert not found, f"{path.name}: an output names {found}:\n{''.join(cell['source'])[:80]}"
+
+
 def test_nothing_volatile_is_committed():
     tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True).stdout.split()
     if not tracked:
