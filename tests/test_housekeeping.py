@@ -292,13 +292,17 @@ def test_listing_survives_images_removed_by_another_kernel(engine):
     removing = threading.Thread(target=lambda: [engine.images.remove(i, force=True) for i in made])
     try:
         removing.start()
-        seen = [len(list_images(engine, all=True)) for _ in range(30)]
+        # List while the other kernel removes (each listing inspects every image, so a few overlap the
+        # removal), then once more after it: at most 30, as listing a busy engine takes seconds.
+        seen = []
+        while len(seen) < 30 and (removing.is_alive() or len(seen) < 2):
+            seen.append(len(list_images(engine, all=True)))
     finally:
         removing.join()
         for ident in made:
             if _exists(engine.images.get, ident):
                 engine.images.remove(ident, force=True)
-    assert len(seen) == 30 and all(n > 0 for n in seen)
+    assert len(seen) >= 2 and all(n > 0 for n in seen)
     assert not any(_exists(engine.images.get, ident) for ident in made)
 
 
