@@ -346,7 +346,8 @@ openssl x509 -req -days 30 -in client.csr -CA ca.pem -CAkey ca-key.pem -CAcreate
     return TLSFiles(folder)
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on now."""
     import socket
 
     with socket.socket() as sock:
@@ -397,7 +398,7 @@ def start_private_engine(name: str, *, tls: bool = False, progress: Progress | N
     net = _make_bridge(bridge)
     files = _make_tls(root / "tls") if tls else None
     if files:
-        host = f"tcp://127.0.0.1:{_free_port()}"
+        host = f"tcp://127.0.0.1:{free_port()}"
         listen = [f"--host={host}", "--tlsverify", f"--tlscacert={files.folder / 'ca.pem'}",
                   f"--tlscert={files.folder / 'server-cert.pem'}", f"--tlskey={files.folder / 'server-key.pem'}"]
     else:

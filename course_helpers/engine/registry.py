@@ -39,6 +39,7 @@ from ..config import state_dir
 from ..errors import RegistryUnavailable, SetupError
 from ..formatting import home_shown
 from ..statefiles import locked, write_atomic
+from .daemon import free_port
 from .packages import Apt, machine_suite, unpack_debs
 from .process import ManagedProcess, NotReady, log_tail, wait_ready
 from .streaming import Progress, say
@@ -233,11 +234,6 @@ def _load() -> CourseRegistry | None:
     return CourseRegistry(port, folder)
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
 
 def _port_free(port: int) -> bool:
     """Whether nothing listens on ``port`` (connections of the last run, in TIME_WAIT, do not count)."""
@@ -272,7 +268,7 @@ def start_registry(progress: Progress | None = print) -> CourseRegistry:
             return reg
         exe = ensure_registry_binary(progress)
         if reg is None:
-            reg = CourseRegistry(_free_port(), registry_folder())
+            reg = CourseRegistry(free_port(), registry_folder())
         reg.data.mkdir(parents=True, exist_ok=True)
         stale = reg.process()
         if stale is not None:  # ours, but not answering: start it afresh
@@ -310,7 +306,7 @@ def registry_address() -> str:
     with locked(_state_lock()):
         reg = _load()
         if reg is None:
-            reg = CourseRegistry(_free_port(), registry_folder())
+            reg = CourseRegistry(free_port(), registry_folder())
             reg.folder.mkdir(parents=True, exist_ok=True)
             write_atomic(reg.folder / "registry.json", json.dumps({"port": reg.port}) + "\n")
         return reg.address

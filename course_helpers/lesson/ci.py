@@ -29,13 +29,12 @@ from ..builder.build import build
 from ..builder.report import BuildReport
 from ..config import BASE_IMAGE, state_dir
 from ..engine import api
-from ..engine.cli import buildkit_client
 from ..engine.client import client as engine_client
 from ..engine.daemon import PrivateEngine, start_private_engine, stop_private_engine
-from ..engine.endpoint import resolve
 from ..engine.ownership import repository_of
 from ..errors import BuildError
 from ..formatting import format_size
+from .terminal import client_and_env
 
 RUNNER = "runner"
 RUNNER_RELEASE = "docker28"
@@ -157,9 +156,7 @@ def build_exporting_cache(context: str | Path, tag: str, ref: str, mode: str = "
 
 def _docker(*args: str, progress: Callable[[str], None] | None) -> list[str]:
     """Run the course's docker client against the engine in use; its lines, streamed."""
-    cli = buildkit_client()
-    docker = cli.path if cli else (shutil.which("docker") or "docker")
-    env = cli.environment() if cli else resolve().cli_environment()
+    docker, env = client_and_env()
     proc = subprocess.Popen([docker, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env=env, stdin=subprocess.DEVNULL)
     lines = []

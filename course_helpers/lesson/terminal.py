@@ -61,7 +61,8 @@ class TerminalRun:
         return "\n".join(head)
 
 
-def _client_and_env() -> tuple[str, dict[str, str]]:
+def client_and_env() -> tuple[str, dict[str, str]]:
+    """The docker client a learner's terminal would use here, and its environment (buildx found, engine named)."""
     cli = buildkit_client()
     if cli is not None:
         return cli.path, cli.environment()
@@ -91,7 +92,7 @@ def docker(*args: str, lines: int = 12, timeout: float = 120) -> TerminalRun:
     if not any(tuple(args[:len(prefix)]) == prefix for prefix in READ_ONLY):
         raise CourseError(f"docker {' '.join(args[:2])} is not a read-only command this helper runs: build, tag "
                           "and remove through the course's helpers (build(), tag(), cleanup()), which own what they make.")
-    path, env = _client_and_env()
+    path, env = client_and_env()
     try:
         done = subprocess.run([path, *args], capture_output=True, text=True, env=env, timeout=timeout,
                               stdin=subprocess.DEVNULL)
