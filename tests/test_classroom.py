@@ -1,10 +1,11 @@
 """The classroom on this machine, for real: a hub, three learners, three rootless engines.
 
-One module-wide classroom (``./course classroom up --learners 3``) that the
-tests below use in order, as an instructor's morning would go: servers started
-through the hub's REST API, notebook 060 under nbval as each learner at the
-same time, isolation between them, ``status``, ``down``, ``up`` again, idle
-culling.  Then the root-per-learner fallback on its own.  The finalizer runs
+One module-wide classroom (``./course classroom up --learners 3 --registry``)
+that the tests below use in order, as an instructor's morning would go: servers
+started through the hub's REST API, one base for every engine from the
+classroom's registry, notebook 060 under nbval as each learner at the same
+time, one learner's cache export serving another's engine, isolation between
+them, ``status``, ``down``, ``up`` again, idle culling.  Then the root-per-learner fallback on its own.  The finalizer runs
 ``down --purge`` and then removes, by name, anything of the test learners
 still there (processes, mounts, accounts), so a failed test leaves nothing.
 
@@ -120,7 +121,7 @@ def room():
     port = _free_port()
     try:
         out = _course("up", "--learners", "3", "--prefix", PREFIX, "--port", str(port), "--disk-gb", "3",
-                      "--engine", "rootless")
+                      "--engine", "rootless", "--registry")
         yield Room(port, _parse_seats(out), out)
     finally:
         if (CLASSROOM_DIR / "hub" / "settings.json").exists():
@@ -207,6 +208,47 @@ def test_servers_start_through_the_rest_api_each_with_their_own_engine(room):
         assert len(dockerd) == 1 and Path(f"/proc/{dockerd[0]}").stat().st_uid == lookup(name).uid
 
 
+def _class_registry():
+    from course_helpers.classroom.state import Paths, load_settings
+    from course_helpers.engine.registry import CourseRegistry
+
+    address = load_settings(Paths(CLASSROOM_DIR)).registry
+    assert address, "up --registry recorded no registry"
+    host, _, port = address.rpartition(":")
+    return CourseRegistry(int(port), None, host)
+
+
+def test_the_classroom_registry_gives_every_engine_one_base_and_each_learner_names_of_their_own(room):
+    from course_helpers.classroom.registry import BASE_REPO, HOST
+
+    reg = _class_registry()
+    assert reg.host == HOST and f"the classroom's registry: {reg.address} " in room.up_output, room.up_output
+    listening = subprocess.run(["ss", "-ltn"], capture_output=True, text=True).stdout
+    assert f"{reg.address} " in listening and f"0.0.0.0:{reg.port} " not in listening, listening
+    # One base for the class: pushed by the first engine, pulled by the others, the same image on each.
+    assert reg.tags(BASE_REPO.split(":")[0]) == [BASE_REPO.split(":")[1]]
+    bases = set()
+    for name in NAMES:
+        env = _server_env(name)
+        assert env["COURSE_REGISTRY"] == f"{reg.address}/{name}"
+        cli = _client(env["DOCKER_HOST"])
+        bases.add(cli.images.get("python:3.11-slim-bookworm").id)
+        assert not [t for img in cli.images.list() for t in img.tags if t.startswith(reg.address)]
+        cli.close()
+    assert len(bases) == 1, bases
+    # A learner's kernel takes the classroom's registry, under their login, and starts none of its own.
+    code, out = _run_as(NAMES[0], [f"{CLASSROOM_DIR}/venv/bin/python", "-c",
+                                   "from course_helpers import start_registry\n"
+                                   "from course_helpers.engine.registry import stop_registry\n"
+                                   "reg = start_registry(progress=None)\n"
+                                   "print('ref:', reg.ref('ci-demo/cache'), reg.shared, stop_registry())"])
+    assert code == 0 and f"ref: {reg.address}/{NAMES[0]}/ci-demo/cache True False" in out, out
+    assert reg.tags(BASE_REPO.split(":")[0]), "a learner's stop_registry() touched the classroom's registry"
+    # Nothing off the machine, and no container of a root engine, reaches it: only loopback may.
+    rule = subprocess.run(["iptables", "-S", "INPUT"], capture_output=True, text=True).stdout
+    assert f"-A INPUT -d {HOST}/32 ! -i lo -j DROP" in rule, rule
+
+
 def test_the_printed_password_logs_a_learner_in_and_a_wrong_one_does_not(room):
     import requests
 
@@ -232,6 +274,33 @@ def test_notebook_060_passes_for_three_learners_at_once(room):
     for name, proc in procs.items():
         assert proc.returncode == 0, f"{name}:\n{outputs[name][-3000:]}"
         assert re.search(r"\b\d+ passed\b", outputs[name]), outputs[name][-500:]
+
+
+def test_one_learners_cache_export_serves_another_learners_engine(room):
+    """Learner 1 builds and exports the cache under their name; learner 2's engine, which never
+    built it, builds from that cache with no step run, then exports under their own name."""
+    reg = _class_registry()
+    marker = f"{time.time_ns()}"  # a Dockerfile no engine has built before
+    script = (
+        "import os, sys\n"
+        "from pathlib import Path\n"
+        "from course_helpers import build, start_registry\n"
+        "reg = start_registry(progress=None)\n"
+        "ctx = Path(os.environ['COURSE_WORKSPACE']) / 'classroom-registry'\n"
+        "ctx.mkdir(parents=True, exist_ok=True)\n"
+        "(ctx / 'Dockerfile').write_text('FROM python:3.11-slim-bookworm\\n'\n"
+        f"    'RUN echo {marker} > /marker\\nRUN sha256sum /marker > /sum\\n')\n"
+        "mine = reg.ref('ci-demo/cache')\n"
+        "source = sys.argv[1] if len(sys.argv) > 1 else None\n"
+        "r = build(ctx, tag='classroom-registry:1', progress=False, cache_to=f'type=registry,ref={mine},mode=max',\n"
+        "          cache_from=f'type=registry,ref={source}' if source else None)\n"
+        "print('ran:', len(r.ran_steps), 'notes:', r.notes)\n")
+    python = f"{CLASSROOM_DIR}/venv/bin/python"
+    code, out = _run_as(NAMES[0], [python, "-c", script])
+    assert code == 0 and "ran: 2 notes: []" in out, out[-2000:]
+    code, out = _run_as(NAMES[1], [python, "-c", script, f"{reg.address}/{NAMES[0]}/ci-demo/cache"])
+    assert code == 0 and "ran: 0 notes: []" in out, out[-2000:]
+    assert {f"{NAMES[0]}/ci-demo/cache", f"{NAMES[1]}/ci-demo/cache"} <= set(reg.repositories())
 
 
 def test_each_learners_images_exist_only_on_their_own_engine(room, engine):
@@ -326,11 +395,27 @@ def test_status_shows_each_learners_server_engine_disk_and_images(room):
     assert "flask-demo" not in next(l for l in out.splitlines() if l.startswith(NAMES[0] + " "))
 
 
+def test_chapter_160_runs_for_a_learner_on_the_classroom_registry(room):
+    """The moving-base chapter publishes, pulls and pins through the classroom's registry, under the login."""
+    from course_helpers.classroom.registry import BASE_REPO
+
+    name = NAMES[2]
+    proc = _as_learner(name, [f"{CLASSROOM_DIR}/venv/bin/python", "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                              "--nbval-lax", "--nbval-current-env", "notebooks/160-base-moves.ipynb"])
+    out = proc.communicate(timeout=900)[0]
+    assert proc.returncode == 0 and re.search(r"\b\d+ passed\b", out), out[-3000:]
+    repos = _class_registry().repositories()
+    assert any(repo.startswith(f"{name}/") and repo.endswith("/python") for repo in repos), repos
+    # Every name is a learner's or the shared base: no learner's release moved the class's base.
+    assert all(repo.split("/")[0] in NAMES or repo == BASE_REPO.split(":")[0] for repo in repos), repos
+
+
 def test_down_leaves_no_process_behind_and_keeps_the_learners_work(room):
     from course_helpers.classroom.learners import is_mounted
 
     out = _course("down")
-    assert "kept" in out, out
+    assert "kept" in out and "the classroom's registry stopped; its data is kept" in out, out
+    assert not _class_registry().running()
     assert not any(_processes_of(NAMES).values()), _processes_of(NAMES)
     hub_or_proxy = subprocess.run(["pgrep", "-f", f"{CLASSROOM_DIR}/(venv|proxy)/"], capture_output=True, text=True)
     assert hub_or_proxy.stdout == "", hub_or_proxy.stdout
@@ -344,6 +429,9 @@ def test_up_again_finds_the_learners_work_and_idle_servers_are_culled(room):
     out = _course("up", "--learners", "3", "--prefix", PREFIX, "--port", str(room.port), "--disk-gb", "3",
                   "--engine", "rootless", "--idle-timeout", "20", "--cull-every", "5")
     assert {n: s.password for n, s in _parse_seats(out).items()} == {n: s.password for n, s in room.seats.items()}
+    # The registry came back with up (as the last up had it), on the same address, with what was pushed.
+    reg = _class_registry()
+    assert f"{NAMES[0]}/ci-demo/cache" in reg.repositories(), reg.repositories()
     api = room.api()
     name = NAMES[1]
     api.start_server(name)
@@ -367,8 +455,14 @@ def test_root_fallback_gives_a_learner_a_root_engine_only_they_can_use(room):
     learner = learners.ensure_learner(FALLBACK, "not-used-here", where.course, progress=lambda line: None)
     bridge = f"crs-br-{engines.private_name(learner)}"
     try:
-        host = engines.start_engine(where, learner, engines.ROOT, disk_gb=3, progress=lambda line: None)
+        said: list[str] = []
+        host = engines.start_engine(where, learner, engines.ROOT, disk_gb=3, progress=said.append)
         assert host == engines.docker_host(learner, engines.ROOT)
+        # A root engine is on the machine's network: it reaches the classroom's registry too.
+        assert any("base image pulled from the classroom's registry" in line for line in said), said
+        cli = _client(host)
+        assert _class_registry().address in cli.info()["RegistryConfig"]["IndexConfigs"]
+        cli.close()
         assert subprocess.run(["ip", "link", "show", bridge], capture_output=True).returncode == 0
         env = {"HOME": str(learner.home), "PATH": "/usr/bin:/bin", "DOCKER_HOST": host}
         ok = _as_learner(FALLBACK, [_docker(), "image", "ls", "--format", "{{.Repository}}"], env=env)

@@ -24,6 +24,7 @@ import pytest
 from course_helpers.engine import registry as registry_module
 from course_helpers.engine.registry import (course_registry, ensure_registry_binary, registry_problem,
                                             start_registry, stop_registry)
+from course_helpers.errors import SetupError
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -214,3 +215,45 @@ def test_a_kept_package_is_unpacked_again_without_the_network(tmp_path: Path, mo
     assert json.loads((state / "registry-server" / "versions.json").read_text())["docker-registry"].startswith("2.8")
     version = subprocess.run([str(exe), "--version"], capture_output=True, text=True, timeout=30)
     assert version.returncode == 0 and "2.8" in version.stdout
+
+
+def test_a_classroom_registry_in_course_registry_is_used_under_the_learners_name_and_never_stopped(
+        docker_env: dict[str, str], state: Path, monkeypatch):
+    """What a classroom learner's kernel does with ``COURSE_REGISTRY=HOST:PORT/LOGIN``: the course's own
+    registry plays the classroom's here (a real one, a real push)."""
+    from course_helpers.config import BASE_IMAGE
+
+    classroom = start_registry(progress=None)
+    learner_state = state.parent / "learner-state"
+    monkeypatch.setenv("COURSE_STATE_DIR", str(learner_state))
+    monkeypatch.setenv("COURSE_REGISTRY", f"{classroom.address}/dlct1")
+    said: list[str] = []
+    reg = start_registry(progress=said.append)
+    assert reg.shared and reg.address == classroom.address and reg.namespace == "dlct1"
+    assert said == [f"[course] the classroom's registry answers at {classroom.address}; your images and cache go "
+                    f"under {classroom.address}/dlct1/"]
+    assert not (learner_state / "registry").exists()  # it started no registry of its own
+    assert course_registry() == reg
+    name = f"course-test/base-{uuid.uuid4().hex[:8]}"
+    ref = reg.ref(f"{name}:1")
+    assert ref == f"{classroom.address}/dlct1/{name}:1"
+    try:
+        assert _docker(docker_env, "tag", BASE_IMAGE, ref).returncode == 0
+        pushed = _docker(docker_env, "push", ref)
+        assert pushed.returncode == 0, pushed.stdout + pushed.stderr
+        assert reg.tags(name) == ["1"] and reg.repositories() == [name]  # its own names, without the login
+        assert classroom.tags(f"dlct1/{name}") == ["1"]
+        assert stop_registry(remove_data=True) is False and classroom.running()  # the instructor's, untouched
+    finally:
+        _docker(docker_env, "rmi", ref)
+    monkeypatch.setenv("COURSE_STATE_DIR", str(state))
+    stop_registry()
+    monkeypatch.setenv("COURSE_STATE_DIR", str(learner_state))
+    assert registry_problem(reg.ref("ci-demo/cache")) == (
+        f"The classroom's registry at {classroom.address} does not answer: ask your instructor to start it "
+        "(sudo ./course classroom up --registry).")
+    with pytest.raises(SetupError, match=r"^The classroom's registry at .* does not answer: ask your instructor"):
+        start_registry(progress=None)
+    monkeypatch.setenv("COURSE_REGISTRY", "no-port-here/dlct1")
+    with pytest.raises(SetupError, match="is not HOST:PORT or HOST:PORT/NAMESPACE"):
+        start_registry(progress=None)

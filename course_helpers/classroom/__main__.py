@@ -28,10 +28,13 @@ def main(argv: list[str]) -> int:
                       help="each learner's engine disk, a sparse file (default: 20)")
     p_up.add_argument("--start-servers", action="store_true",
                       help="also start every learner's server and engine now, before the class arrives")
+    p_up.add_argument("--registry", action=argparse.BooleanOptionalAction, default=None,
+                      help="one registry for the class: the base every engine pulls, each learner's pushes and "
+                           "cache exports (default: as the last up)")
     sub.add_parser("status", help="each learner's server, engine, disk used and images")
-    p_down = sub.add_parser("down", help="stop the hub, the servers and the engines (learners' data stays)")
+    p_down = sub.add_parser("down", help="stop the hub, the servers, the engines and the registry (learners' data stays)")
     p_down.add_argument("--purge", action="store_true",
-                        help="also delete the learners' accounts, homes and engine disks")
+                        help="also delete the learners' accounts, homes and engine disks, and the registry's data")
     args = parser.parse_args(argv)
 
     from . import commands
@@ -40,7 +43,7 @@ def main(argv: list[str]) -> int:
         if args.cmd == "up":
             commands.up(args.learners, prefix=args.prefix, port=args.port, engine=args.engine,
                         idle_timeout=args.idle_timeout, cull_every=args.cull_every, disk_gb=args.disk_gb,
-                        start_servers=args.start_servers, progress=_say)
+                        start_servers=args.start_servers, registry=args.registry, progress=_say)
         elif args.cmd == "status":
             commands.status(progress=_say)
         else:

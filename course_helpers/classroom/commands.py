@@ -10,9 +10,11 @@ import time
 from pathlib import Path
 
 from ..config import REPO_ROOT
-from ..errors import SetupError
+from ..engine.registry import CourseRegistry
+from ..errors import RegistryUnavailable, SetupError
 from ..formatting import format_size, table_text
 from . import engines, learners, setup
+from . import registry as class_registry
 from .hub import HubAPI, hub_pid, start_hub, stop_hub
 from .state import Paths, Settings, load_secrets, load_settings, paths, save_secrets
 
@@ -71,7 +73,8 @@ def _learner_lines(settings: Settings, keys: dict) -> list[str]:
 
 
 def up(count: int, *, prefix: str = "learner", port: int = 8000, engine: str = "auto", idle_timeout: int = 3600,
-       cull_every: int = 300, disk_gb: int = 20, start_servers: bool = False, progress=print) -> Settings:
+       cull_every: int = 300, disk_gb: int = 20, start_servers: bool = False, registry: bool | None = None,
+       progress=print) -> Settings:
     """Bring the classroom up: learners, their disks, the hub; print a line per learner.
 
     Args:
@@ -83,6 +86,7 @@ def up(count: int, *, prefix: str = "learner", port: int = 8000, engine: str = "
         cull_every: how often the culler looks.
         disk_gb: each learner's engine disk (sparse).
         start_servers: also start every learner's server (and engine) now, before the class arrives.
+        registry: start one registry for the class (True), not (False), or as the last ``up`` did (None).
         progress: one line per thing done.
 
     Returns:
@@ -120,6 +124,14 @@ def up(count: int, *, prefix: str = "learner", port: int = 8000, engine: str = "
     setup.ensure_venv(where, progress)
     setup.ensure_proxy(where, progress)
     rel = setup.ensure_docker(where, progress)
+    if registry is None:
+        registry = bool(settings.registry)
+    if registry:
+        settings.registry = class_registry.start_class_registry(where, progress).address
+    else:
+        class_registry.stop_class_registry(where)
+        settings.registry = ""
+    settings.save(where)  # the engines' configuration reads it (the registry they may reach)
     keys = load_secrets(where)
     for name in names:
         keys["passwords"].setdefault(name, _password())
@@ -138,6 +150,10 @@ def up(count: int, *, prefix: str = "learner", port: int = 8000, engine: str = "
     start_hub(where, settings, progress)
     progress(f"hub ready in {time.monotonic() - start:.0f} s at {settings.url} (127.0.0.1 only: put your TLS "
              f"proxy in front); {settings.engine} engines, each started with its learner's server")
+    if settings.registry:
+        progress(f"the classroom's registry: {settings.registry} (this machine only); each learner's images and "
+                 f"cache go under {settings.registry}/LOGIN/, the shared base is {settings.registry}/"
+                 f"{class_registry.BASE_REPO}")
     for line in _learner_lines(settings, keys):
         progress(line)
     if start_servers:
@@ -165,6 +181,9 @@ def status(progress=print) -> list[dict]:
     api = HubAPI.for_classroom(where) if running else None
     progress(f"hub: {'running at ' + settings.url if running else 'stopped'}; engines: {settings.engine}"
              + (f" (fallback: {settings.fallback_reason})" if settings.fallback_reason else ""))
+    if settings.registry:
+        reg = _registry_state(settings.registry)
+        progress(f"registry: {settings.registry}, {reg}")
     rows, report = [], []
     for name in settings.learners:
         learner = learners.lookup(name)
@@ -187,6 +206,14 @@ def status(progress=print) -> list[dict]:
     for line in table_text(["learner", "server", "engine", "DOCKER_HOST", "disk used", "images"], rows).splitlines():
         progress(line)
     return report
+
+
+def _registry_state(address: str) -> str:
+    host, _, port = address.rpartition(":")
+    try:
+        return f"answering, {len(CourseRegistry(int(port), None, host).repositories())} repositories"
+    except RegistryUnavailable:
+        return "not answering"
 
 
 def _stop_proxy(where: Paths) -> None:
@@ -223,6 +250,8 @@ def down(purge: bool = False, progress=print) -> None:
         if purge:
             learners.remove_learner(where, learner)
             progress(f"{name}: account, home and engine disk removed")
+    if class_registry.stop_class_registry(where, purge=purge):
+        progress("the classroom's registry stopped" + (" and its data deleted" if purge else "; its data is kept"))
     if purge:
         shutil.rmtree(where.hub, ignore_errors=True)
         shutil.rmtree(where.disks, ignore_errors=True)

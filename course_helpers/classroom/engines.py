@@ -36,7 +36,8 @@ from ..engine.process import ManagedProcess, NotReady, wait_ready
 from ..errors import SetupError
 from ..statefiles import write_atomic
 from .learners import Learner, ensure_disk, mount_point
-from .state import Paths
+from .registry import engine_config, share_base
+from .state import Paths, Settings, load_settings
 
 ROOTLESS = "rootless"
 ROOT = "root"
@@ -192,13 +193,20 @@ def _start_rootless(where: Paths, learner: Learner, timeout: float, progress) ->
     return host
 
 
+def _settings(where: Paths) -> Settings:
+    try:
+        return load_settings(where)
+    except SetupError:  # the first up probes rootless before it saves any settings
+        return Settings()
+
+
 def rootless_config(where: Paths) -> Path:
     """The rootless engines' dockerd configuration (their image store), where learners can read it.
 
     Without it a rootless dockerd reads the learner's own ``~/.config/docker/daemon.json``.
     """
     path = where.docker / "daemon-rootless.json"
-    text = json.dumps(daemon_config(engine_release(where)))
+    text = json.dumps({**daemon_config(engine_release(where)), **engine_config(_settings(where))})
     if not path.is_file() or path.read_text() != text:
         write_atomic(path, text)
         path.chmod(0o644)
@@ -210,7 +218,8 @@ def _start_root(where: Paths, learner: Learner, timeout: float, progress) -> str
 
     engine = start_private_engine(private_name(learner), data_root=mount_point(where, learner),
                                   socket_group=str(learner.gid), progress=progress, timeout=timeout,
-                                  release=engine_release(where).name)
+                                  release=engine_release(where).name,
+                                  extra_config=engine_config(_settings(where)))
     engine.process.write_pidfile(where.engine_pid(learner.name))
     return engine.host
 
@@ -257,7 +266,10 @@ def start_engine(where: Paths, learner: Learner, kind: str, *, disk_gb: int, pro
         host = (_start_rootless if kind == ROOTLESS else _start_root)(where, learner, timeout, progress)
         progress(f"{learner.name}: {kind} engine answers at {host} ({time.monotonic() - start:.1f} s)")
     cli = _client(host, timeout=300)
+    settings = _settings(where)
     try:
+        if settings.registry:  # the class's one base, so that cache exports hit on every engine
+            share_base(cli, settings, where, progress=lambda line: progress(f"{learner.name}: {line}"))
         # The kept root filesystem imports in seconds and needs no registry; without one, pull.
         ensure_base_image(BASE_IMAGE, progress=lambda line: progress(f"{learner.name}: {line}"),
                           pull=not rootfs_tar().is_file() and os.environ.get("COURSE_OFFLINE") != "1", cli=cli)

@@ -14,6 +14,7 @@ from typing import Any
 from ..errors import SetupError
 from .engines import ROOTLESS, start_engine, stop_engine
 from .learners import lookup
+from .registry import learner_environment
 from .state import load_settings, paths
 
 
@@ -31,7 +32,8 @@ async def pre_spawn(spawner: Any) -> None:
     learner = _learner(spawner)
     host = await asyncio.to_thread(start_engine, where, learner, settings.engine, disk_gb=settings.disk_gb,
                                    progress=spawner.log.info)
-    env = {"DOCKER_HOST": host, "COURSE_WORKSPACE": str(learner.course_dir / "workspace")}
+    env = {"DOCKER_HOST": host, "COURSE_WORKSPACE": str(learner.course_dir / "workspace"),
+           **learner_environment(settings, learner.name)}
     if settings.engine == ROOTLESS:
         env["XDG_RUNTIME_DIR"] = str(learner.runtime_dir)
     spawner.environment = {**spawner.environment, **env}

@@ -116,6 +116,7 @@ class Settings:
         disk_gb: each learner's engine disk, in GB (sparse: only what is written takes room).
         repo: the checkout the classroom's copy of the course was taken from.
         fallback_reason: why the engines are not rootless, when they are not.
+        registry: ``HOST:PORT`` of the classroom's registry (``up --registry``), or "" for none.
     """
 
     learners: list[str] = field(default_factory=list)
@@ -128,6 +129,7 @@ class Settings:
     disk_gb: int = 20
     repo: str = ""
     fallback_reason: str = ""
+    registry: str = ""
 
     def save(self, where: Paths) -> None:
         write_atomic(where.settings, json.dumps(asdict(self), indent=2))

@@ -126,6 +126,11 @@ def pull_events(cli: docker.DockerClient, repository: str, tag: str) -> Iterator
     return cli.api.pull(repository, tag=tag, stream=True, decode=True)
 
 
+def push_events(cli: docker.DockerClient, repository: str, tag: str) -> Iterator[dict[str, Any]]:
+    """``docker push repository:tag``, its progress as decoded events (an ``error`` event ends a failed push)."""
+    return cli.api.push(repository, tag=tag, stream=True, decode=True)
+
+
 def import_image(cli: docker.DockerClient, data: IO[bytes], *, repository: str, tag: str,
                  changes: list[str]) -> Any:
     """``docker image import``: a root filesystem tarball becomes an image.

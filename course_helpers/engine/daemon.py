@@ -358,7 +358,7 @@ def free_port() -> int:
 def start_private_engine(name: str, *, tls: bool = False, progress: Progress | None = print,
                          timeout: float = 60, data_root: Path | None = None,
                          socket_group: str | None = None, release: str | None = None,
-                         store: str | None = None) -> PrivateEngine:
+                         store: str | None = None, extra_config: dict | None = None) -> PrivateEngine:
     """Start a dockerd of its own beside the main engine (root on Linux only).
 
     Args:
@@ -372,6 +372,7 @@ def start_private_engine(name: str, *, tls: bool = False, progress: Progress | N
         release: which Docker (``docker28``, ``docker26``, ``docker20``; default: the one the course
             started on the default socket, else ``docker28``), fetched from Debian's archive if needed.
         store: ``containerd`` or ``overlay2`` (default: the release's own default).
+        extra_config: more dockerd configuration, e.g. a classroom registry's ``insecure-registries``.
 
     Returns:
         A :class:`PrivateEngine`; stop it with ``.stop()`` or use it as a context manager.
@@ -394,7 +395,7 @@ def start_private_engine(name: str, *, tls: bool = False, progress: Progress | N
     shutil.rmtree(exec_root, ignore_errors=True)
     exec_root.mkdir(parents=True)
     config = root / "daemon.json"
-    config.write_text(json.dumps(daemon_config(rel, store)))  # not /etc/docker/daemon.json: nothing shared
+    config.write_text(json.dumps({**daemon_config(rel, store), **(extra_config or {})}))  # not /etc/docker/daemon.json: nothing shared
     net = _make_bridge(bridge)
     files = _make_tls(root / "tls") if tls else None
     if files:

@@ -15,7 +15,11 @@ Docker Hub have none, so the course runs one of its own:
 * an engine on the same machine pushes to a registry on 127.0.0.1 without an
   ``insecure-registries`` entry (loopback is trusted for plain HTTP);
 * ``./course clean`` and :func:`stop_registry` with ``remove_data=True`` stop it and remove
-  ``state_dir()/registry/``, and nothing else.
+  ``state_dir()/registry/``, and nothing else;
+* in a classroom the instructor runs one registry for the class (``classroom/registry.py``) and
+  each learner's server gets ``COURSE_REGISTRY=ADDRESS/LOGIN``: there :func:`start_registry`
+  starts nothing and hands out that registry, with every name under the learner's own
+  ``LOGIN/`` (:func:`shared_registry`), and :func:`stop_registry` leaves it alone.
 
 Example:
     >>> reg = start_registry()                                          # doctest: +SKIP
@@ -48,6 +52,8 @@ from .streaming import Progress, say
 PACKAGE = "docker-registry"
 #: The only address the registry listens on.
 HOST = "127.0.0.1"
+#: A registry someone else runs for this learner, ``HOST:PORT/NAMESPACE`` (a classroom's).
+SHARED_ENV = "COURSE_REGISTRY"
 #: Seconds the registry may take to answer after it starts (it answers at once: seen here).
 START_SECONDS = 30.0
 #: Seconds it may take to stop after SIGTERM.
@@ -69,9 +75,9 @@ def server_folder() -> Path:
     return state_dir() / "registry-server"
 
 
-def _state_lock() -> Path:
+def _state_lock(folder: Path) -> Path:
     # Beside the registry's folder, not in it: removing the folder must not remove the lock.
-    return state_dir() / "registry.json"
+    return folder.parent / f"{folder.name}.json"
 
 
 def ensure_registry_binary(progress: Progress | None = print) -> Path:
@@ -134,20 +140,35 @@ def _answers(address: str, timeout: float = ASK_SECONDS) -> bool:
 
 @dataclass(frozen=True)
 class CourseRegistry:
-    """The course's registry on ``127.0.0.1:PORT``.
+    """The course's registry on ``127.0.0.1:PORT`` (or a classroom's, shared).
 
     Attributes:
         port: the port it listens on, kept across restarts.
-        folder: its folder (``state_dir()/registry``).
+        folder: its folder (``state_dir()/registry``); None for a registry this process did not
+            start and cannot see the files of (a classroom's, from :data:`SHARED_ENV`).
+        host: the address it listens on.
+        namespace: every name goes under it (a classroom learner's login), so that learners
+            sharing one registry never overwrite each other's images and cache.
     """
 
     port: int
-    folder: Path
+    folder: Path | None
+    host: str = HOST
+    namespace: str = ""
 
     @property
     def address(self) -> str:
-        """``127.0.0.1:PORT``: the registry part of an image name."""
-        return f"{HOST}:{self.port}"
+        """``HOST:PORT``: the registry part of an image name."""
+        return f"{self.host}:{self.port}"
+
+    @property
+    def shared(self) -> bool:
+        """Whether someone else runs it for this learner (a classroom's registry)."""
+        return self.folder is None
+
+    def repo(self, name: str) -> str:
+        """``name`` under this learner's namespace, if any: ``LOGIN/ci-demo/cache``."""
+        return f"{self.namespace}/{name}" if self.namespace else name
 
     @property
     def data(self) -> Path:
@@ -167,16 +188,19 @@ class CourseRegistry:
         return self.folder / "registry.pid"
 
     def ref(self, name: str) -> str:
-        """The image name ``name`` (``course/base:1``) in this registry: ``127.0.0.1:PORT/course/base:1``."""
-        return f"{self.address}/{name}"
+        """The image name ``name`` (``course/base:1``) in this registry: ``127.0.0.1:PORT/course/base:1``.
+
+        In a classroom's registry the learner's login comes first: ``HOST:PORT/LOGIN/course/base:1``.
+        """
+        return f"{self.address}/{self.repo(name)}"
 
     def process(self) -> ManagedProcess | None:
         """The registry process the course started, while it runs."""
-        return ManagedProcess.from_pidfile(self.pidfile, command=PACKAGE)
+        return None if self.folder is None else ManagedProcess.from_pidfile(self.pidfile, command=PACKAGE)
 
     def running(self) -> bool:
-        """Whether the course's registry process runs and answers ``/v2/``."""
-        return self.process() is not None and _answers(self.address)
+        """Whether it answers ``/v2/`` (and, for the course's own, whether its process runs)."""
+        return (self.shared or self.process() is not None) and _answers(self.address)
 
     def _get(self, path: str) -> dict | None:
         """The JSON the registry answers to ``GET path``; None for 404 (no such repository)."""
@@ -186,8 +210,9 @@ class CourseRegistry:
         except urllib.error.HTTPError as exc:
             if exc.code == 404:
                 return None
+            where = "ask your instructor" if self.shared else f"read its log, {self.log}"
             raise RegistryUnavailable(f"The course's registry at {self.address} answered {exc.code} to {path}: "
-                                      f"read its log, {self.log}.") from None
+                                      f"{where}.") from None
         except (OSError, ValueError):
             raise RegistryUnavailable(registry_problem(self.address) or
                                       f"The course's registry at {self.address} gave no answer to {path}.") from None
@@ -198,20 +223,23 @@ class CourseRegistry:
         Raises:
             RegistryUnavailable: the registry does not answer.
         """
-        body = self._get(f"/v2/{repo}/tags/list") or {}
+        body = self._get(f"/v2/{self.repo(repo)}/tags/list") or {}
         return sorted(body.get("tags") or [])
 
     def repositories(self) -> list[str]:
-        """Every repository pushed to it (``/v2/_catalog``), sorted.
+        """Every repository pushed to it (``/v2/_catalog``), sorted; under a namespace, only its own, without it.
 
         Raises:
             RegistryUnavailable: the registry does not answer.
         """
         body = self._get("/v2/_catalog?n=1000") or {}
-        return sorted(body.get("repositories") or [])
+        names = body.get("repositories") or []
+        if self.namespace:
+            names = [n[len(self.namespace) + 1:] for n in names if n.startswith(self.namespace + "/")]
+        return sorted(names)
 
     def write_config(self) -> None:
-        """``config.yml``: files under ``data/``, deletes allowed, HTTP on 127.0.0.1:PORT only."""
+        """``config.yml``: files under ``data/``, deletes allowed, HTTP on HOST:PORT only."""
         write_atomic(self.config, (
             "# Written by the course (course_helpers/engine/registry.py); ./course clean removes it.\n"
             "version: 0.1\n"
@@ -224,61 +252,96 @@ class CourseRegistry:
             "  headers:\n    X-Content-Type-Options: [nosniff]\n"))
 
 
-def _load() -> CourseRegistry | None:
-    """The course's registry as its state file records it (running or not); None before the first start."""
-    folder = registry_folder()
+def _load(folder: Path | None = None) -> CourseRegistry | None:
+    """The registry its state file records (running or not); None before the first start."""
+    folder = folder or registry_folder()
     try:
-        port = int(json.loads((folder / "registry.json").read_text())["port"])
+        data = json.loads((folder / "registry.json").read_text())
+        return CourseRegistry(int(data["port"]), folder, str(data.get("host", HOST)))
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    return CourseRegistry(port, folder)
 
 
+def shared_registry() -> CourseRegistry | None:
+    """The registry :data:`SHARED_ENV` names (a classroom gives each learner's server one), else None."""
+    value = os.environ.get(SHARED_ENV, "").strip().strip("/")
+    if not value:
+        return None
+    address, _, namespace = value.partition("/")
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise SetupError(f"{SHARED_ENV}={value!r} is not HOST:PORT or HOST:PORT/NAMESPACE: ask your instructor.")
+    return CourseRegistry(int(port), None, host, namespace)
 
-def _port_free(port: int) -> bool:
+
+def _port_free(port: int, host: str = HOST) -> bool:
     """Whether nothing listens on ``port`` (connections of the last run, in TIME_WAIT, do not count)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the registry's own listener does
         try:
-            s.bind((HOST, port))
+            s.bind((host, port))
         except OSError:
             return False
     return True
 
 
-def start_registry(progress: Progress | None = print) -> CourseRegistry:
+def _shared_or_none(progress: Progress | None) -> CourseRegistry | None:
+    shared = shared_registry()
+    if shared is None:
+        return None
+    if not _answers(shared.address):
+        raise SetupError(f"The classroom's registry at {shared.address} does not answer: ask your instructor "
+                         "to start it (sudo ./course classroom up --registry).")
+    say(progress, f"[course] the classroom's registry answers at {shared.address}; your images and cache go "
+                  f"under {shared.ref('')}")
+    return shared
+
+
+def start_registry(progress: Progress | None = print, *, folder: Path | None = None,
+                   host: str = HOST) -> CourseRegistry:
     """Start the course's registry unless it runs already; wait until it answers.
 
-    The first start picks a free port on 127.0.0.1 and keeps it: later starts use the same
-    address, and find what was pushed before.
+    The first start picks a free port on ``host`` and keeps it: later starts use the same
+    address, and find what was pushed before.  In a classroom (:data:`SHARED_ENV` set) it starts
+    nothing and returns the classroom's registry, with names under the learner's login.
 
     Args:
         progress: one line per thing done.
+        folder: its folder (default ``state_dir()/registry``); a classroom's is its own.
+        host: the one address it listens on (default 127.0.0.1).
 
     Returns:
         The running registry.
 
     Raises:
-        SetupError: the program cannot be had, its port is taken by another program, or it did not answer.
+        SetupError: the program cannot be had, its port is taken by another program, or it did not
+            answer; in a classroom, the classroom's registry does not answer.
     """
-    with locked(_state_lock()):
-        reg = _load()
+    if folder is None:
+        shared = _shared_or_none(progress)
+        if shared is not None:
+            return shared
+    folder = folder or registry_folder()
+    with locked(_state_lock(folder)):
+        reg = _load(folder)
+        if reg is not None and reg.host != host:
+            reg = CourseRegistry(reg.port, folder, host)
         if reg is not None and reg.running():
             say(progress, f"[course] the course's registry answers at {reg.address} (data: {home_shown(reg.data)})")
             return reg
         exe = ensure_registry_binary(progress)
         if reg is None:
-            reg = CourseRegistry(free_port(), registry_folder())
+            reg = CourseRegistry(free_port(), folder, host)
         reg.data.mkdir(parents=True, exist_ok=True)
         stale = reg.process()
         if stale is not None:  # ours, but not answering: start it afresh
             say(progress, f"the course's registry (pid {stale.pid}) does not answer: restarting it")
             stale.stop(STOP_GRACE)
-        if not _port_free(reg.port):
-            raise SetupError(f"Port {reg.port} on {HOST}, the course's registry's address, is taken by another "
+        if not _port_free(reg.port, reg.host):
+            raise SetupError(f"Port {reg.port} on {reg.host}, the course's registry's address, is taken by another "
                              "program: stop that program and run this again, or start afresh on a new port "
                              "with stop_registry(remove_data=True) (the pushed images go with it).")
-        write_atomic(reg.folder / "registry.json", json.dumps({"port": reg.port}) + "\n")
+        write_atomic(reg.folder / "registry.json", json.dumps({"port": reg.port, "host": reg.host}) + "\n")
         reg.write_config()
         # REGISTRY_* variables would override the config file (the registry reads them): none pass.
         env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
@@ -303,7 +366,7 @@ def registry_address() -> str:
     For what must name the registry before it starts (a Podman service's list of registries it
     may reach over plain HTTP).
     """
-    with locked(_state_lock()):
+    with locked(_state_lock(registry_folder())):
         reg = _load()
         if reg is None:
             reg = CourseRegistry(free_port(), registry_folder())
@@ -313,23 +376,24 @@ def registry_address() -> str:
 
 
 def course_registry() -> CourseRegistry | None:
-    """The course's registry if it runs and answers, else None."""
-    reg = _load()
+    """The course's registry (in a classroom, the classroom's) if it runs and answers, else None."""
+    reg = shared_registry() or _load()
     return reg if reg is not None and reg.running() else None
 
 
-def stop_registry(remove_data: bool = False) -> bool:
-    """Stop the course's registry.
+def stop_registry(remove_data: bool = False, *, folder: Path | None = None) -> bool:
+    """Stop the course's registry.  A classroom's registry, which the instructor runs, is never touched.
 
     Args:
         remove_data: also remove its folder, ``state_dir()/registry`` (pushed images, config, port):
             the next start picks a new port.  Nothing outside that folder is touched.
+        folder: the registry's folder (default ``state_dir()/registry``).
 
     Returns:
         Whether it was running.
     """
-    with locked(_state_lock()):
-        folder = registry_folder()
+    folder = folder or registry_folder()
+    with locked(_state_lock(folder)):
         proc = CourseRegistry(0, folder).process()
         was = proc.stop(STOP_GRACE) if proc is not None else False
         (folder / "registry.pid").unlink(missing_ok=True)
@@ -351,6 +415,10 @@ def registry_problem(address: str) -> str | None:
     host = address.split("://", 1)[-1].split("/", 1)[0]
     if _answers(host):
         return None
+    shared = shared_registry()
+    if shared is not None and shared.address == host:
+        return (f"The classroom's registry at {host} does not answer: ask your instructor to start it "
+                "(sudo ./course classroom up --registry).")
     reg = _load()
     if (reg is not None and reg.address == host) or (reg is None and host.startswith(f"{HOST}:")):
         return (f"The course's registry at {host} does not answer: start it with start_registry() "
