@@ -386,6 +386,8 @@ def test_one_learners_full_disk_cleanup_and_prune_leave_the_others_alone(room):
 
 def test_status_shows_each_learners_server_engine_disk_and_images(room):
     out = _course("status")
+    assert re.search(rf"^registry: {re.escape(_class_registry().address)}, answering, [1-9]\d* repositories$", out,
+                     re.M), out
     for name in NAMES:
         line = next(l for l in out.splitlines() if l.startswith(name + " "))
         assert " ready " in line and "Docker " in line and room.seats[name].host in line, line
