@@ -30,7 +30,7 @@ def main() -> int:
         from course_helpers.builder.report import BuildReport, Step
         from course_helpers.cache.predict import predict
         from course_helpers.builder.records import record_context_snapshot
-        from course_helpers.dockerfile.context import _CACHE
+        from course_helpers.dockerfile.context import forget_hashes
 
         ctx = Path(tmp) / "ctx"
         size = TOTAL // FILES
@@ -43,10 +43,6 @@ def main() -> int:
         steps = [Step(1, "0", "FROM python:3.11-slim-bookworm", True), Step(2, "0", "WORKDIR /app", False),
                  Step(3, "0", "COPY . .", False), Step(4, "0", "RUN ls", False)]
         record_report = BuildReport("sha256:bench", ["bench:1"], "buildkit", 0.0, "", steps, context=str(ctx))
-
-        def forget_hashes() -> None:
-            _CACHE.loaded, _CACHE.entries = False, {}
-            _CACHE.file().unlink(missing_ok=True)
 
         cpu: dict[str, list[float]] = {}
 
@@ -62,7 +58,7 @@ def main() -> int:
         record_context_snapshot(record_report)
         unchanged = [timed(None, "unchanged") for _ in range(args.repeat)]
         # A new process: the in-memory cache is gone, the on-disk one remains.
-        reload = [timed(lambda: setattr(_CACHE, "loaded", False), "reload") for _ in range(args.repeat)]
+        reload = [timed(lambda: forget_hashes(on_disk=False), "reload") for _ in range(args.repeat)]
         assert all(s.cached for s in predict(ctx, builder="buildkit").steps)
         rows = [("cold (hash everything)", "cold", cold, COLD),
                 ("unchanged, same process", "unchanged", unchanged, UNCHANGED),

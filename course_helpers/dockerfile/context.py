@@ -99,6 +99,16 @@ class _HashCache:
 _CACHE = _HashCache()
 
 
+def forget_hashes(on_disk: bool = True) -> None:
+    """Forget the context files' remembered hashes: in this process, and with ``on_disk`` also the file.
+
+    For benchmarks: the next snapshot then reads (``on_disk``) or re-reads the cache file as a new process would.
+    """
+    _CACHE.loaded, _CACHE.entries, _CACHE.dirty = False, {}, False
+    if on_disk:
+        _CACHE.file().unlink(missing_ok=True)
+
+
 def walk_context(context: str | Path) -> Iterator[tuple[str, os.DirEntry, os.stat_result]]:
     """Every entry Docker would send from ``context``, ``.dockerignore`` applied: ``(relpath, entry, stat)``.
 

@@ -126,6 +126,17 @@ def pull_events(cli: docker.DockerClient, repository: str, tag: str) -> Iterator
     return cli.api.pull(repository, tag=tag, stream=True, decode=True)
 
 
+def export_stream(cli: docker.DockerClient, refs: list[str]) -> Any:
+    """``docker save REF...``: the open response of one export of every named image (read ``.raw``; close it).
+
+    docker-py's public ``get_image()`` exports one image; several in one request need the raw endpoint.
+    """
+    low = cli.api
+    res = low._get(low._url("/images/get"), params={"names": refs}, stream=True)
+    low._raise_for_status(res)
+    return res
+
+
 def push_events(cli: docker.DockerClient, repository: str, tag: str) -> Iterator[dict[str, Any]]:
     """``docker push repository:tag``, its progress as decoded events (an ``error`` event ends a failed push)."""
     return cli.api.push(repository, tag=tag, stream=True, decode=True)

@@ -441,11 +441,12 @@ def _version(engine: PrivateEngine) -> str | None:
         return None
 
 
-def stop_private_engine(name: str, timeout: float = STOP_SECONDS) -> bool:
+def stop_private_engine(name: str, timeout: float = STOP_SECONDS, *, wipe: bool = False) -> bool:
     """Stop a private engine by its name, from any process (not only the one that started it).
 
     Reads its pidfile, stops it as :meth:`PrivateEngine.stop` does, and removes its
-    bridge, its iptables rules and its exec root; its data root stays.
+    bridge, its iptables rules and its exec root; its data root stays unless ``wipe``
+    (the default data root only: a classroom learner's disk is never wiped here).
 
     Returns:
         Whether it was running.
@@ -456,4 +457,6 @@ def stop_private_engine(name: str, timeout: float = STOP_SECONDS) -> bool:
         was = process is not None and process.stop(timeout)
     _remove_bridge(f"crs-br-{name}")
     shutil.rmtree(exec_root, ignore_errors=True)
+    if wipe:
+        shutil.rmtree(state_dir() / "private-engines" / name, ignore_errors=True)
     return was

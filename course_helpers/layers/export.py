@@ -51,6 +51,7 @@ from typing import IO, Any, Callable, Iterable, NamedTuple
 import docker
 
 from ..config import state_dir
+from ..engine import api as engine_api
 from ..engine.client import resolve
 from ..errors import CourseError
 from ..formatting import short_id
@@ -494,11 +495,9 @@ def resolve_images(found: ExportRead, refs: list[str], held: dict[str, list[Memb
     return out, learnt
 
 
-def _stream_export(api: docker.APIClient, refs: list[str], held: dict[str, list[Member]],
+def _stream_export(cli: docker.DockerClient, refs: list[str], held: dict[str, list[Member]],
                    names: dict[str, str]) -> ExportRead:
-    # docker-py's public get_image() exports one image; several in one request need the raw endpoint.
-    res = api._get(api._url("/images/get"), params={"names": refs}, stream=True)
-    api._raise_for_status(res)
+    res = engine_api.export_stream(cli, refs)
     res.raw.auto_close = False  # at the end a read says b"", as io.BufferedReader expects, not "closed file"
     try:
         return read_stream(io.BufferedReader(res.raw, CHUNK), held, names)
@@ -525,15 +524,15 @@ def read_export(refs: list[str], *, client: docker.DockerClient | None = None,
         CourseError: the export broke off, or lacks an image or a layer; the message says what to do.
     """
     held = dict(held or {})
-    api = resolve(client).api
+    cli = resolve(client)
     names = _KEPT.names()["layers"]
     try:
-        found = _stream_export(api, refs, held, names)
+        found = _stream_export(cli, refs, held, names)
         images, learnt = resolve_images(found, refs, held)
     except _StaleName as stale:
         # A remembered name let a layer pass that the layout calls another: forget it, read them all.
         _KEPT.remember({}, {}, drop=str(stale))
-        found = _stream_export(api, refs, held, {})
+        found = _stream_export(cli, refs, held, {})
         images, learnt = resolve_images(found, refs, held)
     for image in images:
         for diff_id, members in zip(image.diff_ids, image.layers):

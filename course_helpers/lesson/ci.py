@@ -17,7 +17,6 @@ engine's own refusal in one sentence and falls back to inline cache
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +26,7 @@ from docker.errors import ImageNotFound
 
 from ..builder.build import build
 from ..builder.report import BuildReport
-from ..config import BASE_IMAGE, state_dir
+from ..config import BASE_IMAGE
 from ..engine import api
 from ..engine.client import client as engine_client
 from ..engine.daemon import PrivateEngine, start_private_engine, stop_private_engine
@@ -96,9 +95,7 @@ def stop_ci_runner() -> bool:
     """Stop the runner, if one runs, and remove its data. Returns whether one was running."""
     global _runner
     _runner = None
-    was = stop_private_engine(RUNNER)
-    shutil.rmtree(state_dir() / "private-engines" / RUNNER, ignore_errors=True)
-    return was
+    return stop_private_engine(RUNNER, wipe=True)
 
 
 def _refusal(error: BuildError) -> str | None:
