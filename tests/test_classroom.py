@@ -244,6 +244,12 @@ def test_the_classroom_registry_gives_every_engine_one_base_and_each_learner_nam
                                    "print('ref:', reg.ref('ci-demo/cache'), reg.shared, stop_registry())"])
     assert code == 0 and f"ref: {reg.address}/{NAMES[0]}/ci-demo/cache True False" in out, out
     assert reg.tags(BASE_REPO.split(":")[0]), "a learner's stop_registry() touched the classroom's registry"
+    # Chapter 150's runner is a second engine, which a learner's session cannot start: one sentence says so.
+    code, out = _run_as(NAMES[0], [f"{CLASSROOM_DIR}/venv/bin/python", "-c",
+                                   "from course_helpers.lesson.ci import ci_runner\n"
+                                   "try:\n    ci_runner(progress=None)\n"
+                                   "except Exception as exc:\n    print(type(exc).__name__, exc)"])
+    assert "SetupError The CI runner is a second Docker engine, which only root can start, and in a classroom" in out, out
     # Nothing off the machine, and no container of a root engine, reaches it: only loopback may.
     rule = subprocess.run(["iptables", "-S", "INPUT"], capture_output=True, text=True).stdout
     assert f"-A INPUT -d {HOST}/32 ! -i lo -j DROP" in rule, rule

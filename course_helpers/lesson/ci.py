@@ -16,6 +16,7 @@ engine's own refusal in one sentence and falls back to inline cache
 """
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 from dataclasses import dataclass, field
@@ -31,7 +32,8 @@ from ..engine import api
 from ..engine.client import client as engine_client
 from ..engine.daemon import PrivateEngine, start_private_engine, stop_private_engine
 from ..engine.ownership import repository_of
-from ..errors import BuildError
+from ..engine.registry import shared_registry
+from ..errors import BuildError, SetupError
 from ..formatting import format_size
 from .terminal import client_and_env
 
@@ -77,6 +79,11 @@ def ci_runner(progress: Callable[[str], None] | None = print) -> PrivateEngine:
             progress(f"a new job on the runner: its build cache emptied ({format_size(freed)}) and "
                      f"{len(gone)} image(s) removed; the base image stays, as on a runner that pulled it")
         return _runner
+    if os.name == "posix" and os.geteuid() != 0 and shared_registry() is not None:
+        # A classroom learner: their engine is the hub's to start, and so would a runner be.
+        raise SetupError("The CI runner is a second Docker engine, which only root can start, and in a classroom "
+                         "your session is not root: read this chapter's stored outputs, or run it on a machine "
+                         "of your own.")
     stop_ci_runner()
     if progress:
         progress("starting the runner: a Docker engine of its own beside yours, with an empty build cache "
