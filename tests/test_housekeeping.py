@@ -207,6 +207,29 @@ def test_a_second_notebook_waits_or_says_who_holds_the_lesson(engine, base, own_
         claims.release()
 
 
+def test_a_claim_the_engine_cannot_start_is_named_as_the_engines_fault(engine, own_session, monkeypatch):
+    # An image with no `cat`: the engine makes the claim container but cannot start it.  Podman's
+    # crun did the same on hybrid cgroups, and its attach answered 409, the code of a taken name,
+    # so acquire() once waited for ever for a claim nobody held.
+    from course_helpers.engine import claims
+    from course_helpers.errors import SetupError
+
+    empty = engine.images.build(fileobj=io.BytesIO(f"FROM scratch\nLABEL {LABEL_SESSION}={own_session}\n".encode()),
+                                rm=True)[0]
+    repo = f"ct-nostart-{uuid.uuid4().hex[:6]}"
+    monkeypatch.setattr(claims, "BASE_IMAGE", empty.id)
+    try:
+        start = time.monotonic()
+        with pytest.raises(SetupError, match=r"(?s)^The engine at .+ cannot start a container \(.+\): no lesson "
+                                             r"can run until it can; \./course preflight checks it\.$"):
+            claims.acquire(repo, progress=None)
+        assert time.monotonic() - start < 30
+        assert claims.held() == []
+        assert engine.containers.list(all=True, filters={"name": claims.claim_name(repo)}) == []
+    finally:
+        engine.images.remove(empty.id, force=True)
+
+
 def test_an_idle_notebook_gives_way_and_is_told_when_it_comes_back(engine, base, own_session):
     from course_helpers.engine import claims
     from course_helpers.engine.housekeeping import fresh_start

@@ -46,6 +46,17 @@ def test_container_limits_stay_within_the_hard_limits_and_podmans_own():
     assert int(limits["nproc"].split(":")[0]) <= PODMAN_NPROC_CEILING
 
 
+def test_crun_is_refused_only_where_cgroups_are_hybrid_with_a_v2_controller(tmp_path):
+    from course_helpers.engine.podman import crun_refuses_cgroups
+
+    assert not crun_refuses_cgroups(tmp_path)  # no `unified`: pure v1, or v2 mounted at the root
+    (tmp_path / "unified").mkdir()
+    (tmp_path / "unified" / "cgroup.controllers").write_text("\n")
+    assert not crun_refuses_cgroups(tmp_path)  # hybrid, but v2 holds nothing: crun runs
+    (tmp_path / "unified" / "cgroup.controllers").write_text("hugetlb\n")
+    assert crun_refuses_cgroups(tmp_path)  # as on this machine's kind, seen on 2026-12-05
+
+
 def test_on_docker_buildah_is_refused_in_one_sentence(engine, tmp_path):
     # Before the podman fixture below points DOCKER_HOST elsewhere: this is the Docker engine.
     from course_helpers.builder.build import build, builders_available
@@ -114,6 +125,18 @@ def podman(tmp_path_factory):
             reset()
             service.stop(remove_storage=True)
     assert not service.folder.exists()
+
+
+def test_the_courses_service_starts_containers_on_this_machines_cgroups(podman):
+    # crun refuses hybrid cgroups with a v2 controller; the service then runs containers with runc.
+    from course_helpers.config import BASE_IMAGE
+    from course_helpers.engine.client import client
+    from course_helpers.engine.podman import crun_refuses_cgroups, ulimits_within_hard_limits
+
+    assert ('runtime = "runc"' in podman.conf.read_text()) == crun_refuses_cgroups()
+    out = client().containers.run(BASE_IMAGE, ["sh", "-c", "echo started; ulimit -n"], remove=True)
+    limits = dict(item.split("=") for item in ulimits_within_hard_limits())
+    assert out.decode().split() == ["started", limits["nofile"].split(":")[0]]
 
 
 def _cached_rows(report) -> list[tuple[str, bool]]:

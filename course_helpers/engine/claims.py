@@ -31,7 +31,7 @@ from typing import Any, Callable
 from docker.errors import APIError, NotFound
 
 from ..config import BASE_IMAGE, LABEL_CLAIM, LABEL_PREFIX, owner_alive, owner_labels
-from ..errors import LessonBusy, LessonInterrupted
+from ..errors import LessonBusy, LessonInterrupted, SetupError
 from . import api
 from .client import client, where
 
@@ -91,7 +91,12 @@ def _describe(attrs: dict) -> str:
 
 
 def _create(repository: str) -> _Held:
-    """Create and start the claim container, attached; raises APIError 409 when the name is taken."""
+    """Create and start the claim container, attached.
+
+    Raises:
+        APIError: 409 when the name is taken (only the create says so).
+        SetupError: the engine made the container but could not start it.
+    """
     cli = client()
     now = time.time()
     labels = {**owner_labels("claim"), LABEL_CLAIM: repository, LABEL_WHO: who_am_i(), LABEL_SINCE: f"{now:.0f}"}
@@ -100,6 +105,12 @@ def _create(repository: str) -> _Held:
     try:
         sock = api.attach_stdin(cli, cid)
         api.start_container(cli, cid)
+    except APIError as exc:
+        # Podman's attach starts the container and answers a failed start with 409, the code of a
+        # taken name: acquire() would wait for a claim that never comes.  It is the engine's fault.
+        api.force_remove_container(cli, cid)
+        raise SetupError(f"The engine at {where()} cannot start a container ({exc.explanation or exc}): "
+                         "no lesson can run until it can; ./course preflight checks it.") from None
     except BaseException:
         api.force_remove_container(cli, cid)
         raise

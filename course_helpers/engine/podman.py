@@ -14,7 +14,11 @@ Three things this machine taught (docs/readme-podman.md):
   ``podman load``), and Podman names it ``localhost/python:3.11-slim-bookworm``, which
   ``FROM python:3.11-slim-bookworm`` finds;
 * the course's service has its own storage root and run root, so it never touches a Podman
-  store the machine already has.
+  store the machine already has;
+* on a machine whose cgroups are mixed ("hybrid": v1 hierarchies beside a v2 one that holds a
+  controller), Debian 12's crun refuses every container ("cgroups in hybrid mode not supported,
+  drop all controllers from cgroupv2"), where runc runs them: the service then runs containers
+  with runc (:func:`oci_runtime`).
 
 Example:
     >>> with PodmanService(tmp_path) as service:             # doctest: +SKIP
@@ -94,11 +98,47 @@ def ulimits_within_hard_limits(want: int = 1048576) -> list[str]:
     return out
 
 
-def write_containers_conf(path: Path) -> Path:
-    """A ``containers.conf`` for the course's own service: container limits within the hard limits."""
+def crun_refuses_cgroups(cgroup_root: Path = Path("/sys/fs/cgroup")) -> bool:
+    """Whether this machine's cgroups are the hybrid kind crun refuses: v1 hierarchies, and a v2
+    one (``unified``) that holds a controller (seen here: ``hugetlb``, bound to no v1 hierarchy)."""
+    try:
+        return bool((cgroup_root / "unified" / "cgroup.controllers").read_text().split())
+    except OSError:
+        return False  # pure v2, or pure v1: crun runs there
+
+
+def oci_runtime(progress: Progress | None = print) -> str | None:
+    """The runtime the course's service should run containers with: None for Podman's own choice,
+    else the path of a ``runc`` (Debian's package, installed when missing, as podman itself is).
+
+    Raises:
+        SetupError: crun cannot run containers here and no runc can be installed.
+    """
+    if not crun_refuses_cgroups():
+        return None
+    found = shutil.which("runc")
+    if found:
+        return found
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        raise SetupError("This machine's cgroups are hybrid, which Podman's crun refuses, and runc is not "
+                         "installed: install it (on Debian or Ubuntu: apt-get install runc) and run this again.")
+    from .streaming import run_streamed
+
+    run_streamed(["apt-get", "install", "-y", "-q", "runc"], progress,
+                 "Installing runc with apt-get (crun refuses this machine's hybrid cgroups)")
+    found = shutil.which("runc")
+    if not found:
+        raise SetupError("apt-get installed runc but no runc command is on PATH: check the apt output above.")
+    return found
+
+
+def write_containers_conf(path: Path, runtime: str | None = None) -> Path:
+    """A ``containers.conf`` for the course's own service: container limits within the hard limits,
+    and the OCI runtime :func:`oci_runtime` chose, if any."""
     limits = ", ".join(f'"{limit}"' for limit in ulimits_within_hard_limits())
+    engine = f'\n[engine]\nruntime = "runc"\n\n[engine.runtimes]\nrunc = ["{runtime}"]\n' if runtime else ""
     path.write_text("# Written by the course for its own Podman service (see course_helpers/engine/podman.py).\n"
-                    f"[containers]\ndefault_ulimits = [{limits}]\n")
+                    f"[containers]\ndefault_ulimits = [{limits}]\n{engine}")
     return path
 
 
@@ -173,7 +213,7 @@ class PodmanService:
             return self
         self.podman = self.podman or ensure_podman(progress)
         self.folder.mkdir(parents=True, exist_ok=True)
-        write_containers_conf(self.conf)
+        write_containers_conf(self.conf, oci_runtime(progress))
         write_registries_conf(self.registries)
         if self.socket.exists():
             self.socket.unlink()  # left by a service that died: nothing answers on it

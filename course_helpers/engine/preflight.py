@@ -31,18 +31,30 @@ def _port_free(port: int) -> bool:
 
 def _pip_in_container(cli) -> Check:
     """Can a container from the base image reach the package index, as builds will need?"""
+    from docker.errors import APIError
+
     from ..config import session_labels
     name = "pip inside a container reaches the package index"
+    # Not containers.run(remove=True): a container that fails to start would be left behind.
+    container = cli.containers.create(BASE_IMAGE, ["pip3", "download", "--no-deps", "-q", "-d", "/tmp/x", "six"],
+                                      labels=session_labels())
     try:
-        out = cli.containers.run(BASE_IMAGE, ["pip3", "download", "--no-deps", "-q", "-d", "/tmp/x", "six"],
-                                 remove=True, labels=session_labels(), stderr=True)
-        return Check(name, True, "downloaded a small package" + (f" ({out.decode().strip()[:60]})" if out.strip() else ""))
-    except Exception as exc:  # ContainerError carries pip's own words
-        text = getattr(exc, "stderr", None) or str(exc)
-        text = text.decode() if isinstance(text, bytes) else text
-        hint = ("the image does not trust the proxy's certificate" if "CERTIFICATE_VERIFY_FAILED" in text
-                else "no route to the index: builds that run pip will fail (offline room? set up a local mirror)")
-        return Check(name, False, hint)
+        try:
+            container.start()
+        except APIError as exc:
+            return Check(name, False, f"the engine cannot start a container ({exc.explanation or exc}), "
+                                      "so no build can run a step")
+        status = container.wait(timeout=300).get("StatusCode")
+        out = container.logs(stdout=True, stderr=True).decode(errors="replace").strip()
+    except Exception as exc:  # the engine went away, or pip hung past the wait
+        return Check(name, False, f"the check did not finish ({exc})")
+    finally:
+        container.remove(force=True)
+    if status == 0:
+        return Check(name, True, "downloaded a small package" + (f" ({out[:60]})" if out else ""))
+    hint = ("the image does not trust the proxy's certificate" if "CERTIFICATE_VERIFY_FAILED" in out
+            else "no route to the index: builds that run pip will fail (offline room? set up a local mirror)")
+    return Check(name, False, hint)
 
 
 def _store_line(cli) -> str:
