@@ -230,6 +230,36 @@ def test_a_claim_the_engine_cannot_start_is_named_as_the_engines_fault(engine, o
         engine.images.remove(empty.id, force=True)
 
 
+def test_a_claim_being_started_is_waited_for_and_an_old_unstarted_one_taken_over(engine, base, own_session):
+    # Two notebooks at the same moment: the second must not remove the first's claim between its
+    # create and its start, which made the first fail with "No such container".
+    from course_helpers.config import LABEL_CLAIM, owner_labels
+    from course_helpers.engine import api, claims
+    from course_helpers.errors import LessonBusy
+
+    repo = f"ct-starting-{uuid.uuid4().hex[:6]}"
+    name = claims.claim_name(repo)
+
+    def created(since: float) -> str:  # what the first notebook's create leaves, before its start
+        labels = {**owner_labels("claim"), LABEL_CLAIM: repo, claims.LABEL_SINCE: f"{since:.0f}"}
+        return api.create_container_raw(engine, BASE_IMAGE, command=["cat"], name=name, labels=labels,
+                                        stdin_open=True, auto_remove=False)
+
+    first = created(time.time())
+    try:
+        with pytest.raises(LessonBusy, match=f"is using {repo}"):
+            claims.acquire(repo, wait=False, progress=None)
+        assert engine.containers.get(name).id == first  # left alone while it may still start
+        engine.containers.get(first).remove(force=True)
+        stale = created(time.time() - claims.START_GRACE - 5)
+        claims.acquire(repo, wait=False, progress=None)  # never started: abandoned, taken over
+        assert claims.held() == [repo] and engine.containers.get(name).id != stale
+    finally:
+        claims.release()
+        for c in engine.containers.list(all=True, filters={"name": name}):
+            c.remove(force=True)
+
+
 def test_an_idle_notebook_gives_way_and_is_told_when_it_comes_back(engine, base, own_session):
     from course_helpers.engine import claims
     from course_helpers.engine.housekeeping import fresh_start

@@ -246,6 +246,16 @@ def start_container(cli: docker.DockerClient, container_id: str) -> None:
     cli.api.start(container_id)
 
 
+def remove_stopped_container(cli: docker.DockerClient, container_id: str) -> None:
+    """``docker container rm`` without ``--force``: the engine refuses (APIError 409) if it runs.
+
+    Raises:
+        docker.errors.NotFound: gone already.
+        docker.errors.APIError: it runs (409).
+    """
+    cli.api.remove_container(container_id)
+
+
 def force_remove_container(cli: docker.DockerClient, container_id: str) -> None:
     """``docker container rm --force``: stopped first if it runs.
 

@@ -40,8 +40,15 @@ LEASE = float(os.environ.get("COURSE_LESSON_LEASE", "30"))
 LABEL_WHO = f"{LABEL_PREFIX}.claim.who"
 LABEL_SINCE = f"{LABEL_PREFIX}.claim.since"
 PREFIX = "docker-layers-course-claim-"
+#: Seconds a live owner's claim may stay created but not yet started: another notebook waits
+#: that long instead of taking it over (removing it between its owner's create and start).
+START_GRACE = 10.0
 #: Printed while waiting; notebooks/sanitize.cfg drops these lines, as they appear only when others run.
 WAIT_MARK = "[waiting]"
+
+
+class _Lost(Exception):
+    """Another notebook removed our claim container before it started: try again."""
 
 
 @dataclass
@@ -95,6 +102,7 @@ def _create(repository: str) -> _Held:
 
     Raises:
         APIError: 409 when the name is taken (only the create says so).
+        _Lost: another notebook removed it before it started.
         SetupError: the engine made the container but could not start it.
     """
     cli = client()
@@ -106,9 +114,16 @@ def _create(repository: str) -> _Held:
         sock = api.attach_stdin(cli, cid)
         api.start_container(cli, cid)
     except APIError as exc:
-        # Podman's attach starts the container and answers a failed start with 409, the code of a
-        # taken name: acquire() would wait for a claim that never comes.  It is the engine's fault.
-        api.force_remove_container(cli, cid)
+        try:
+            api.force_remove_container(cli, cid)
+        except APIError as gone:  # removed (or being removed) by a notebook that took it over
+            if gone.status_code in (404, 409):
+                raise _Lost() from None
+            raise
+        if exc.status_code == 404:
+            raise _Lost() from None
+        # Still there, and it would not start: the engine's fault.  (Podman's attach starts the container
+        # and answers a failed start with 409, the code of a taken name: acquire() waited for ever.)
         raise SetupError(f"The engine at {where()} cannot start a container ({exc.explanation or exc}): "
                          "no lesson can run until it can; ./course preflight checks it.") from None
     except BaseException:
@@ -158,6 +173,8 @@ def acquire(repository: str, *, wait: bool = True, progress: Callable[[str], Non
                 _held[(held.engine, repository)] = held
             _start_watchdog()
             return
+        except _Lost:
+            continue
         except APIError as exc:
             if exc.status_code != 409:
                 raise
@@ -166,8 +183,11 @@ def acquire(repository: str, *, wait: bool = True, progress: Callable[[str], Non
         except NotFound:
             continue  # released between our create and inspect: try again
         labels = attrs.get("Config", {}).get("Labels") or {}
-        running = attrs.get("State", {}).get("Running")
-        if running and owner_alive(labels) is not False:
+        state = attrs.get("State", {})
+        alive = owner_alive(labels) is not False
+        # Created and not started yet by a live owner: it is starting, not abandoned.
+        starting = alive and state.get("Status") == "created" and time.time() - _since(labels) < START_GRACE
+        if (state.get("Running") and alive) or starting:
             if not wait:
                 raise LessonBusy(f"Another notebook, {_describe(attrs)}, is using {repository}: let it "
                                  "finish, or restart its kernel, then run this cell again.")
@@ -177,11 +197,23 @@ def acquire(repository: str, *, wait: bool = True, progress: Callable[[str], Non
                 told = True
             time.sleep(poll)
             continue
-        # Exited (its owner died or went idle) or owned by a dead process: take it over.
+        # Exited (its owner died or went idle), never started, or owned by a dead process: take it over.
+        # Not forced: if its owner started it since the inspect above, the engine refuses, and the
+        # next round sees it running.  (Forced, it removed a claim just taken, and its owner's next
+        # call said another notebook had used the repository.)
+        # A dead owner's claim may still run (its `cat` not yet ended): that one is removed by force.
+        remove = api.remove_stopped_container if alive else api.force_remove_container
         try:
-            api.force_remove_container(cli, attrs["Id"])
+            remove(cli, attrs["Id"])
         except (NotFound, APIError):
             pass
+
+
+def _since(labels: dict) -> float:
+    try:
+        return float(labels.get(LABEL_SINCE, ""))
+    except ValueError:
+        return 0.0
 
 
 def _running(container_id: str) -> bool:
