@@ -89,11 +89,7 @@ def who_am_i() -> str:
 
 def _describe(attrs: dict) -> str:
     labels = attrs.get("Config", {}).get("Labels") or {}
-    since = labels.get(LABEL_SINCE, "")
-    try:
-        since = time.strftime("%H:%M:%S", time.localtime(float(since)))
-    except ValueError:
-        pass
+    since = time.strftime("%H:%M:%S", time.localtime(_since(labels))) if _since(labels) else labels.get(LABEL_SINCE, "")
     return f"{labels.get(LABEL_WHO, 'another notebook')} (pid {labels.get(f'{LABEL_PREFIX}.owner.pid', '?')}), since {since}"
 
 

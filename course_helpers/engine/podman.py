@@ -55,26 +55,35 @@ def podman_path() -> str | None:
     return shutil.which("podman")
 
 
+def _debian_command(command: str, missing: str, progress: Progress | None) -> str:
+    """``command`` on PATH, installing Debian's package of that name when missing (root on Debian/Ubuntu only).
+
+    Raises:
+        SetupError: ``missing`` (a sentence) when it cannot be installed here, or apt put nothing on PATH.
+    """
+    found = shutil.which(command)
+    if found:
+        return found
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        raise SetupError(missing)
+    from .streaming import run_streamed
+
+    run_streamed(["apt-get", "update", "-q"], progress, "apt-get update")
+    run_streamed(["apt-get", "install", "-y", "-q", command], progress, f"Installing {command} with apt-get")
+    found = shutil.which(command)
+    if not found:
+        raise SetupError(f"apt-get installed {command} but no {command} command is on PATH: check the apt output above.")
+    return found
+
+
 def ensure_podman(progress: Progress | None = print) -> str:
     """``podman`` on this machine, installing Debian's package when missing (root on Debian/Ubuntu only).
 
     Raises:
         SetupError: podman is missing and cannot be installed here.
     """
-    found = podman_path()
-    if found:
-        return found
-    if os.geteuid() != 0 or not shutil.which("apt-get"):
-        raise SetupError("Podman is not installed: install it (on Debian or Ubuntu: apt-get install podman) "
-                         "and run this again.")
-    from .streaming import run_streamed
-
-    run_streamed(["apt-get", "update", "-q"], progress, "apt-get update")
-    run_streamed(["apt-get", "install", "-y", "-q", "podman"], progress, "Installing podman with apt-get")
-    found = podman_path()
-    if not found:
-        raise SetupError("apt-get installed podman but no podman command is on PATH: check the apt output above.")
-    return found
+    return _debian_command("podman", "Podman is not installed: install it (on Debian or Ubuntu: apt-get install "
+                                     "podman) and run this again.", progress)
 
 
 #: Podman lowers its own ``nproc`` limit to this when it cannot raise it (seen in the service's
@@ -116,20 +125,9 @@ def oci_runtime(progress: Progress | None = print) -> str | None:
     """
     if not crun_refuses_cgroups():
         return None
-    found = shutil.which("runc")
-    if found:
-        return found
-    if os.geteuid() != 0 or not shutil.which("apt-get"):
-        raise SetupError("This machine's cgroups are hybrid, which Podman's crun refuses, and runc is not "
-                         "installed: install it (on Debian or Ubuntu: apt-get install runc) and run this again.")
-    from .streaming import run_streamed
-
-    run_streamed(["apt-get", "install", "-y", "-q", "runc"], progress,
-                 "Installing runc with apt-get (crun refuses this machine's hybrid cgroups)")
-    found = shutil.which("runc")
-    if not found:
-        raise SetupError("apt-get installed runc but no runc command is on PATH: check the apt output above.")
-    return found
+    return _debian_command("runc", "This machine's cgroups are hybrid, which Podman's crun refuses, and runc is "
+                                   "not installed: install it (on Debian or Ubuntu: apt-get install runc) and run "
+                                   "this again.", progress)
 
 
 def write_containers_conf(path: Path, runtime: str | None = None) -> Path:
